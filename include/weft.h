@@ -1,0 +1,17 @@
+/*
+ * weft.h - the umbrella header: includes every public weft header.
+ *
+ * weft brings Python's concurrency toolbox (threading, concurrent.futures,
+ * multiprocessing, asyncio) to C as one runtime. See docs/ for the guide.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <weft/version.h>
+#include <weft/error.h>
+#include <weft/time.h>
+#include <weft/sync.h>
+#include <weft/thread.h>
+#include <weft/chan.h>
+
+#endif /* WEFT_H */

@@ -1,0 +1,128 @@
+/*
+ * park.c - waiters, the OS-thread parking ops, and context ids.
+ */
+#include "park.h"
+
+#include <errno.h>
+
+/* ---- context ids ------------------------------------------------------- */
+
+static _Atomic uint64_t next_id = 1;
+_Thread_local uint64_t weft__self_id_tls;
+static _Thread_local uint64_t thread_id_tls;
+
+uint64_t weft__id_new(void)
+{
+    return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+}
+
+uint64_t weft__thread_id(void)
+{
+    if (WEFT_UNLIKELY(thread_id_tls == 0))
+        thread_id_tls = weft__id_new();
+    return thread_id_tls;
+}
+
+uint64_t weft__self_id_slow(void)
+{
+    weft__self_id_tls = weft__thread_id();
+    return weft__self_id_tls;
+}
+
+void weft__self_id_set(uint64_t id)
+{
+    weft__self_id_tls = id ? id : weft__thread_id();
+}
+
+/* ---- OS-thread parking ---------------------------------------------------- */
+
+/* How long a thread spins on its waiter before the futex: long enough to
+ * catch a partner on the other core answering at once (a channel ping-pong,
+ * a lock handed over), short enough not to matter when it does not. */
+#define THREAD_SPIN 128
+
+static void thread_prepare(struct weft__waiter *w)
+{
+    w->ctx = NULL;
+    w->gen = 0;
+    w->spin = THREAD_SPIN;
+}
+
+static int thread_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline)
+{
+    for (uint32_t i = 0; i < w->spin; i++) {
+        if (weft__waiter_state(w) != expect)
+            return 0;
+        weft__cpu_relax();
+    }
+    if (!weft__waiter_mark_sleep(w, expect))
+        return 0;
+    int r = weft__futex_wait(&w->state, expect | WEFT__W_SLEEP, deadline, false);
+    return r == -ETIMEDOUT ? -ETIMEDOUT : 0;
+}
+
+static void thread_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
+{
+    (void)ctx;
+    (void)gen;
+    /* The waiter may have returned and its stack be reused: a futex wake on
+     * that address is harmless (every futex sleeper in weft re-checks its
+     * condition), and no memory is read. */
+    weft__futex_wake(state, 1, false);
+}
+
+const struct weft__park_ops weft__thread_park_ops = {
+    .name = "thread",
+    .prepare = thread_prepare,
+    .wait = thread_wait,
+    .wake = thread_wake,
+};
+
+static _Thread_local const struct weft__park_ops *current_ops;
+
+const struct weft__park_ops *weft__park_ops_current(void)
+{
+    const struct weft__park_ops *ops = current_ops;
+    return ops ? ops : &weft__thread_park_ops;
+}
+
+void weft__park_set_ops(const struct weft__park_ops *ops)
+{
+    current_ops = ops;
+}
+
+/* ---- waiters ---------------------------------------------------------------- */
+
+void weft__waiter_init(struct weft__waiter *w)
+{
+    atomic_init(&w->state, WEFT__W_WAITING);
+    w->ops = weft__park_ops_current();
+    w->ops->prepare(w);
+}
+
+int weft__waiter_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline)
+{
+    for (;;) {
+        uint32_t s = weft__waiter_state(w);
+        if (s != expect)
+            return (int)s;
+        if (weft__deadline_passed(deadline))
+            return -ETIMEDOUT;
+        if (w->ops->wait(w, expect, deadline) == -ETIMEDOUT) {
+            s = weft__waiter_state(w);
+            return s != expect ? (int)s : -ETIMEDOUT;
+        }
+    }
+}
+
+void weft__waiter_finish(struct weft__waiter *w, uint32_t final_state)
+{
+    /* Read what wake needs before publishing: once the state changes the
+     * waiter may return and its memory be gone. */
+    const struct weft__park_ops *ops = w->ops;
+    void *ctx = w->ctx;
+    uint64_t gen = w->gen;
+    uint32_t old = atomic_exchange_explicit(&w->state, final_state, memory_order_acq_rel);
+    if (old & WEFT__W_SLEEP)
+        ops->wake(ctx, gen, &w->state);
+}

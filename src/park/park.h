@@ -1,0 +1,219 @@
+/*
+ * park.h - parking: the single mechanism by which anything in weft blocks.
+ *
+ * Two levels.
+ *
+ * 1. The waiter (struct weft__waiter) is one blocked context: a state word
+ *    that other parties change, and the means to sleep until it changes. How
+ *    a context sleeps and wakes is a small table of functions
+ *    (struct weft__park_ops) chosen per thread: by default an OS thread spins
+ *    briefly and then sleeps on a futex; the coroutine layer installs its own
+ *    table on the threads that run a loop, so that a coroutine suspends
+ *    instead. No primitive knows which kind of context it blocks.
+ *
+ * 2. The parking lot (weft__park / weft__unpark_*) queues waiters by address,
+ *    as WebKit's ParkingLot and Rust's parking_lot do: a primitive keeps only
+ *    a word or two of state, and whoever must wait parks on the primitive's
+ *    address after validating, under the lot's bucket lock, that it still
+ *    must. Channels keep their own queues of waiters (a select waits on
+ *    several at once) but block through the same waiter.
+ *
+ * The waiter's state word: WAITING until another party changes it. A party
+ * that needs time to hand something over first claims the waiter
+ * (WAITING -> BUSY) and then finishes it (-> a final state). The sleeping
+ * context sets the SLEEP bit before it sleeps; finishing clears it and wakes
+ * the sleeper only if it was set, so a waiter that is still spinning costs
+ * the waker no system call. All helpers below treat SLEEP as transparent.
+ */
+#ifndef WEFT_PARK_H
+#define WEFT_PARK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../platform/platform.h"
+
+enum {
+    WEFT__W_WAITING = 0,  /* nobody has acted on the waiter yet */
+    WEFT__W_BUSY = 1,     /* claimed: a waker is handing something over */
+    WEFT__W_WOKEN = 2,    /* final: woken; see the owner's protocol for why */
+    WEFT__W_TIMEDOUT = 3, /* final: the owner gave up (set by the owner) */
+    WEFT__W_CLOSED = 4,   /* final: woken because the object was closed */
+};
+#define WEFT__W_SLEEP 0x80000000u
+
+struct weft__waiter;
+
+/*
+ * How a context blocks. Installed per thread with weft__park_set_ops.
+ *
+ * prepare: record in w->ctx and w->gen whatever wake needs to find the
+ *          calling context.
+ * wait:    block the calling context while the state (without SLEEP) equals
+ *          expect, until the absolute deadline; set WEFT__W_SLEEP in the
+ *          state (with weft__waiter_mark_sleep) before actually sleeping, so
+ *          that wakers know to call wake. May return early; the caller loops.
+ *          Returns 0, or -ETIMEDOUT when the deadline has passed.
+ * wake:    make the context recorded as (ctx, gen) runnable. Called only
+ *          after the state was changed with SLEEP set. The waiter may
+ *          already have returned (after a timeout, say) and even be parked
+ *          again elsewhere: an implementation must recognise a stale wake by
+ *          gen and ignore it. Must be callable from any thread.
+ */
+struct weft__park_ops {
+    const char *name;
+    void (*prepare)(struct weft__waiter *w);
+    int (*wait)(struct weft__waiter *w, uint32_t expect, weft_time_t deadline);
+    void (*wake)(void *ctx, uint64_t gen, _Atomic uint32_t *state);
+};
+
+struct weft__waiter {
+    _Atomic uint32_t state;            /* WEFT__W_* plus the SLEEP bit */
+    uint32_t spin;                     /* spins before sleeping (thread ops) */
+    const struct weft__park_ops *ops;  /* how this waiter's context blocks */
+    void *ctx;                         /* ops-specific: who to wake */
+    uint64_t gen;                      /* ops-specific: which park of ctx */
+};
+
+/* The ops of the calling thread (never NULL) and a way to replace them;
+ * NULL restores OS-thread parking. */
+const struct weft__park_ops *weft__park_ops_current(void);
+void weft__park_set_ops(const struct weft__park_ops *ops);
+extern const struct weft__park_ops weft__thread_park_ops;
+
+/*
+ * The id of the calling context (thread, or coroutine once the coroutine
+ * layer sets it), never 0. Owner fields of primitives hold these.
+ */
+extern _Thread_local uint64_t weft__self_id_tls;
+uint64_t weft__self_id_slow(void);
+static inline uint64_t weft__self_id(void)
+{
+    uint64_t id = weft__self_id_tls;
+    return WEFT_LIKELY(id != 0) ? id : weft__self_id_slow();
+}
+/* A fresh unique id (for the coroutine layer). */
+uint64_t weft__id_new(void);
+/* Replace the calling thread's current id (the coroutine layer does this on
+ * every switch); 0 restores the thread's own id. */
+void weft__self_id_set(uint64_t id);
+/* The calling thread's own id, whatever runs on it now. */
+uint64_t weft__thread_id(void);
+
+/* Make w a waiter of the calling context, in state WAITING. */
+void weft__waiter_init(struct weft__waiter *w);
+
+/* The state without the SLEEP bit. */
+static inline uint32_t weft__waiter_state(struct weft__waiter *w)
+{
+    return atomic_load_explicit(&w->state, memory_order_acquire) & ~WEFT__W_SLEEP;
+}
+
+/*
+ * Block while the state equals expect, until deadline. Returns the new
+ * state (>= 0), or -ETIMEDOUT with the state still equal to expect: the
+ * caller then settles, by its own protocol, whether it really timed out
+ * (typically by claiming itself with weft__waiter_cas, or by finding itself
+ * still queued under a lock).
+ */
+int weft__waiter_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline);
+
+/* Change the state from `from` to `to` if it is `from` (SLEEP is kept).
+ * True if it changed. Used to claim a waiter (WAITING -> BUSY), or by the
+ * owner to give up (WAITING -> TIMEDOUT). */
+static inline bool weft__waiter_cas(struct weft__waiter *w, uint32_t from, uint32_t to)
+{
+    uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
+    for (;;) {
+        if ((cur & ~WEFT__W_SLEEP) != from)
+            return false;
+        if (atomic_compare_exchange_weak_explicit(&w->state, &cur,
+                                                  to | (cur & WEFT__W_SLEEP),
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return true;
+    }
+}
+
+/*
+ * Set a final state and wake the waiter if it sleeps. Everything the waker
+ * wrote before this call (a token, a copied element) is visible to the
+ * waiter when it sees the new state (release). After this call the waiter
+ * may return at any moment: the caller must not touch *w again.
+ */
+void weft__waiter_finish(struct weft__waiter *w, uint32_t final_state);
+
+/* For wait implementations: set SLEEP if the state (without SLEEP) is still
+ * expect. True if set (and so a finish will call wake). */
+static inline bool weft__waiter_mark_sleep(struct weft__waiter *w, uint32_t expect)
+{
+    uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
+    for (;;) {
+        if ((cur & ~WEFT__W_SLEEP) != expect)
+            return false;
+        if (cur & WEFT__W_SLEEP)
+            return true;
+        if (atomic_compare_exchange_weak_explicit(&w->state, &cur, cur | WEFT__W_SLEEP,
+                                                  memory_order_seq_cst,
+                                                  memory_order_relaxed))
+            return true;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The parking lot: waiters queued by address.                               */
+/* ------------------------------------------------------------------------ */
+
+/* What an unpark callback learns, under the bucket lock. */
+struct weft__unpark_result {
+    unsigned unparked; /* how many waiters are being woken (0 or 1 for one) */
+    bool have_more;    /* waiters remain parked on the key */
+    bool be_fair;      /* a waiter has waited long enough to deserve a
+                          direct hand-off (about every millisecond) */
+};
+
+/*
+ * Park the calling context on key.
+ *
+ * Under the bucket lock, validate(arg) is called (if not NULL): false means
+ * "no need to wait" and park returns -EAGAIN at once. Otherwise the caller
+ * is queued (FIFO per key) and sleeps until an unpark of key or the deadline.
+ * If the deadline passes while still queued, timed_out(arg, was_last) is
+ * called under the bucket lock (if not NULL; was_last: no other waiter on
+ * key remains) and park returns -ETIMEDOUT. Returns 0 when unparked, with the
+ * unparker's token in *token (if token is not NULL).
+ *
+ * The callbacks run with a bucket lock held: they must not block or park.
+ */
+int weft__park(const void *key, bool (*validate)(void *arg), void *arg,
+               void (*timed_out)(void *arg, bool was_last), weft_time_t deadline,
+               uintptr_t *token);
+
+/*
+ * Unpark the longest-waiting waiter on key. callback(arg, result), if not
+ * NULL, is called under the bucket lock whether or not a waiter was found,
+ * and returns the token handed to the waiter. Returns 1 if a waiter was
+ * unparked, else 0.
+ */
+unsigned weft__unpark_one(const void *key,
+                          uintptr_t (*callback)(void *arg, struct weft__unpark_result r),
+                          void *arg);
+
+/* Unpark every waiter on key, each receiving token. Returns how many. */
+unsigned weft__unpark_all(const void *key, uintptr_t token);
+
+/* Unpark up to n waiters on key, oldest first, each receiving token. */
+unsigned weft__unpark_n(const void *key, unsigned n, uintptr_t token);
+
+/*
+ * Unpark every waiter on key; callback(arg, count) is called under the
+ * bucket lock with the number about to be woken (possibly 0) and returns
+ * their token. Lets a primitive hand itself to all of them at once.
+ */
+unsigned weft__unpark_all_cb(const void *key, uintptr_t (*callback)(void *arg, unsigned count),
+                             void *arg);
+
+/* True if some waiter is parked on key now. */
+bool weft__is_parked(const void *key);
+
+#endif /* WEFT_PARK_H */
