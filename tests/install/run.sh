@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# run.sh - install weft into a temporary prefix and use it as a user would.
+#
+# Usage: tests/install/run.sh [BUILD_DIR]
+#   BUILD_DIR  an already built weft build tree (e.g. build/); without it a
+#              fresh one is configured and built in the temporary folder.
+#
+# Checks: the installed file set (public headers only, static and shared
+# libraries, weft.pc, the CMake package); the SONAME; the exported symbols
+# (check-symbols.sh); every public header compiles on its own, as C11 with
+# -Wpedantic and weft.h as C++; hello.c built with `pkg-config --cflags
+# --libs weft` and run against the shared library; hello.c built by a small
+# CMake project with find_package(weft) against weft::weft and weft::static.
+# Exit 0 when everything holds; the first failure stops with a message.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+src=$(cd "$here/../.." && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/weft-install.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+
+fail() { echo "install test FAILED: $*" >&2; exit 1; }
+step() { echo "-- $*"; }
+
+# The version the headers announce; everything installed must agree.
+version=$(sed -n 's/^#define WEFT_VERSION_STRING "\(.*\)"/\1/p' "$src/include/weft/version.h")
+major=${version%%.*}
+[ -n "$version" ] || fail "cannot read WEFT_VERSION_STRING from include/weft/version.h"
+
+build=${1:-}
+if [ -z "$build" ]; then
+    build=$tmp/build
+    step "configuring and building weft in $build"
+    cmake -S "$src" -B "$build" -DWEFT_BUILD_TESTS=OFF -DWEFT_BUILD_EXAMPLES=OFF >/dev/null
+    cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
+fi
+[ -f "$build/CMakeCache.txt" ] || fail "$build is not a CMake build tree"
+build=$(cd "$build" && pwd)
+
+prefix=$tmp/prefix
+step "cmake --install $build --prefix $prefix"
+cmake --install "$build" --prefix "$prefix" >/dev/null
+
+# ---- the installed files ------------------------------------------------
+pc=$(find "$prefix" -name weft.pc -path '*/pkgconfig/*')
+[ -n "$pc" ] || fail "weft.pc was not installed"
+export PKG_CONFIG_PATH=$(dirname "$pc")
+libdir=$(pkg-config --variable=libdir weft)
+includedir=$(pkg-config --variable=includedir weft)
+case "$libdir" in "$prefix"/*) ;; *) fail "weft.pc libdir '$libdir' is not under the install prefix $prefix" ;; esac
+[ "$(pkg-config --modversion weft)" = "$version" ] || fail "weft.pc version $(pkg-config --modversion weft) != $version"
+
+step "installed files"
+for f in "$libdir/libweft.a" "$libdir/libweft.so" "$libdir/libweft.so.$major" \
+         "$libdir/libweft.so.$version" "$libdir/cmake/weft/weftConfig.cmake" \
+         "$libdir/cmake/weft/weftConfigVersion.cmake" "$libdir/cmake/weft/weftTargets.cmake" \
+         "$includedir/weft.h"; do
+    [ -e "$f" ] || fail "missing $f"
+done
+# Exactly the public headers, nothing internal.
+want=$(cd "$src/include" && find . -type f | sort)
+got=$(cd "$includedir" && find . -type f | sort)
+[ "$want" = "$got" ] || fail "installed headers differ from include/:
+$(diff <(echo "$want") <(echo "$got") || true)"
+
+step "SONAME is libweft.so.$major"
+soname=$(readelf -d "$libdir/libweft.so.$version" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ "$soname" = "libweft.so.$major" ] || fail "SONAME is '$soname', want libweft.so.$major"
+
+step "exported symbols"
+bash "$here/check-symbols.sh" "$libdir/libweft.so.$version" "$libdir/libweft.a"
+
+# ---- the headers compile on their own --------------------------------------
+step "each public header compiles alone (C11 -Wpedantic) and weft.h as C++"
+for h in $(cd "$includedir" && find . -name '*.h' | sed 's|^\./||' | sort); do
+    printf '#include <%s>\n#include <%s>\nint main(void) { return 0; }\n' "$h" "$h" |
+        "$CC" -std=c11 -Wall -Wextra -Wpedantic -Werror -fsyntax-only -I"$includedir" -x c - ||
+        fail "<$h> does not compile on its own (or included twice)"
+done
+if command -v "$CXX" >/dev/null 2>&1; then
+    printf '#include <weft.h>\nint main() { return weft_version() ? 0 : 1; }\n' |
+        "$CXX" -Wall -Wextra -Werror -fsyntax-only -I"$includedir" -x c++ - ||
+        fail "<weft.h> does not compile as C++"
+else
+    echo "   (no C++ compiler: C++ check skipped)"
+fi
+
+# ---- hello.c through pkg-config ----------------------------------------------
+run_hello() { # binary
+    local out
+    out=$(LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$1") ||
+        fail "$1 exited with $?: $out"
+    case "$out" in "weft $version: locked"*) ;; *) fail "$1 printed: $out" ;; esac
+    echo "   $(basename "$1"): ${out%%$'\n'*}"
+}
+needs_libweft() { readelf -d "$1" | grep -q "NEEDED.*\[libweft\.so\.$major\]"; }
+
+compilers=$CC
+command -v clang >/dev/null 2>&1 && [ "$CC" != clang ] && compilers="$compilers clang"
+for cc in $compilers; do
+    step "$cc hello.c \$(pkg-config --cflags --libs weft)"
+    # shellcheck disable=SC2046  # word splitting of pkg-config output is intended
+    "$cc" -Wall -Wextra -Werror -o "$tmp/hello-pc-$cc" "$here/hello.c" $(pkg-config --cflags --libs weft)
+    needs_libweft "$tmp/hello-pc-$cc" || fail "hello (pkg-config, $cc) does not link libweft.so.$major"
+    run_hello "$tmp/hello-pc-$cc"
+done
+
+# ---- hello.c through find_package(weft) -----------------------------------------
+step "CMake project: find_package(weft), weft::weft and weft::static"
+cmake -S "$here" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
+      -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" >/dev/null
+cmake --build "$tmp/consumer" >/dev/null
+needs_libweft "$tmp/consumer/hello" || fail "weft::weft did not link libweft.so.$major"
+if needs_libweft "$tmp/consumer/hello_static"; then fail "weft::static linked the shared library"; fi
+run_hello "$tmp/consumer/hello"
+run_hello "$tmp/consumer/hello_static"
+
+echo "install test passed (weft $version)"
