@@ -87,6 +87,15 @@ else
     echo "   (no C++ compiler: C++ check skipped)"
 fi
 
+# ---- the README shows hello.c: keep the two the same ------------------------
+if [ -f "$src/README.md" ]; then
+    step "README.md's first C example is tests/install/hello.c"
+    awk '/^```c/ && !done { inblk = 1; next } /^```/ && inblk { inblk = 0; done = 1 } inblk' \
+        "$src/README.md" > "$tmp/readme-example.c"
+    diff -u "$here/hello.c" "$tmp/readme-example.c" ||
+        fail "README.md's first \`\`\`c block differs from tests/install/hello.c"
+fi
+
 # ---- hello.c through pkg-config ----------------------------------------------
 run_hello() { # binary
     local out
