@@ -23,7 +23,7 @@ exported=$(nm -D --defined-only "$so" | awk 'NF >= 3 { print $3 }' | sed 's/@.*/
 bad=$(echo "$exported" | grep -Ev '^weft_[a-z0-9]' | grep -Ev "$linker_names" || true)
 if [ -n "$bad" ]; then
     echo "check-symbols: $so exports symbols outside the public API:" >&2
-    echo "$bad" | sed 's/^/    /' >&2
+    while read -r s; do echo "    $s"; done <<< "$bad" >&2
     status=1
 else
     n=$(echo "$exported" | grep -c '^weft_' || true)
@@ -35,7 +35,7 @@ if [ -n "$ar" ]; then
     bad=$(echo "$globals" | grep -Ev '^weft_' || true)
     if [ -n "$bad" ]; then
         echo "check-symbols: $ar defines global symbols without the weft_ prefix:" >&2
-        echo "$bad" | sed 's/^/    /' >&2
+        while read -r s; do echo "    $s"; done <<< "$bad" >&2
         status=1
     fi
 fi

@@ -46,7 +46,8 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 # ---- the installed files ------------------------------------------------
 pc=$(find "$prefix" -name weft.pc -path '*/pkgconfig/*')
 [ -n "$pc" ] || fail "weft.pc was not installed"
-export PKG_CONFIG_PATH=$(dirname "$pc")
+PKG_CONFIG_PATH=$(dirname "$pc")
+export PKG_CONFIG_PATH
 libdir=$(pkg-config --variable=libdir weft)
 includedir=$(pkg-config --variable=includedir weft)
 case "$libdir" in "$prefix"/*) ;; *) fail "weft.pc libdir '$libdir' is not under the install prefix $prefix" ;; esac
