@@ -192,7 +192,8 @@ static _Atomic int *detach_runs;
 static void *detach_body(void *arg)
 {
     intptr_t i = (intptr_t)arg;
-    atomic_fetch_add_explicit(&detach_runs[i], 1, memory_order_relaxed);
+    /* release (seq_cst): the test frees the array after seeing this. */
+    atomic_fetch_add(&detach_runs[i], 1);
     /* Some threads end at once, some after a moment, so that detach lands
      * before, during and after their end. */
     if (i % 3 == 1)
