@@ -131,6 +131,50 @@ static void test_join_wakes_parked_joiner(void)
     }
 }
 
+/* Short deadlines racing with threads that end at random moments: every
+ * join either times out with the handle intact or succeeds with the right
+ * result; half the threads are detached after a timeout instead. */
+static _Atomic long spin_sink;
+
+static void *jittery_body(void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    long n = (long)(weft__rand() % 20000);
+    for (long k = 0; k < n; k++)
+        atomic_fetch_add_explicit(&spin_sink, 1, memory_order_relaxed);
+    if (i % 5 == 0)
+        weft_thread_yield();
+    return (void *)(i + 1);
+}
+
+static void test_join_until_races_end(void)
+{
+    long n = check_iters("THREAD_JOIN_RACE", 200);
+    long timeouts = 0;
+    for (long i = 0; i < n; i++) {
+        weft_thread_t *t;
+        CHECK_OK(weft_thread_start(&t, jittery_body, (void *)(intptr_t)i, NULL));
+        for (;;) {
+            void *res = NULL;
+            int r = weft_thread_join_until(t, &res, weft_deadline_in_ns(20000 + (i % 7) * 10000));
+            if (r == 0) {
+                CHECK_INT((intptr_t)res, ==, i + 1);
+                break;
+            }
+            CHECK_RC(r, -ETIMEDOUT);
+            timeouts++;
+            if (i % 2) {
+                CHECK_OK(weft_thread_detach(t));
+                break;
+            }
+        }
+    }
+    /* Not a correctness condition, just so a reader of a verbose log can
+     * see both paths were exercised. */
+    if (getenv("WEFT_TEST_VERBOSE"))
+        fprintf(stderr, "  %ld timeouts in %ld joins\n", timeouts, n);
+}
+
 /* ---- joining or detaching oneself ----------------------------------------------- */
 
 struct self_arg {
@@ -477,6 +521,7 @@ int main(void)
     RUN(test_start_join_many);
     RUN(test_join_until_timeout);
     RUN(test_join_wakes_parked_joiner);
+    RUN(test_join_until_races_end);
     RUN(test_join_self);
     RUN(test_detach_race);
     RUN(test_pthread_exit);
