@@ -160,7 +160,9 @@ static int make_attr(pthread_attr_t *attr, const weft_thread_opts_t *opts)
             CPU_SET_S((size_t)opts->cpus[i], size, set);
         /* glibc applies the mask before the thread runs any user code; if
          * the kernel refuses it (a CPU outside our cpuset), pthread_create
-         * fails with EINVAL and the thread never runs fn. */
+         * fails with EINVAL and the thread never runs fn (guaranteed since
+         * glibc 2.34, whose test tst-pthread-attr-affinity-fail checks it;
+         * older glibc could run the start routine of the failed thread). */
         int e = pthread_attr_setaffinity_np(attr, size, set);
         CPU_FREE(set);
         if (e)
