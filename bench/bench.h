@@ -39,8 +39,10 @@
 
 #if defined(__GNUC__)
 #define BENCH_UNUSED __attribute__((unused))
+#define BENCH_NORETURN __attribute__((noreturn))
 #else
 #define BENCH_UNUSED
+#define BENCH_NORETURN
 #endif
 
 #define BENCH_MAX_RUNS 101
@@ -61,7 +63,7 @@ static BENCH_UNUSED int64_t bench_now(void)
 
 /* Stop the program with a message: a benchmark whose result is wrong (a
  * count that does not add up, a call that failed) must not print a number. */
-static BENCH_UNUSED void bench_die(const char *what, long long detail)
+static BENCH_UNUSED BENCH_NORETURN void bench_die(const char *what, long long detail)
 {
     fprintf(stderr, "bench: FAILED: %s (%lld)\n", what, detail);
     exit(1);
