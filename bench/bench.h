@@ -200,7 +200,9 @@ typedef struct bench_kv {
 } bench_kv_t;
 
 /* The parameters of a result, for bench_json: BENCH_PARAMS({"iters", n},
- * {"threads", t}). */
+ * {"threads", t}). In C the array lives until the end of the enclosing
+ * block; C++ compilers accept it as an extension but destroy it at the end
+ * of the full expression, so in a C++ peer pass it straight to bench_json. */
 #define BENCH_PARAMS(...) ((const bench_kv_t[]){__VA_ARGS__, {NULL, 0}})
 
 /*
