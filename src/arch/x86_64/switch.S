@@ -25,6 +25,12 @@
  *     +------------------+
  *       lower addresses
  *
+ * The return into the resumed context is `pop %rcx; jmp *%rcx`, not `ret`.
+ * A `ret` is predicted from the return-stack buffer, which holds the return
+ * address of *this* context's call, never the other context's: every switch
+ * was a mispredicted return (measured here: 22.7 ns per round trip with
+ * `ret`, 5.0 ns with the jump, which the indirect-branch predictor learns).
+ *
  * A fresh context (weft__ctx_make in src/arch/arch.c) is a stack prepared
  * with this frame: return address = weft__ctx_trampoline, rbx = the entry
  * function, r12 = its argument, rbp = 0 (ends the frame-pointer chain), and
@@ -88,13 +94,16 @@ weft__ctx_switch:
         .cfi_adjust_cfa_offset -8
         popq    %rbp
         .cfi_adjust_cfa_offset -8
+        popq    %rcx                    /* the resumed context's return address */
+        .cfi_adjust_cfa_offset -8
+        .cfi_register rip, rcx
         movq    %rdx, %rax              /* the transfer value is its return value */
-        ret
+        jmpq    *%rcx
         .cfi_endproc
         .size   weft__ctx_switch, .-weft__ctx_switch
 
 /*
- * First code run on a fresh context, reached by the `ret` above. rax holds
+ * First code run on a fresh context, reached by the jump above. rax holds
  * the transfer value, rbx the entry function, r12 its argument. Calls
  * entry(transfer, arg), which must never return (the coroutine layer ends
  * every context with a final switch away); ud2 traps if it does.
