@@ -29,6 +29,14 @@
  *     +-----------+-----------+
  *       lower addresses
  *
+ * The resumed context is entered with `br x30`, not `ret`: `ret` is
+ * predicted from the return-address stack, which holds *this* context's
+ * return address, never the other's, so every switch would be a
+ * mispredicted return; `br` goes through the indirect-branch predictor,
+ * which learns the alternation. (On x86-64 the same change took a round
+ * trip from 22.7 to 5.0 ns; not measured on AArch64 hardware here.) The
+ * file carries no BTI property note, so `br` needs no landing pad.
+ *
  * A fresh context (weft__ctx_make in src/arch/arch.c) is a stack prepared
  * with this frame: lr = weft__ctx_trampoline, x19 = the entry function,
  * x20 = its argument, x29 = 0 (ends the frame chain), sp + 160 aligned
@@ -91,12 +99,12 @@ weft__ctx_switch:
         add     sp, sp, #160
         .cfi_adjust_cfa_offset -160
         mov     x0, x2                  /* the transfer value is its return value */
-        ret
+        br      x30                     /* not `ret`: see above */
         .cfi_endproc
         .size   weft__ctx_switch, .-weft__ctx_switch
 
 /*
- * First code run on a fresh context, reached by the `ret` above. x0 holds
+ * First code run on a fresh context, reached by the `br` above. x0 holds
  * the transfer value, x19 the entry function, x20 its argument. Calls
  * entry(transfer, arg), which must never return (the coroutine layer ends
  * every context with a final switch away); brk traps if it does.
