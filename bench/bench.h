@@ -1,0 +1,228 @@
+/*
+ * bench.h - the little that every benchmark in bench/ shares: a clock, sizes
+ * from the command line or the environment, repeated runs summarised as a
+ * median (or the best), and one JSON line per result.
+ *
+ * A benchmark is a program. main calls bench_init(argc, argv) first, reads
+ * its sizes with bench_size(), measures each implementation with
+ * bench_repeat() and prints each result with bench_json(). Every line a
+ * benchmark prints to stdout is one JSON object:
+ *
+ *   {"bench": "mutex_uncontended", "impl": "weft",
+ *    "params": {"iters": 10000000, "stat": "median"}, "ns_per_op": 12.3, "runs": 5}
+ *
+ * (on one line). Notes for people go to stderr. bench/run.sh collects the
+ * lines, bench/report.py turns them into a table of ratios.
+ *
+ * Options, each also an environment variable (the option wins):
+ *   --tiny          WEFT_BENCH_TINY=1   one run at a tiny size: CI checks that
+ *                                       the benchmarks still work, in seconds
+ *   --runs=N        WEFT_BENCH_RUNS=N   measured runs per result (default 5)
+ *   --stat=S        WEFT_BENCH_STAT=S   "median" (default) or "best"
+ *   --NAME=V        WEFT_BENCH_NAME=V   a size, read by bench_size("name", ...)
+ *
+ * The header is self-contained (static functions, libc and pthreads only) so
+ * that peers which do not link weft (OpenMP, C++) can use it as well.
+ */
+#ifndef WEFT_BENCH_H
+#define WEFT_BENCH_H
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__GNUC__)
+#define BENCH_UNUSED __attribute__((unused))
+#define BENCH_NORETURN __attribute__((noreturn))
+#else
+#define BENCH_UNUSED
+#define BENCH_NORETURN
+#endif
+
+#define BENCH_MAX_RUNS 101
+
+static int bench_argc_;
+static char **bench_argv_;
+static bool bench_tiny_;
+static int bench_runs_ = 5;
+static bool bench_best_; /* report the best run instead of the median */
+
+/* Nanoseconds on CLOCK_MONOTONIC (the clock weft_now() reads). */
+static BENCH_UNUSED int64_t bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Stop the program with a message: a benchmark whose result is wrong (a
+ * count that does not add up, a call that failed) must not print a number. */
+static BENCH_UNUSED BENCH_NORETURN void bench_die(const char *what, long long detail)
+{
+    fprintf(stderr, "bench: FAILED: %s (%lld)\n", what, detail);
+    exit(1);
+}
+
+/* The value of option --name=V, else of $WEFT_BENCH_NAME, else NULL. */
+static BENCH_UNUSED const char *bench_opt_(const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 1; i < bench_argc_; i++) {
+        const char *a = bench_argv_[i];
+        if (a[0] == '-' && a[1] == '-' && strncmp(a + 2, name, n) == 0 && a[2 + n] == '=')
+            return a + 3 + n;
+    }
+    char env[128] = "WEFT_BENCH_";
+    size_t k = strlen(env);
+    for (size_t i = 0; name[i] && k + 1 < sizeof env; i++)
+        env[k++] = (char)toupper((unsigned char)(name[i] == '-' ? '_' : name[i]));
+    env[k] = '\0';
+    const char *v = getenv(env);
+    return v && *v ? v : NULL;
+}
+
+static BENCH_UNUSED long long bench_parse_(const char *name, const char *v)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    /* Accept a k/M/G suffix: --items=10M. */
+    if (*end == 'k' || *end == 'K')
+        x *= 1000, end++;
+    else if (*end == 'M')
+        x *= 1000000, end++;
+    else if (*end == 'G')
+        x *= 1000000000, end++;
+    if (errno || *end || x <= 0) {
+        fprintf(stderr, "bench: bad value '%s' for %s (a positive integer)\n", v, name);
+        exit(2);
+    }
+    return x;
+}
+
+static void *bench_nothing_(void *arg) { return arg; }
+
+/*
+ * Parse the common options. Call first.
+ *
+ * It also starts and joins one thread. glibc notices that a process has
+ * never had a second thread and then takes a pthread mutex without atomic
+ * instructions (3-5 ns instead of ~17 here); every program that needs a lock
+ * has threads, so the benchmarks measure the multi-threaded case.
+ */
+static BENCH_UNUSED void bench_init(int argc, char **argv)
+{
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, bench_nothing_, NULL) == 0)
+        pthread_join(thread, NULL);
+    bench_argc_ = argc;
+    bench_argv_ = argv;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--tiny") == 0)
+            bench_tiny_ = true;
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fprintf(stderr, "usage: %s [--tiny] [--runs=N] [--stat=median|best] [--SIZE=N]...\n"
+                            "(see bench/bench.h and docs/bench.md)\n", argv[0]);
+            exit(0);
+        } else if (strncmp(argv[i], "--", 2) != 0 || !strchr(argv[i], '=')) {
+            fprintf(stderr, "bench: unknown argument '%s'\n", argv[i]);
+            exit(2);
+        }
+    }
+    const char *t = getenv("WEFT_BENCH_TINY");
+    if (t && *t && strcmp(t, "0") != 0)
+        bench_tiny_ = true;
+    const char *r = bench_opt_("runs");
+    if (r) {
+        long long n = bench_parse_("runs", r);
+        bench_runs_ = n > BENCH_MAX_RUNS ? BENCH_MAX_RUNS : (int)n;
+    }
+    if (bench_tiny_)
+        bench_runs_ = 1;
+    const char *s = bench_opt_("stat");
+    if (s) {
+        if (strcmp(s, "best") == 0)
+            bench_best_ = true;
+        else if (strcmp(s, "median") != 0) {
+            fprintf(stderr, "bench: --stat must be median or best\n");
+            exit(2);
+        }
+    }
+}
+
+static BENCH_UNUSED bool bench_tiny(void) { return bench_tiny_; }
+static BENCH_UNUSED int bench_runs(void) { return bench_runs_; }
+
+/* A size: --name=V or $WEFT_BENCH_NAME if given, else tiny_value under
+ * --tiny, else value. */
+static BENCH_UNUSED long long bench_size(const char *name, long long value, long long tiny_value)
+{
+    const char *v = bench_opt_(name);
+    if (v)
+        return bench_parse_(name, v);
+    return bench_tiny_ ? tiny_value : value;
+}
+
+static int bench_cmp_(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * Run fn(arg) bench_runs() times; each call measures one run and returns its
+ * result (ns per op, seconds, ...). Returns the median of the runs, or the
+ * best when --stat=best; higher_is_better says which end is best (true for
+ * rates such as req_per_s).
+ */
+static BENCH_UNUSED double bench_repeat(double (*fn)(void *arg), void *arg, bool higher_is_better)
+{
+    double v[BENCH_MAX_RUNS];
+    int n = bench_runs_;
+    for (int i = 0; i < n; i++)
+        v[i] = fn(arg);
+    qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
+    if (bench_best_)
+        return higher_is_better ? v[n - 1] : v[0];
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* One parameter of a result: an integer size. */
+typedef struct bench_kv {
+    const char *key;
+    long long value;
+} bench_kv_t;
+
+/* The parameters of a result, for bench_json: BENCH_PARAMS({"iters", n},
+ * {"threads", t}). In C the array lives until the end of the enclosing
+ * block; C++ compilers accept it as an extension but destroy it at the end
+ * of the full expression, so in a C++ peer pass it straight to bench_json. */
+#define BENCH_PARAMS(...) ((const bench_kv_t[]){__VA_ARGS__, {NULL, 0}})
+
+/*
+ * Print one result as a JSON line on stdout:
+ *   bench   what is measured ("mutex_uncontended"), the same for every impl
+ *   impl    who is measured ("weft", "pthread", "atomic", ...)
+ *   params  the sizes (BENCH_PARAMS), to which "stat" is added
+ *   unit    "ns_per_op", "seconds" or "req_per_s"
+ *   value   the summarised result (bench_repeat)
+ * Names are printed as given: keep them to letters, digits and '_'.
+ */
+static BENCH_UNUSED void bench_json(const char *bench, const char *impl, const bench_kv_t *params,
+                                    const char *unit, double value)
+{
+    printf("{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {", bench, impl);
+    for (const bench_kv_t *p = params; p && p->key; p++)
+        printf("\"%s\": %lld, ", p->key, p->value);
+    printf("\"stat\": \"%s\"}, \"%s\": %.4g, \"runs\": %d}\n",
+           bench_best_ ? "best" : "median", unit, value, bench_runs_);
+    fflush(stdout);
+}
+
+#endif /* WEFT_BENCH_H */

@@ -1,0 +1,329 @@
+/*
+ * bench_chan.c - weft_chan_t against queues built from a pthread mutex and
+ * condition variables, the way a C programmer writes one by hand.
+ *
+ * bench-needs: src/chan
+ *
+ * chan_throughput: `producers` threads send `items` 8-byte integers in all
+ *   (items / producers each) into one channel of capacity `cap`; `consumers`
+ *   threads receive until the channel is closed and drained. Defaults: 2 + 2
+ *   threads, 10,000,000 items, capacity 1024. The clock runs from the
+ *   barrier that releases all threads to the last join; ns_per_op is that
+ *   time divided by items (ns per item moved). Every item must arrive exactly
+ *   once (count and sum are checked), or the program fails.
+ *   Peer "pthread_ring": a ring buffer under one pthread_mutex_t with two
+ *   pthread_cond_t (not full, not empty) and a closed flag.
+ *
+ * chan_pingpong: two threads bounce an integer `round_trips` times over two
+ *   unbuffered channels (A sends on ping and waits on pong, B the reverse).
+ *   ns_per_op is one round trip: two hand-offs, and on a busy machine two
+ *   sleeps and wake-ups. Default 100,000 round trips.
+ *   Peer "pthread_cond": two one-slot mailboxes, each a mutex + condvar +
+ *   full flag. A mailbox does not wait for its receiver as an unbuffered
+ *   channel does, but in a ping-pong each side waits for the reply anyway, so
+ *   the exchanges are the same.
+ *
+ * Threads are plain pthreads, so only the queues differ.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <weft/chan.h>
+
+#include "bench.h"
+
+/* ---- the peer: a bounded queue from a mutex and two condvars ------------- */
+
+struct ring {
+    pthread_mutex_t m;
+    pthread_cond_t not_full, not_empty;
+    uint64_t *buf;
+    size_t cap, head, count;
+    bool closed;
+};
+
+static struct ring *ring_create(size_t cap)
+{
+    struct ring *r = calloc(1, sizeof *r);
+    if (!r || !(r->buf = calloc(cap ? cap : 1, sizeof *r->buf)))
+        bench_die("out of memory", 0);
+    r->cap = cap ? cap : 1;
+    pthread_mutex_init(&r->m, NULL);
+    pthread_cond_init(&r->not_full, NULL);
+    pthread_cond_init(&r->not_empty, NULL);
+    return r;
+}
+
+static void ring_free(struct ring *r)
+{
+    pthread_cond_destroy(&r->not_full);
+    pthread_cond_destroy(&r->not_empty);
+    pthread_mutex_destroy(&r->m);
+    free(r->buf);
+    free(r);
+}
+
+/* 0, or -1 when closed. */
+static int ring_send(struct ring *r, uint64_t v)
+{
+    pthread_mutex_lock(&r->m);
+    while (r->count == r->cap && !r->closed)
+        pthread_cond_wait(&r->not_full, &r->m);
+    if (r->closed) {
+        pthread_mutex_unlock(&r->m);
+        return -1;
+    }
+    r->buf[(r->head + r->count) % r->cap] = v;
+    r->count++;
+    pthread_cond_signal(&r->not_empty);
+    pthread_mutex_unlock(&r->m);
+    return 0;
+}
+
+/* 0, or -1 when closed and drained. */
+static int ring_recv(struct ring *r, uint64_t *v)
+{
+    pthread_mutex_lock(&r->m);
+    while (r->count == 0 && !r->closed)
+        pthread_cond_wait(&r->not_empty, &r->m);
+    if (r->count == 0) {
+        pthread_mutex_unlock(&r->m);
+        return -1;
+    }
+    *v = r->buf[r->head];
+    r->head = (r->head + 1) % r->cap;
+    r->count--;
+    pthread_cond_signal(&r->not_full);
+    pthread_mutex_unlock(&r->m);
+    return 0;
+}
+
+static void ring_close(struct ring *r)
+{
+    pthread_mutex_lock(&r->m);
+    r->closed = true;
+    pthread_cond_broadcast(&r->not_full);
+    pthread_cond_broadcast(&r->not_empty);
+    pthread_mutex_unlock(&r->m);
+}
+
+/* ---- one interface over both, so that the drivers are shared ------------ */
+
+struct queue_ops {
+    const char *name;
+    void *(*create)(size_t cap);
+    int (*send)(void *q, uint64_t v);
+    int (*recv)(void *q, uint64_t *v);
+    void (*close)(void *q);
+    void (*destroy)(void *q);
+};
+
+static void *weft_q_create(size_t cap)
+{
+    weft_chan_t *ch;
+    int r = weft_chan_create(&ch, sizeof(uint64_t), cap);
+    if (r)
+        bench_die("weft_chan_create", r);
+    return ch;
+}
+static int weft_q_send(void *q, uint64_t v) { return weft_chan_send(q, &v); }
+static int weft_q_recv(void *q, uint64_t *v) { return weft_chan_recv(q, v); }
+static void weft_q_close(void *q) { weft_chan_close(q); }
+static void weft_q_destroy(void *q)
+{
+    int r = weft_chan_release(q);
+    if (r)
+        bench_die("weft_chan_release", r);
+}
+
+static void *ring_q_create(size_t cap) { return ring_create(cap); }
+static int ring_q_send(void *q, uint64_t v) { return ring_send(q, v); }
+static int ring_q_recv(void *q, uint64_t *v) { return ring_recv(q, v); }
+static void ring_q_close(void *q) { ring_close(q); }
+static void ring_q_destroy(void *q) { ring_free(q); }
+
+static const struct queue_ops weft_ops = {"weft", weft_q_create, weft_q_send, weft_q_recv,
+                                          weft_q_close, weft_q_destroy};
+static const struct queue_ops ring_ops = {"pthread_ring", ring_q_create, ring_q_send, ring_q_recv,
+                                          ring_q_close, ring_q_destroy};
+/* For ping-pong the same ring with one slot is the condvar mailbox. */
+static const struct queue_ops mailbox_ops = {"pthread_cond", ring_q_create, ring_q_send, ring_q_recv,
+                                             ring_q_close, ring_q_destroy};
+
+/* ---- throughput --------------------------------------------------------- */
+
+struct tput {
+    const struct queue_ops *ops;
+    long long items, producers, consumers, cap;
+    void *q;
+    pthread_barrier_t start;
+    _Atomic long long got_count, got_sum;
+};
+
+static long long tput_share(const struct tput *t, long long i)
+{
+    /* Producer i sends items / producers, the first ones one more each. */
+    return t->items / t->producers + (i < t->items % t->producers);
+}
+
+struct tput_arg {
+    struct tput *t;
+    long long index;
+};
+
+static void *tput_producer(void *arg)
+{
+    struct tput_arg *a = arg;
+    struct tput *t = a->t;
+    long long n = tput_share(t, a->index);
+    pthread_barrier_wait(&t->start);
+    for (long long k = 1; k <= n; k++) {
+        int r = t->ops->send(t->q, (uint64_t)k);
+        if (r)
+            bench_die("send failed", r);
+    }
+    return NULL;
+}
+
+static void *tput_consumer(void *arg)
+{
+    struct tput_arg *a = arg;
+    struct tput *t = a->t;
+    long long count = 0, sum = 0;
+    uint64_t v;
+    pthread_barrier_wait(&t->start);
+    while (t->ops->recv(t->q, &v) == 0) {
+        count++;
+        sum += (long long)v;
+    }
+    atomic_fetch_add(&t->got_count, count);
+    atomic_fetch_add(&t->got_sum, sum);
+    return NULL;
+}
+
+static double tput_run(void *arg)
+{
+    struct tput *t = arg;
+    size_t np = (size_t)t->producers, nc = (size_t)t->consumers;
+    pthread_t *tids = calloc(np + nc, sizeof *tids);
+    struct tput_arg *args = calloc(np + nc, sizeof *args);
+    if (!tids || !args)
+        bench_die("out of memory", 0);
+    t->q = t->ops->create((size_t)t->cap);
+    atomic_store(&t->got_count, 0);
+    atomic_store(&t->got_sum, 0);
+    pthread_barrier_init(&t->start, NULL, (unsigned)(np + nc + 1));
+    for (size_t i = 0; i < np + nc; i++) {
+        args[i] = (struct tput_arg){t, i < np ? (long long)i : (long long)(i - np)};
+        int r = pthread_create(&tids[i], NULL, i < np ? tput_producer : tput_consumer, &args[i]);
+        if (r)
+            bench_die("pthread_create", r);
+    }
+    pthread_barrier_wait(&t->start);
+    int64_t t0 = bench_now();
+    for (size_t i = 0; i < np; i++)
+        pthread_join(tids[i], NULL);
+    t->ops->close(t->q);
+    for (size_t i = np; i < np + nc; i++)
+        pthread_join(tids[i], NULL);
+    int64_t t1 = bench_now();
+    pthread_barrier_destroy(&t->start);
+    t->ops->destroy(t->q);
+
+    long long want_sum = 0;
+    for (long long i = 0; i < t->producers; i++) {
+        long long n = tput_share(t, i);
+        want_sum += n * (n + 1) / 2;
+    }
+    if (atomic_load(&t->got_count) != t->items)
+        bench_die("items lost or duplicated", t->items - atomic_load(&t->got_count));
+    if (atomic_load(&t->got_sum) != want_sum)
+        bench_die("items corrupted (sum differs)", want_sum - atomic_load(&t->got_sum));
+    free(tids);
+    free(args);
+    return (double)(t1 - t0) / (double)t->items;
+}
+
+/* ---- ping-pong ---------------------------------------------------------- */
+
+struct pingpong {
+    const struct queue_ops *ops;
+    long long round_trips;
+    void *ping, *pong;
+    pthread_barrier_t start;
+};
+
+static void *pp_a(void *arg)
+{
+    struct pingpong *p = arg;
+    pthread_barrier_wait(&p->start);
+    for (long long i = 0; i < p->round_trips; i++) {
+        uint64_t v;
+        if (p->ops->send(p->ping, (uint64_t)i) || p->ops->recv(p->pong, &v))
+            bench_die("ping-pong: send/recv failed", i);
+        if (v != (uint64_t)i + 1)
+            bench_die("ping-pong: wrong reply", i);
+    }
+    return NULL;
+}
+
+static void *pp_b(void *arg)
+{
+    struct pingpong *p = arg;
+    pthread_barrier_wait(&p->start);
+    for (long long i = 0; i < p->round_trips; i++) {
+        uint64_t v;
+        if (p->ops->recv(p->ping, &v) || p->ops->send(p->pong, v + 1))
+            bench_die("ping-pong: recv/send failed", i);
+    }
+    return NULL;
+}
+
+static double pp_run(void *arg)
+{
+    struct pingpong *p = arg;
+    /* Unbuffered channels; the mailbox peer has one slot. */
+    size_t cap = p->ops == &weft_ops ? 0 : 1;
+    p->ping = p->ops->create(cap);
+    p->pong = p->ops->create(cap);
+    pthread_barrier_init(&p->start, NULL, 3);
+    pthread_t a, b;
+    if (pthread_create(&a, NULL, pp_a, p) || pthread_create(&b, NULL, pp_b, p))
+        bench_die("pthread_create", 0);
+    pthread_barrier_wait(&p->start);
+    int64_t t0 = bench_now();
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    int64_t t1 = bench_now();
+    pthread_barrier_destroy(&p->start);
+    p->ops->destroy(p->ping);
+    p->ops->destroy(p->pong);
+    return (double)(t1 - t0) / (double)p->round_trips;
+}
+
+int main(int argc, char **argv)
+{
+    bench_init(argc, argv);
+
+    static struct tput t;
+    t.items = bench_size("items", 10000000, 20000);
+    t.producers = bench_size("producers", 2, 2);
+    t.consumers = bench_size("consumers", 2, 2);
+    t.cap = bench_size("cap", 1024, 1024);
+    const bench_kv_t *tp = BENCH_PARAMS({"items", t.items}, {"producers", t.producers},
+                                        {"consumers", t.consumers}, {"cap", t.cap});
+    const struct queue_ops *tput_impls[] = {&weft_ops, &ring_ops};
+    for (size_t i = 0; i < 2; i++) {
+        t.ops = tput_impls[i];
+        bench_json("chan_throughput", t.ops->name, tp, "ns_per_op", bench_repeat(tput_run, &t, false));
+    }
+
+    static struct pingpong p;
+    p.round_trips = bench_size("round-trips", 100000, 2000);
+    const bench_kv_t *pp = BENCH_PARAMS({"round_trips", p.round_trips});
+    const struct queue_ops *pp_impls[] = {&weft_ops, &mailbox_ops};
+    for (size_t i = 0; i < 2; i++) {
+        p.ops = pp_impls[i];
+        bench_json("chan_pingpong", p.ops->name, pp, "ns_per_op", bench_repeat(pp_run, &p, false));
+    }
+    return 0;
+}

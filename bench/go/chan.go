@@ -1,0 +1,117 @@
+package main
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// chanThroughput: producers goroutines send items int64s in all into one
+// buffered channel of capacity cap; consumers goroutines range over it
+// until it is closed. Count and sum are checked.
+func chanThroughput(items, producers, consumers, capacity int64) float64 {
+	ch := make(chan int64, capacity)
+	var ready, prodDone, consDone sync.WaitGroup
+	var gotCount, gotSum int64
+	start := make(chan struct{})
+	share := func(i int64) int64 {
+		n := items / producers
+		if i < items%producers {
+			n++
+		}
+		return n
+	}
+	ready.Add(int(producers + consumers))
+	prodDone.Add(int(producers))
+	consDone.Add(int(consumers))
+	for i := int64(0); i < producers; i++ {
+		n := share(i)
+		go func() {
+			defer prodDone.Done()
+			ready.Done()
+			<-start
+			for k := int64(1); k <= n; k++ {
+				ch <- k
+			}
+		}()
+	}
+	for i := int64(0); i < consumers; i++ {
+		go func() {
+			defer consDone.Done()
+			var count, sum int64
+			ready.Done()
+			<-start
+			for v := range ch {
+				count++
+				sum += v
+			}
+			atomic.AddInt64(&gotCount, count)
+			atomic.AddInt64(&gotSum, sum)
+		}()
+	}
+	ready.Wait()
+	t0 := time.Now()
+	close(start)
+	prodDone.Wait()
+	close(ch)
+	consDone.Wait()
+	d := time.Since(t0)
+	var wantSum int64
+	for i := int64(0); i < producers; i++ {
+		n := share(i)
+		wantSum += n * (n + 1) / 2
+	}
+	if gotCount != items || gotSum != wantSum {
+		die("items lost, duplicated or corrupted (count %d of %d)", gotCount, items)
+	}
+	return nsPer(d, items)
+}
+
+// chanPingPong: two goroutines bounce an integer over two unbuffered
+// channels; the result is ns per round trip.
+func chanPingPong(roundTrips int64) float64 {
+	ping, pong := make(chan int64), make(chan int64)
+	var ready, done sync.WaitGroup
+	start := make(chan struct{})
+	ready.Add(2)
+	done.Add(2)
+	go func() {
+		defer done.Done()
+		ready.Done()
+		<-start
+		for i := int64(0); i < roundTrips; i++ {
+			ping <- i
+			if v := <-pong; v != i+1 {
+				die("ping-pong: wrong reply at %d", i)
+			}
+		}
+	}()
+	go func() {
+		defer done.Done()
+		ready.Done()
+		<-start
+		for i := int64(0); i < roundTrips; i++ {
+			v := <-ping
+			pong <- v + 1
+		}
+	}()
+	ready.Wait()
+	t0 := time.Now()
+	close(start)
+	done.Wait()
+	return nsPer(time.Since(t0), roundTrips)
+}
+
+func benchChan() {
+	items := size("items", 10000000, 20000)
+	producers := size("producers", 2, 2)
+	consumers := size("consumers", 2, 2)
+	capacity := size("cap", 1024, 1024)
+	emit("chan_throughput", "go",
+		[]kv{{"items", items}, {"producers", producers}, {"consumers", consumers}, {"cap", capacity}},
+		"ns_per_op", repeat(func() float64 { return chanThroughput(items, producers, consumers, capacity) }, false))
+
+	roundTrips := size("round-trips", 100000, 2000)
+	emit("chan_pingpong", "go", []kv{{"round_trips", roundTrips}}, "ns_per_op",
+		repeat(func() float64 { return chanPingPong(roundTrips) }, false))
+}

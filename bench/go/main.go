@@ -1,0 +1,160 @@
+// Command weft-bench-go runs the Go peers of the weft benchmarks and prints
+// the same JSON lines as the C benchmarks (see bench/bench.h):
+//
+//	{"bench": "chan_pingpong", "impl": "go", "params": {...}, "ns_per_op": 123, "runs": 5}
+//
+// Options and sizes are those of bench.h, with the same defaults and tiny
+// sizes, so that report.py can line the results up: --tiny, --runs=N,
+// --stat=median|best, --NAME=V, each also WEFT_BENCH_NAME=V in the
+// environment. Goroutines run on GOMAXPROCS threads (the number of CPUs
+// unless the environment says otherwise).
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	tiny = false
+	runs = 5
+	best = false
+)
+
+func die(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "bench: FAILED: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+// opt returns --name=V, else $WEFT_BENCH_NAME, else "".
+func opt(name string) string {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "--"+name+"=") {
+			return a[len(name)+3:]
+		}
+	}
+	env := "WEFT_BENCH_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	return os.Getenv(env)
+}
+
+func parse(name, v string) int64 {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(v, "k"), strings.HasSuffix(v, "K"):
+		mult, v = 1000, v[:len(v)-1]
+	case strings.HasSuffix(v, "M"):
+		mult, v = 1000000, v[:len(v)-1]
+	case strings.HasSuffix(v, "G"):
+		mult, v = 1000000000, v[:len(v)-1]
+	}
+	x, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || x <= 0 {
+		fmt.Fprintf(os.Stderr, "bench: bad value '%s' for %s (a positive integer)\n", v, name)
+		os.Exit(2)
+	}
+	return x * mult
+}
+
+// size is bench.h's bench_size.
+func size(name string, value, tinyValue int64) int64 {
+	if v := opt(name); v != "" {
+		return parse(name, v)
+	}
+	if tiny {
+		return tinyValue
+	}
+	return value
+}
+
+func initOpts() {
+	for _, a := range os.Args[1:] {
+		switch {
+		case a == "--tiny":
+			tiny = true
+		case a == "-h" || a == "--help":
+			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--runs=N] [--stat=median|best] [--SIZE=N]...\n", os.Args[0])
+			os.Exit(0)
+		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
+		default:
+			fmt.Fprintf(os.Stderr, "bench: unknown argument '%s'\n", a)
+			os.Exit(2)
+		}
+	}
+	if t := os.Getenv("WEFT_BENCH_TINY"); t != "" && t != "0" {
+		tiny = true
+	}
+	if r := opt("runs"); r != "" {
+		runs = int(parse("runs", r))
+		if runs > 101 {
+			runs = 101
+		}
+	}
+	if tiny {
+		runs = 1
+	}
+	switch opt("stat") {
+	case "", "median":
+	case "best":
+		best = true
+	default:
+		fmt.Fprintln(os.Stderr, "bench: --stat must be median or best")
+		os.Exit(2)
+	}
+}
+
+// repeat is bench.h's bench_repeat: the median (or best) of runs calls.
+func repeat(fn func() float64, higherIsBetter bool) float64 {
+	v := make([]float64, runs)
+	for i := range v {
+		v[i] = fn()
+	}
+	sort.Float64s(v)
+	if best {
+		if higherIsBetter {
+			return v[len(v)-1]
+		}
+		return v[0]
+	}
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+type kv struct {
+	key   string
+	value int64
+}
+
+// emit is bench.h's bench_json.
+func emit(bench, impl string, params []kv, unit string, value float64) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {", bench, impl)
+	for _, p := range params {
+		fmt.Fprintf(&b, "\"%s\": %d, ", p.key, p.value)
+	}
+	stat := "median"
+	if best {
+		stat = "best"
+	}
+	fmt.Fprintf(&b, "\"stat\": \"%s\"}, \"%s\": %s, \"runs\": %d}\n", stat, unit,
+		strconv.FormatFloat(value, 'g', 4, 64), runs)
+	os.Stdout.WriteString(b.String())
+}
+
+func nsPer(d time.Duration, n int64) float64 {
+	return float64(d.Nanoseconds()) / float64(n)
+}
+
+func main() {
+	initOpts()
+	fmt.Fprintf(os.Stderr, "go peers: %s, GOMAXPROCS=%d\n", runtime.Version(), runtime.GOMAXPROCS(0))
+	benchMutex()
+	benchChan()
+}
