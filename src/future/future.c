@@ -49,11 +49,11 @@ struct weft_future {
     struct weft__fnode *cb_head, *cb_tail; /* callbacks, in order added */
 };
 
-static _Atomic(weft__help_fn) help_fn;
+_Atomic(weft__block_fn) weft__future_block;
 
-void weft__future_set_help(weft__help_fn fn)
+void weft__future_set_block(weft__block_fn fn)
 {
-    atomic_store_explicit(&help_fn, fn, memory_order_release);
+    atomic_store_explicit(&weft__future_block, fn, memory_order_release);
 }
 
 static inline uint32_t kind_of(uint32_t s) { return s & K_MASK; }
@@ -275,6 +275,11 @@ int weft_future_result(const weft_future_t *f, void **value)
     return f->err;
 }
 
+static bool future_is_done(void *arg)
+{
+    return kind_of(load_state(arg)) == K_DONE;
+}
+
 /* Under the bucket lock: still not DONE? Then announce a parked waiter. */
 static bool validate_wait(void *arg)
 {
@@ -303,11 +308,11 @@ int weft_future_wait_until(weft_future_t *f, weft_time_t deadline)
         return -EDEADLK;
     /* A pool worker helps while it waits: the future is often resolved by
      * a task queued behind it. */
-    weft__help_fn help = atomic_load_explicit(&help_fn, memory_order_acquire);
-    if (help) {
-        while (kind_of(load_state(f)) != K_DONE && help())
-            if (weft__deadline_passed(deadline))
-                return -ETIMEDOUT;
+    weft__block_fn block = atomic_load_explicit(&weft__future_block, memory_order_acquire);
+    if (block) {
+        int r = block(&f->state, validate_wait, future_is_done, f, deadline);
+        if (r != -ENOSYS)
+            return r;
     }
     /* A short spin catches a future resolved by another core right now. */
     for (int i = 0; i < 64; i++) {
@@ -494,6 +499,11 @@ static bool validate_empty(void *arg)
     return atomic_load_explicit(&it->done_head, memory_order_acquire) == NULL;
 }
 
+static bool ac_nonempty(void *arg)
+{
+    return !validate_empty(arg);
+}
+
 int weft_as_completed_next(weft_as_completed_t *it, weft_future_t **f, weft_time_t deadline)
 {
     if (!it || deadline < 0)
@@ -515,8 +525,12 @@ int weft_as_completed_next(weft_as_completed_t *it, weft_future_t **f, weft_time
             it->local = rev;
             break;
         }
-        int r = weft__park(&it->done_head, validate_empty, it, NULL, deadline, NULL);
-        if (r == -ETIMEDOUT)
+        weft__block_fn block = atomic_load_explicit(&weft__future_block, memory_order_acquire);
+        int r = block ? block(&it->done_head, validate_empty, ac_nonempty, it, deadline) : -ENOSYS;
+        if (r == -ENOSYS)
+            r = weft__park(&it->done_head, validate_empty, it, NULL, deadline, NULL);
+        if (r == -ETIMEDOUT &&
+            atomic_load_explicit(&it->done_head, memory_order_acquire) == NULL)
             return -ETIMEDOUT;
     }
     struct ac_entry *e = it->local;

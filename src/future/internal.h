@@ -30,12 +30,16 @@ void weft__future_add_node(weft_future_t *f, struct weft__fnode *node);
 bool weft__future_remove_node(weft_future_t *f, struct weft__fnode *node);
 
 /*
- * Set by the pool: called by a context about to block in a future wait,
- * it runs one task of the caller's pool if the caller is a pool worker and
- * a task can be found, and returns true if it ran one. NULL until the first
- * pool exists.
+ * Set by the pool: block the calling context until done(arg) is true or
+ * the deadline passes, if the caller is a pool worker. The pool version
+ * runs other tasks meanwhile and parks on key (validate(arg) under the
+ * bucket lock, as weft__park) counted among its idle workers, so that new
+ * work wakes it to help. Returns 0 (done), -ETIMEDOUT, or -ENOSYS when the
+ * caller is not a worker (the caller then parks by itself).
  */
-typedef bool (*weft__help_fn)(void);
-void weft__future_set_help(weft__help_fn fn);
+typedef int (*weft__block_fn)(const void *key, bool (*validate)(void *arg),
+                              bool (*done)(void *arg), void *arg, weft_time_t deadline);
+void weft__future_set_block(weft__block_fn fn);
+extern _Atomic(weft__block_fn) weft__future_block;
 
 #endif /* WEFT_FUTURE_INTERNAL_H */

@@ -1,16 +1,14 @@
 /*
  * group.c - task groups (fork-join).
  *
- * The group's word counts pending tasks times four, plus two bits set by a
- * waiter about to park (under the parking-lot bucket lock, after checking
- * that tasks are pending): PARKED for a waiter from outside the pool, parked
- * on the group's word; WPARKED for a waiting worker, which parks among the
- * pool's idle workers (on the pool's epoch) so that new work wakes it to
- * help, not only the group's end. The task that finishes last sees, in the
- * value its fetch_sub returns, which kind of waiter parked, and wakes it
- * (unparking by address only: once the count is zero the waiter may return
- * and the group, often on its stack, be gone, so the finisher touches
- * nothing of the group after its decrement).
+ * The group's word counts pending tasks times two, plus a PARKED bit set by
+ * a waiter that is about to park on the word's address (under the
+ * parking-lot bucket lock, after checking that tasks are pending). The task
+ * that finishes last sees, in the value its fetch_sub returns, whether a
+ * waiter parked, and only then unparks (by address only: once the count is
+ * zero the waiter may return and the group, often on its stack, be gone,
+ * so the finisher touches nothing of the group after its decrement).
+ * A waiting pool worker helps and parks through weft__pool_block.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -19,8 +17,7 @@
 #include "internal.h"
 
 #define PARKED 1u
-#define WPARKED 2u
-#define ONE 4u
+#define ONE 2u
 #define G_CANCELLED 1u
 
 #define GWORD(g) WEFT_A64(&(g)->word)
@@ -74,16 +71,11 @@ void weft__group_task_done(weft_group_t *g, int rc)
         atomic_fetch_or_explicit(GFLAGS(g), G_CANCELLED, memory_order_relaxed);
     }
     const void *key = GWORD(g);
-    struct weft_pool *p = g->pool; /* outlives the group; read before the end */
     /* Release: the task's effects (and the error above) are visible to the
      * waiter that sees the count reach zero (acquire). */
     uint64_t old = atomic_fetch_sub_explicit(GWORD(g), ONE, memory_order_acq_rel);
-    if (old / ONE == 1) {
-        if (old & PARKED)
-            weft__unpark_all(key, 0);
-        if (old & WPARKED)
-            weft__pool_wake_all(p);
-    }
+    if (old == (ONE | PARKED))
+        weft__unpark_all(key, 0);
 }
 
 int weft_group_spawn(weft_group_t *g, int (*fn)(void *arg), void *arg)
@@ -156,24 +148,15 @@ static bool validate_wait(void *arg)
     return announce(arg, PARKED);
 }
 
-struct wsleep {
-    weft_group_t *g;
-    struct weft_pool *p;
-    uint32_t epoch;
-};
-
-/* A waiting worker sleeps like an idle one (on the epoch), but only while
- * its group has pending tasks. */
-static bool validate_wsleep(void *arg)
-{
-    struct wsleep *a = arg;
-    return atomic_load_explicit(&a->p->epoch, memory_order_seq_cst) == a->epoch &&
-           announce(a->g, WPARKED);
-}
 
 static inline bool group_done(weft_group_t *g)
 {
     return atomic_load_explicit(GWORD(g), memory_order_acquire) < ONE;
+}
+
+static bool group_done_cb(void *arg)
+{
+    return group_done(arg);
 }
 
 int weft_group_wait_until(weft_group_t *g, weft_time_t deadline)
@@ -183,48 +166,26 @@ int weft_group_wait_until(weft_group_t *g, weft_time_t deadline)
     if (group_done(g))
         return outcome(g);
     struct weft__worker *w = weft__cur_worker;
-    if (w && w->pool != g->pool)
-        w = NULL; /* a worker of another pool cannot help this one */
-    /* Help: run tasks until the group is done. The group's own tasks are
-     * usually at the bottom of our deque, so this mostly runs them inline. */
-    unsigned idle = 0;
-    while (!group_done(g)) {
-        if (w && weft__pool_help(w)) {
-            idle = 0;
-            continue;
-        }
-        if (weft__deadline_passed(deadline))
-            return -ETIMEDOUT;
-        /* Nothing to help with: the rest runs elsewhere. Spin a little (it
-         * is often about to finish), then park. */
-        if (++idle < 64) {
-            for (int i = 0; i < 16; i++)
-                weft__cpu_relax();
-            continue;
-        }
-        if (idle < 80) {
-            sched_yield();
-            continue;
-        }
-        int r;
-        if (w) {
-            struct weft_pool *p = w->pool;
-            struct wsleep a = {g, p, atomic_load_explicit(&p->epoch, memory_order_seq_cst)};
-            atomic_fetch_add_explicit(&p->sleeping, 1, memory_order_seq_cst);
-            r = -EAGAIN;
-            if (!weft__pool_help(w))
-                r = weft__park(&p->epoch, validate_wsleep, &a, NULL, deadline, NULL);
-            atomic_fetch_sub_explicit(&p->sleeping, 1, memory_order_seq_cst);
-        } else {
+    int r = -ENOSYS;
+    /* A worker of this pool helps: the group's own tasks are usually at
+     * the bottom of its deque, so this mostly runs them inline. A worker of
+     * another pool waits like an outside thread. */
+    if (w && w->pool == g->pool)
+        r = weft__pool_block(GWORD(g), validate_wait, group_done_cb, g, deadline);
+    if (r == -ENOSYS) {
+        for (int i = 0; i < 256 && !group_done(g); i++)
+            weft__cpu_relax();
+        while (!group_done(g)) {
             r = weft__park(GWORD(g), validate_wait, g, NULL, deadline, NULL);
+            if (r == -ETIMEDOUT && !group_done(g))
+                return -ETIMEDOUT;
         }
-        if (r == -ETIMEDOUT && !group_done(g))
-            return -ETIMEDOUT;
-        idle = 0;
+    } else if (r == -ETIMEDOUT) {
+        return -ETIMEDOUT;
     }
-    /* Clear bits left by us or other waiters (the count is zero; only the
-     * group's own tasks could spawn again, and there are none). */
-    atomic_fetch_and_explicit(GWORD(g), ~(uint64_t)(PARKED | WPARKED), memory_order_relaxed);
+    /* Clear a PARKED bit left by us or another waiter (the count is zero;
+     * only the group's own tasks could spawn again, and there are none). */
+    atomic_fetch_and_explicit(GWORD(g), ~(uint64_t)PARKED, memory_order_relaxed);
     return outcome(g);
 }
 

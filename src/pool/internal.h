@@ -40,6 +40,7 @@ struct weft__worker {
     struct weft__task *free_list;  /* owner only */
     struct weft__slab *slabs;      /* owner only; freed with the pool */
     struct weft__task *current;    /* the task running now (for cancelled) */
+    _Atomic(const void *) parked_on; /* key it parks on in a wait, or NULL */
     pthread_t thread;
     bool started;
 } __attribute__((aligned(WEFT_CACHELINE)));
@@ -80,6 +81,10 @@ int weft__pool_enqueue(struct weft_pool *p, struct weft__worker *w, struct weft_
 /* Run one task found anywhere (own deque, injection, one steal sweep):
  * true if one ran. w must be the calling worker. */
 bool weft__pool_help(struct weft__worker *w);
+/* weft__block_fn for pool workers (see future/internal.h); also used by
+ * group waits. */
+int weft__pool_block(const void *key, bool (*validate)(void *arg), bool (*done)(void *arg),
+                     void *arg, weft_time_t deadline);
 /* Wake every sleeping worker (bumps the epoch). */
 void weft__pool_wake_all(struct weft_pool *p);
 /* Finish a group task slot (called once per spawned task). */

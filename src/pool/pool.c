@@ -85,16 +85,38 @@ static void task_free(struct weft__worker *w, struct weft__task *t)
 
 /* ---- waking ------------------------------------------------------------------ */
 
+/*
+ * Workers blocked in a wait (future, group, as_completed) park on the
+ * waited object's address, not on the epoch, and publish it in parked_on.
+ * Waking them is a spurious unpark for that address's other waiters, which
+ * all re-check their condition. A worker stores parked_on before it reads
+ * the epoch and looks for work once more; a waker bumps the epoch before it
+ * scans parked_on (both seq_cst), so either the waker sees parked_on or
+ * the worker sees the new epoch and the work published before it.
+ */
 static void wake_one(struct weft_pool *p)
 {
     atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
-    weft__unpark_one(&p->epoch, NULL, NULL);
+    if (weft__unpark_one(&p->epoch, NULL, NULL))
+        return;
+    for (int i = 0; i < p->nworkers; i++) {
+        const void *k = atomic_load_explicit(&p->workers[i].parked_on, memory_order_seq_cst);
+        if (k) {
+            weft__unpark_all(k, 0);
+            return;
+        }
+    }
 }
 
 void weft__pool_wake_all(struct weft_pool *p)
 {
     atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
     weft__unpark_all(&p->epoch, 0);
+    for (int i = 0; i < p->nworkers; i++) {
+        const void *k = atomic_load_explicit(&p->workers[i].parked_on, memory_order_seq_cst);
+        if (k)
+            weft__unpark_all(k, 0);
+    }
 }
 
 /* A worker spawned: wake a sleeper only if nobody is already searching. */
@@ -240,10 +262,64 @@ bool weft__pool_help(struct weft__worker *w)
     return true;
 }
 
-static bool future_help(void)
+struct block_arg {
+    bool (*validate)(void *arg);
+    void *arg;
+    struct weft_pool *p;
+    uint32_t epoch;
+};
+
+/* Park only if no new work was announced (epoch) and the waited-for
+ * condition still holds (the caller's validate, which announces us). */
+static bool validate_block(void *arg)
+{
+    struct block_arg *a = arg;
+    return atomic_load_explicit(&a->p->epoch, memory_order_seq_cst) == a->epoch &&
+           a->validate(a->arg);
+}
+
+int weft__pool_block(const void *key, bool (*validate)(void *arg), bool (*done)(void *arg),
+                     void *arg, weft_time_t deadline)
 {
     struct weft__worker *w = weft__cur_worker;
-    return w && weft__pool_help(w);
+    if (!w)
+        return -ENOSYS;
+    struct weft_pool *p = w->pool;
+    unsigned idle = 0;
+    while (!done(arg)) {
+        if (weft__pool_help(w)) {
+            idle = 0;
+            continue;
+        }
+        if (weft__deadline_passed(deadline))
+            return -ETIMEDOUT;
+        /* Nothing to help with: the rest runs elsewhere and often ends
+         * soon. Spin a little, then park. */
+        if (++idle < 64) {
+            for (int i = 0; i < 16; i++)
+                weft__cpu_relax();
+            continue;
+        }
+        if (idle < 80) {
+            sched_yield();
+            continue;
+        }
+        atomic_store_explicit(&w->parked_on, key, memory_order_seq_cst);
+        struct block_arg a = {validate, arg, p, atomic_load_explicit(&p->epoch, memory_order_seq_cst)};
+        atomic_fetch_add_explicit(&p->sleeping, 1, memory_order_seq_cst);
+        struct weft__task *t = find_work(w);
+        int r = 0;
+        if (!t)
+            r = weft__park(key, validate_block, &a, NULL, deadline, NULL);
+        atomic_fetch_sub_explicit(&p->sleeping, 1, memory_order_seq_cst);
+        atomic_store_explicit(&w->parked_on, NULL, memory_order_relaxed);
+        if (t)
+            run_task(w, t);
+        if (r == -ETIMEDOUT && !done(arg))
+            return -ETIMEDOUT;
+        idle = 0;
+    }
+    return 0;
 }
 
 /* ---- workers ------------------------------------------------------------------ */
@@ -420,7 +496,7 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
             return -ENOMEM;
         }
     }
-    weft__future_set_help(future_help);
+    weft__future_set_block(weft__pool_block);
 
     pthread_attr_t attr;
     pthread_attr_init(&attr);
