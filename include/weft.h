@@ -13,5 +13,8 @@
 #include <weft/sync.h>
 #include <weft/thread.h>
 #include <weft/chan.h>
+#include <weft/future.h>
+#include <weft/pool.h>
+#include <weft/par.h>
 
 #endif /* WEFT_H */

@@ -1,0 +1,45 @@
+/*
+ * future/internal.h - what other layers (pool, par, later co and proc) use
+ * of the future besides its public API.
+ */
+#ifndef WEFT_FUTURE_INTERNAL_H
+#define WEFT_FUTURE_INTERNAL_H
+
+#include <stdbool.h>
+#include <weft/future.h>
+
+/*
+ * A callback node. weft_future_on_done allocates one per callback; weft's
+ * own code may embed nodes in its objects (internal = true) and remove them
+ * again, which public callbacks cannot. An internal node holds no reference
+ * to the future: its owner must.
+ */
+struct weft__fnode {
+    struct weft__fnode *next; /* in the future's list, under its lock */
+    weft_future_cb cb;        /* what to run */
+    void *arg;                /* its argument */
+    bool internal;            /* embedded by weft: not freed, no reference */
+};
+
+/* Register node; if the future is already resolved, run it now instead. */
+void weft__future_add_node(weft_future_t *f, struct weft__fnode *node);
+
+/* Unregister node. True if it was still registered (it will never run);
+ * false if the future's resolver has taken it (it has run or is about to:
+ * the owner must wait for it by its own means). */
+bool weft__future_remove_node(weft_future_t *f, struct weft__fnode *node);
+
+/*
+ * Set by the pool: block the calling context until done(arg) is true or
+ * the deadline passes, if the caller is a pool worker. The pool version
+ * runs other tasks meanwhile and parks on key (validate(arg) under the
+ * bucket lock, as weft__park) counted among its idle workers, so that new
+ * work wakes it to help. Returns 0 (done), -ETIMEDOUT, or -ENOSYS when the
+ * caller is not a worker (the caller then parks by itself).
+ */
+typedef int (*weft__block_fn)(const void *key, bool (*validate)(void *arg),
+                              bool (*done)(void *arg), void *arg, weft_time_t deadline);
+void weft__future_set_block(weft__block_fn fn);
+extern _Atomic(weft__block_fn) weft__future_block;
+
+#endif /* WEFT_FUTURE_INTERNAL_H */
