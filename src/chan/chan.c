@@ -151,7 +151,7 @@ static int ring_push(struct weft_chan *ch, const void *elem)
             /* The slot still holds last lap's element: full, unless head
              * moved meanwhile. The fence orders our stamp read before the
              * head read (crossbeam's SeqCst fence at the same place). */
-            atomic_thread_fence(memory_order_seq_cst);
+            WEFT__CHAN_FENCE(ch);
             uint64_t head = atomic_load_explicit(&ch->head, memory_order_relaxed);
             if (head + ch->one_lap == tail)
                 return -EAGAIN;
@@ -190,7 +190,7 @@ static int ring_pop(struct weft_chan *ch, void *out)
         } else if (stamp == head) {
             /* The slot is empty: the ring is, unless a sender holds a ticket
              * for it and is mid-copy. Fence: stamp read before tail read. */
-            atomic_thread_fence(memory_order_seq_cst);
+            WEFT__CHAN_FENCE(ch);
             uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
             if ((tail & ~ch->mark) == head)
                 return (tail & ch->mark) ? -EPIPE : -EAGAIN;
@@ -258,6 +258,10 @@ static void q_unlink(struct weft_chan *ch, struct weft__chan_node *n)
     atomic_store_explicit(&n->queued, false, memory_order_release);
 }
 
+/* Claim a node's waiter. Call it BEFORE unlinking the node: once unlinked
+ * and not ours, the node may be reused by its owner at any moment, so a
+ * failed claimer must not touch it after q_unlink. A successful claim keeps
+ * the owner waiting (BUSY) and so the node alive until the finish. */
 static bool claim(struct weft__chan_node *n)
 {
     return weft__waiter_cas(&n->sel->w, WEFT__W_WAITING, WEFT__W_BUSY);
@@ -296,8 +300,9 @@ static void close_queue(struct weft_chan *ch, struct weft__chan_queue *q,
 {
     while (q->head) {
         struct weft__chan_node *n = q->head;
+        bool mine = claim(n);
         q_unlink(ch, n);
-        if (claim(n))
+        if (mine)
             complete(n, WEFT__W_CLOSED, done);
     }
 }
@@ -311,8 +316,9 @@ static bool match_receiver(struct weft_chan *ch, const void *src, struct weft__c
         next = n->next;
         if (n->sel == exclude)
             continue; /* a select must not meet itself */
+        bool mine = claim(n);
         q_unlink(ch, n);
-        if (claim(n)) {
+        if (mine) {
             weft__chan_copy(n->elem, src, ch->elem_size);
             complete(n, WEFT__W_WOKEN, done);
             return true;
@@ -330,8 +336,9 @@ static bool match_sender(struct weft_chan *ch, void *dst, struct weft__chan_sel 
         next = n->next;
         if (n->sel == exclude)
             continue;
+        bool mine = claim(n);
         q_unlink(ch, n);
-        if (claim(n)) {
+        if (mine) {
             weft__chan_copy(dst, n->elem, ch->elem_size);
             complete(n, WEFT__W_WOKEN, done);
             return true;
@@ -365,8 +372,9 @@ static void pump_unbuffered(struct weft_chan *ch, struct weft__chan_node **done)
         }
         if (!has_partner(&ch->sq, r->sel))
             continue;
+        bool mine = claim(r);
         q_unlink(ch, r);
-        if (!claim(r))
+        if (!mine)
             continue;
         /* next stays valid: matching unlinks only senders. */
         if (match_sender(ch, r->elem, r->sel, done))
@@ -385,8 +393,9 @@ static void pump_buffered(struct weft_chan *ch, struct weft__chan_node **done)
         progress = false;
         while (ch->rq.head && !ring_looks_empty(ch)) {
             struct weft__chan_node *r = ch->rq.head;
+            bool mine = claim(r);
             q_unlink(ch, r);
-            if (!claim(r))
+            if (!mine)
                 continue;
             int rc = ring_pop(ch, r->elem);
             complete(r, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
@@ -397,8 +406,9 @@ static void pump_buffered(struct weft_chan *ch, struct weft__chan_node **done)
         }
         while (ch->sq.head && !ring_looks_full(ch)) {
             struct weft__chan_node *s = ch->sq.head;
+            bool mine = claim(s);
             q_unlink(ch, s);
-            if (!claim(s))
+            if (!mine)
                 continue;
             int rc = ring_push(ch, s->elem);
             complete(s, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
@@ -435,7 +445,7 @@ static WEFT_NOINLINE void run_pump(struct weft_chan *ch)
  * orders our stamp store before the load of the count (see the top). */
 static inline void notify(struct weft_chan *ch, _Atomic uint32_t *count)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    WEFT__CHAN_FENCE(ch);
     if (WEFT_UNLIKELY(atomic_load_explicit(count, memory_order_relaxed) != 0))
         run_pump(ch);
 }
@@ -452,7 +462,7 @@ void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool i
     q_push(ch, n);
     /* Dekker with the fast paths: our count store before the pump's look at
      * the ring. */
-    atomic_thread_fence(memory_order_seq_cst);
+    WEFT__CHAN_FENCE(ch);
     pump(ch, &done);
     weft__chan_unlock(ch);
     finish_done(done);
@@ -518,6 +528,7 @@ int weft_chan_create(weft_chan_t **out, size_t elem_size, size_t capacity)
     atomic_init(&ch->lock, 0);
     atomic_init(&ch->refs, 1);
     atomic_init(&ch->inside, 0);
+    atomic_init(&ch->tsan_fence, 0);
     for (size_t i = 0; i < capacity; i++)
         atomic_init(weft__chan_stamp(ch, i), i);
     *out = ch;

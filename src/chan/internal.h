@@ -111,7 +111,22 @@ struct weft_chan {
     _Atomic uint64_t inside;                        /* registered nodes + ORPHAN */
     struct weft__chan_queue rq;                     /* blocked receivers */
     struct weft__chan_queue sq;                     /* blocked senders */
+    _Atomic uint64_t tsan_fence;                    /* see WEFT__CHAN_FENCE */
 };
+
+/*
+ * The seq_cst fence of the Dekker handshakes. ThreadSanitizer does not model
+ * standalone fences; under it every fence becomes a seq_cst read-modify-write
+ * of one word of the channel, which orders the two sides the same way (of
+ * two RMWs of one word, the later reads the earlier and synchronises with
+ * it). Real builds use the fence: a shared word would be a contended line.
+ */
+#if defined(WEFT_SANITIZE_THREAD)
+#define WEFT__CHAN_FENCE(ch)                                                             \
+    ((void)atomic_fetch_add_explicit(&(ch)->tsan_fence, 0, memory_order_seq_cst))
+#else
+#define WEFT__CHAN_FENCE(ch) atomic_thread_fence(memory_order_seq_cst)
+#endif
 
 /* A slot: the stamp, then the element. */
 static inline _Atomic uint64_t *weft__chan_stamp(struct weft_chan *ch, uint64_t index)
