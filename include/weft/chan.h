@@ -57,15 +57,18 @@ typedef struct weft_chan weft_chan_t;
  * WEFT_CHAN_MAX_ELEM, capacity above WEFT_CHAN_MAX_CAP), -ENOMEM.
  */
 WEFT_API int weft_chan_create(weft_chan_t **out, size_t elem_size, size_t capacity);
-/* Add a reference. 0, -EINVAL. */
+/* Add a reference. 0, -EINVAL (NULL, or a channel whose last reference is
+ * already gone but which lives on for callers still blocked in it). */
 WEFT_API int weft_chan_retain(weft_chan_t *ch);
 /*
  * Drop a reference; the last one frees the channel and whatever is still
- * buffered. 0, -EINVAL (NULL), -EBUSY (the last reference was dropped while
- * callers are still blocked on the channel: that is misuse, since each of
- * them should hold a reference; the channel is closed, which releases them
- * with -EPIPE, and is not freed until they have left — the last leaver frees
- * it).
+ * buffered. 0, -EINVAL (NULL; or an over-release noticed while the channel
+ * is still alive because of blocked callers), -EBUSY (the last reference was
+ * dropped while callers are still blocked on the channel: that is misuse,
+ * since each of them should hold a reference; the channel is closed, which
+ * releases them with -EPIPE, and is not freed until they have left — the
+ * last leaver frees it). A release after the channel was freed is a
+ * use-after-free, as with free(): it cannot be detected.
  */
 WEFT_API int weft_chan_release(weft_chan_t *ch);
 
@@ -132,8 +135,13 @@ typedef struct weft_select_case {
  * weft_chan_select blocks; _try returns -EAGAIN if none is ready (Go's
  * default case); _until returns -ETIMEDOUT at the deadline. All return
  * -EINVAL for cases NULL, n == 0, n above 4096, an op that is neither send
- * nor receive, or a NULL elem. A select whose every chan is NULL blocks until
- * its deadline (forever without one, as in Go).
+ * nor receive, or a NULL elem in a case whose chan is not NULL. -ENOMEM if a
+ * large select (more than 4 cases when it must wait, more than 64 for the
+ * random order) could not allocate its bookkeeping; nothing was done. A
+ * select whose every chan is NULL blocks until its deadline (forever without
+ * one, as in Go). A case may name the same channel as another case; a send
+ * and a receive on one unbuffered channel in one select never meet each
+ * other.
  */
 WEFT_API int weft_chan_select(weft_select_case_t *cases, size_t n);
 WEFT_API int weft_chan_select_try(weft_select_case_t *cases, size_t n);
