@@ -76,6 +76,15 @@ static inline bool wait_parked_key(const void *key)
     return true;
 }
 
+/* Burn a little time inside a critical section, so that the other core
+ * runs into the held primitive. (sched_yield would do it too, but on a
+ * loaded machine each yield can cost a whole time slice.) */
+static inline void busy(unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        weft__cpu_relax();
+}
+
 static inline pthread_t spawn(void *(*fn)(void *), void *arg)
 {
     pthread_t t;

@@ -316,8 +316,7 @@ static void bchaos_worker(void *p, int idx)
     struct bchaos *s = p;
     if (idx == 0) {
         for (long i = 0; i < s->iters / 10; i++) {
-            for (int k = 0; k < 50; k++)
-                sched_yield();
+            busy(20000); /* let a few rounds pass */
             if (i % 2)
                 weft_barrier_abort(&s->b);
             weft_barrier_reset(&s->b);

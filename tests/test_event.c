@@ -96,7 +96,7 @@ static void race_worker(void *p, int idx)
         for (long i = 0; i < r->iters; i++) {
             weft_event_set(&r->e);
             if (i % 8 == 0)
-                sched_yield();
+                busy(100);
             weft_event_clear(&r->e);
         }
         weft_event_set(&r->e); /* leave it set: every waiter must now return */

@@ -303,8 +303,10 @@ static void rw_worker(void *p, int idx)
             if (r != 0 || atomic_fetch_add(&s->writers, 1) != 0 || atomic_load(&s->readers) != 0)
                 atomic_fetch_add(&s->violations, 1);
             s->a++;
-            if (x % 32 == 0)
-                sched_yield(); /* let others run into the held lock and park */
+            if (x % 8 == 0)
+                busy(200); /* let others run into the held lock and park */
+            if (x % 256 == 0)
+                sched_yield();
             s->b++;
             atomic_fetch_add(&s->writes, 1);
             atomic_fetch_sub(&s->writers, 1);
@@ -324,8 +326,8 @@ static void rw_worker(void *p, int idx)
             atomic_fetch_add(&s->readers, 1);
             if (r != 0 || atomic_load(&s->writers) != 0 || s->a != s->b)
                 atomic_fetch_add(&s->violations, 1);
-            if (x % 64 == 0)
-                sched_yield();
+            if (x % 16 == 0)
+                busy(200);
             if (atomic_load(&s->writers) != 0 || s->a != s->b)
                 atomic_fetch_add(&s->violations, 1);
             atomic_fetch_sub(&s->readers, 1);

@@ -200,7 +200,9 @@ static void sem_worker(void *p, int idx)
         int m = atomic_load(&st->max_holders);
         while (h > m && !atomic_compare_exchange_weak(&st->max_holders, &m, h))
             ;
-        if (x % 16 == 0)
+        if (x % 8 == 0)
+            busy(200);
+        if (x % 256 == 0)
             sched_yield();
         atomic_fetch_sub(&st->holders, 1);
         atomic_fetch_add(&st->acquired, 1);
