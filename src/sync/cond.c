@@ -16,6 +16,10 @@
  *
  * notify_all wakes every waiter, and they then contend for the mutex (no
  * requeueing onto the mutex's queue: the parking lot has no requeue yet).
+ *
+ * This is the sequence-counter condition variable of futex lore (U. Drepper,
+ * "Futexes Are Tricky", 2011; Rust std's futex Condvar), with the parking
+ * lot's validation in place of the futex's compare.
  */
 #include "internal.h"
 

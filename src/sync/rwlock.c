@@ -40,6 +40,12 @@
  * The fast paths are one CAS each: a read lock when no writer holds or
  * waits, a read unlock that is not the last before a parked writer, a write
  * lock of a free lock, a write unlock with nobody parked.
+ *
+ * The parking-lot technique (validate under the bucket lock, parked bits
+ * cleared only by whoever sees the last waiter go, hand-off by token) is
+ * WebKit's (F. Pizlo, "Locking in WebKit", 2016) as carried over to Rust's
+ * parking_lot by A. d'Antras, whose RawRwLock this resembles; its policy
+ * differs (we hand the lock to all parked readers at a writer's unlock).
  */
 #include "internal.h"
 
