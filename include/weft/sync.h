@@ -113,6 +113,7 @@ typedef struct weft_rmutex {
 
 #define WEFT_RMUTEX_INIT { WEFT_MUTEX_INIT, 0, 0 }
 
+/* Initialise an unlocked recursive mutex. 0, -EINVAL. */
 WEFT_API int weft_rmutex_init(weft_rmutex_t *m);
 /* 0, -EBUSY (held or waited on), -EINVAL. */
 WEFT_API int weft_rmutex_destroy(weft_rmutex_t *m);
@@ -136,9 +137,17 @@ WEFT_API int weft_rmutex_unlock(weft_rmutex_t *m);
  *   - when a writer unlocks and readers are waiting, all of those readers
  *     enter together before the next writer;
  *   - otherwise the next waiting writer enters.
+ * A writer "waits" once it has parked, after a spin of a few microseconds;
+ * readers that arrive during that spin still get in. Parked readers and
+ * writers are handed the lock directly (it never looks free in between), so
+ * nobody can barge past the order above.
  * A reader that already holds a read lock and asks again while a writer waits
  * will deadlock (as with every writer-preferring lock): do not nest read
- * locks. Unlocking a lock not held in that mode returns -EPERM.
+ * locks. Unlocking a lock not held in that mode returns -EPERM; read locks
+ * are not recorded per caller, so rdunlock can only detect that no reader at
+ * all holds the lock.
+ * Locking, uncontended, is one compare-and-swap in either mode; so is
+ * unlocking when nobody is parked.
  */
 typedef struct weft_rwlock {
     uint32_t state;  /* private: readers count and writer/parked bits */
@@ -148,20 +157,28 @@ typedef struct weft_rwlock {
 
 #define WEFT_RWLOCK_INIT { 0, 0, 0 }
 
+/* Initialise an unlocked lock. 0, -EINVAL. */
 WEFT_API int weft_rwlock_init(weft_rwlock_t *l);
 /* 0, -EBUSY (held or waited on), -EINVAL. */
 WEFT_API int weft_rwlock_destroy(weft_rwlock_t *l);
-/* Shared lock. 0, -EOVERFLOW (too many readers), -EINVAL. */
+/* Shared lock. 0, -EOVERFLOW (2^29-1 readers hold it already), -EINVAL. */
 WEFT_API int weft_rwlock_rdlock(weft_rwlock_t *l);
+/* Shared lock if no writer holds or waits for it: 0, -EAGAIN, -EOVERFLOW,
+ * -EINVAL. */
 WEFT_API int weft_rwlock_rdlock_try(weft_rwlock_t *l);
+/* Shared lock by the deadline: 0, -ETIMEDOUT, -EOVERFLOW, -EINVAL. */
 WEFT_API int weft_rwlock_rdlock_until(weft_rwlock_t *l, weft_time_t deadline);
 /* Release a shared lock. 0, -EPERM (no reader holds it), -EINVAL. */
 WEFT_API int weft_rwlock_rdunlock(weft_rwlock_t *l);
 /* Exclusive lock. 0, -EDEADLK (the caller is the writer already), -EINVAL. */
 WEFT_API int weft_rwlock_wrlock(weft_rwlock_t *l);
+/* Exclusive lock if nobody holds it: 0, -EAGAIN (held, by the caller too),
+ * -EINVAL. */
 WEFT_API int weft_rwlock_wrlock_try(weft_rwlock_t *l);
+/* Exclusive lock by the deadline: 0, -ETIMEDOUT, -EDEADLK, -EINVAL. */
 WEFT_API int weft_rwlock_wrlock_until(weft_rwlock_t *l, weft_time_t deadline);
-/* Release the exclusive lock. 0, -EPERM (the caller is not the writer). */
+/* Release the exclusive lock. 0, -EPERM (the caller is not the writer),
+ * -EINVAL. */
 WEFT_API int weft_rwlock_wrunlock(weft_rwlock_t *l);
 
 /* ------------------------------------------------------------------------ */
@@ -181,6 +198,7 @@ typedef struct weft_cond {
 
 #define WEFT_COND_INIT { 0, 0 }
 
+/* Initialise a condition variable. 0, -EINVAL. */
 WEFT_API int weft_cond_init(weft_cond_t *c);
 /* 0, -EBUSY (threads wait on it), -EINVAL. */
 WEFT_API int weft_cond_destroy(weft_cond_t *c);
@@ -210,15 +228,20 @@ WEFT_API int weft_cond_notify_all(weft_cond_t *c);
 
 /*
  * A counter that acquire decrements, waiting while it is zero, and release
- * increments. Waiters are served roughly in arrival order. A bounded
+ * increments. Callers that had to wait are served strictly in arrival order:
+ * a release finding waiters hands its unit directly to the longest waiting
+ * one, so a caller arriving later cannot take it first (acquire_try returns
+ * -EAGAIN meanwhile). With nobody waiting, acquire and release are one
+ * compare-and-swap each. A bounded
  * semaphore refuses a release that would take the count above its bound with
  * -EOVERFLOW (Python raises ValueError) and leaves the count unchanged.
  */
 typedef struct weft_sem {
-    uint32_t count; /* private */
+    uint32_t count; /* private: free units, or UINT32_MAX while callers wait */
     uint32_t max;   /* private: the bound; UINT32_MAX when unbounded */
 } weft_sem_t;
 
+/* value (and max) below UINT32_MAX, value <= max. */
 #define WEFT_SEM_INIT(value) { (value), UINT32_MAX }
 #define WEFT_SEM_INIT_BOUNDED(value, max) { (value), (max) }
 
@@ -228,11 +251,16 @@ WEFT_API int weft_sem_init(weft_sem_t *s, unsigned value);
 WEFT_API int weft_sem_init_bounded(weft_sem_t *s, unsigned value, unsigned max);
 /* 0, -EBUSY (waiters), -EINVAL. */
 WEFT_API int weft_sem_destroy(weft_sem_t *s);
+/* Take one unit, waiting while there is none: 0, -EINVAL. */
 WEFT_API int weft_sem_acquire(weft_sem_t *s);
+/* Take one unit if one is free: 0, -EAGAIN, -EINVAL. */
 WEFT_API int weft_sem_acquire_try(weft_sem_t *s);
+/* Take one unit by the deadline: 0, -ETIMEDOUT, -EINVAL. */
 WEFT_API int weft_sem_acquire_until(weft_sem_t *s, weft_time_t deadline);
 /* Add 1 / add n: 0, -EOVERFLOW (past the bound or UINT32_MAX-1; nothing
- * changes), -EINVAL (n == 0). */
+ * changes), -EINVAL (n == 0). Units go first to waiting callers, oldest
+ * first. (Only when racing releases together pass the bound can release_n
+ * fail with -EOVERFLOW after some of its units went to waiters.) */
 WEFT_API int weft_sem_release(weft_sem_t *s);
 WEFT_API int weft_sem_release_n(weft_sem_t *s, unsigned n);
 /* The count at the moment of the call (a hint); 0 for NULL. */
@@ -253,14 +281,19 @@ typedef struct weft_event {
 
 #define WEFT_EVENT_INIT { 0, 0 }
 
+/* Initialise an event, clear. 0, -EINVAL. */
 WEFT_API int weft_event_init(weft_event_t *e);
 /* 0, -EBUSY (waiters), -EINVAL. */
 WEFT_API int weft_event_destroy(weft_event_t *e);
+/* Set the flag and wake every waiter. 0, -EINVAL. */
 WEFT_API int weft_event_set(weft_event_t *e);
+/* Clear the flag. 0, -EINVAL. */
 WEFT_API int weft_event_clear(weft_event_t *e);
 /* False for NULL. */
 WEFT_API bool weft_event_is_set(const weft_event_t *e);
-/* 0 once set, -EINVAL. */
+/* 0 once set, -EINVAL. A waiter woken by set returns 0 even if the event was
+ * cleared again before it ran (as in Python: the flag was set while it
+ * waited). */
 WEFT_API int weft_event_wait(weft_event_t *e);
 /* 0 once set, -ETIMEDOUT, -EINVAL. */
 WEFT_API int weft_event_wait_until(weft_event_t *e, weft_time_t deadline);
@@ -271,7 +304,10 @@ WEFT_API int weft_event_wait_until(weft_event_t *e, weft_time_t deadline);
 
 /*
  * `parties` callers meet; each wait returns a distinct arrival index in
- * [0, parties) (the last to arrive gets 0, as in Python) and the barrier
+ * [0, parties) (the last to arrive gets 0: it is the one that ran the action
+ * and is still running; note that Python numbers the other way, the first
+ * arrival getting 0 - code that only asks "am I index 0?" works with both)
+ * and the barrier
  * resets itself for the next round. If an action was given, the last arrival
  * runs it before anyone is released.
  *
@@ -279,6 +315,13 @@ WEFT_API int weft_event_wait_until(weft_event_t *e, weft_time_t deadline);
  * weft_barrier_reset while callers wait, breaks the barrier; every waiter and
  * every later wait returns WEFT_EBROKEN until weft_barrier_reset. The waiter
  * whose deadline passed returns -ETIMEDOUT (and breaks it for the others).
+ * After a reset, callers still inside the broken round leave first (they
+ * are already woken); a wait that arrives meanwhile waits for them, and if
+ * its deadline passes then, returns -ETIMEDOUT without breaking anything.
+ *
+ * The action runs in the last arrival's thread with the barrier's internal
+ * lock held: it must not block on the other parties, and wait, abort and
+ * reset of the same barrier called from it return -EDEADLK.
  */
 typedef struct weft_barrier {
     weft_mutex_t lock;          /* private */
@@ -296,13 +339,14 @@ WEFT_API int weft_barrier_init(weft_barrier_t *b, unsigned parties,
                                void (*action)(void *arg), void *arg);
 /* 0, -EBUSY (callers wait on it), -EINVAL. */
 WEFT_API int weft_barrier_destroy(weft_barrier_t *b);
-/* Arrival index >= 0, WEFT_EBROKEN, -EINVAL. */
+/* Arrival index >= 0, WEFT_EBROKEN, -EDEADLK (from the action), -EINVAL. */
 WEFT_API int weft_barrier_wait(weft_barrier_t *b);
-/* Arrival index >= 0, -ETIMEDOUT, WEFT_EBROKEN, -EINVAL. */
+/* Arrival index >= 0, -ETIMEDOUT, WEFT_EBROKEN, -EDEADLK, -EINVAL. */
 WEFT_API int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline);
-/* Break the barrier: waiters return WEFT_EBROKEN. 0, -EINVAL. */
+/* Break the barrier: waiters return WEFT_EBROKEN. 0, -EDEADLK, -EINVAL. */
 WEFT_API int weft_barrier_abort(weft_barrier_t *b);
-/* Back to the empty, unbroken state; current waiters get WEFT_EBROKEN. */
+/* Back to the empty, unbroken state; current waiters get WEFT_EBROKEN.
+ * 0, -EDEADLK, -EINVAL. */
 WEFT_API int weft_barrier_reset(weft_barrier_t *b);
 /* False for NULL. */
 WEFT_API bool weft_barrier_is_broken(weft_barrier_t *b);
@@ -347,13 +391,20 @@ typedef struct weft_waitgroup {
 
 #define WEFT_WAITGROUP_INIT { 0 }
 
+/* Initialise a wait group with count 0. 0, -EINVAL. */
 WEFT_API int weft_waitgroup_init(weft_waitgroup_t *wg);
 /* 0, -EBUSY (waiters, or count not zero), -EINVAL. */
 WEFT_API int weft_waitgroup_destroy(weft_waitgroup_t *wg);
-/* 0, -EOVERFLOW, -EINVAL. */
+/* Add delta (may be negative; 0 is a no-op). 0, -EOVERFLOW (the count would
+ * leave [0, 2^62]; nothing changes), -EINVAL. Reaching zero releases every
+ * waiter. */
 WEFT_API int weft_waitgroup_add(weft_waitgroup_t *wg, int64_t delta);
+/* add(-1): 0, -EOVERFLOW (the count is zero), -EINVAL. */
 WEFT_API int weft_waitgroup_done(weft_waitgroup_t *wg);
+/* Wait until the count is zero: 0, -EINVAL. A waiter released by the count
+ * reaching zero returns 0 even if work was added again since. */
 WEFT_API int weft_waitgroup_wait(weft_waitgroup_t *wg);
+/* The same by the deadline: 0, -ETIMEDOUT, -EINVAL. */
 WEFT_API int weft_waitgroup_wait_until(weft_waitgroup_t *wg, weft_time_t deadline);
 /* The count now (a hint); 0 for NULL. */
 WEFT_API int64_t weft_waitgroup_count(const weft_waitgroup_t *wg);
@@ -372,7 +423,8 @@ typedef struct weft_latch {
 WEFT_API int weft_latch_init(weft_latch_t *l, uint64_t count);
 /* 0, -EBUSY (waiters), -EINVAL. */
 WEFT_API int weft_latch_destroy(weft_latch_t *l);
-/* Subtract n: 0, -EOVERFLOW (more than remains; nothing changes), -EINVAL. */
+/* Subtract n (0 is a no-op): 0, -EOVERFLOW (more than remains; nothing
+ * changes), -EINVAL. */
 WEFT_API int weft_latch_count_down(weft_latch_t *l, uint64_t n);
 /* 0 once the count is zero, -EINVAL. */
 WEFT_API int weft_latch_wait(weft_latch_t *l);
@@ -380,7 +432,8 @@ WEFT_API int weft_latch_wait(weft_latch_t *l);
 WEFT_API int weft_latch_wait_until(weft_latch_t *l, weft_time_t deadline);
 /* 0 if the count is zero, -EAGAIN otherwise, -EINVAL. */
 WEFT_API int weft_latch_wait_try(weft_latch_t *l);
-/* count_down(1) then wait. */
+/* count_down(1) then wait: 0, -EOVERFLOW (the count was zero already),
+ * -EINVAL. */
 WEFT_API int weft_latch_arrive_and_wait(weft_latch_t *l);
 
 #ifdef __cplusplus
