@@ -212,8 +212,13 @@ void lesson_figure_time(lesson_run_t *r, const char *key, const char *label, dou
 void lesson_figure_num(lesson_run_t *r, const char *key, const char *label, double value,
                        const char *unit)
 {
-    char buf[96];
-    snprintf(buf, sizeof buf, "%.3g%s%s", value, unit && *unit ? " " : "", unit ? unit : "");
+    char buf[96], num[48];
+    /* Large values read best as whole numbers with separators. */
+    if (isfinite(value) && value >= 1000 && value < 1e18)
+        lesson_fmt_count(num, sizeof num, (uint64_t)llround(value));
+    else
+        snprintf(num, sizeof num, "%.3g", value);
+    snprintf(buf, sizeof buf, "%s%s%s", num, unit && *unit ? " " : "", unit ? unit : "");
     figure_words(r, label, buf);
     if (r->opts->json) {
         snprintf(buf, sizeof buf, "%.9g", isfinite(value) ? value : 0.0);
@@ -313,18 +318,22 @@ static int run_list(const lesson_opts_t *opts, const lesson_t **list, size_t n, 
     double total = weft_seconds_between(t0, weft_now());
 
     if (summary) {
-        int wname = 6;
-        for (size_t i = 0; i < n; i++)
+        const char *verdict =
+            failed ? "SOME LESSONS FAILED (see above)" : "all lessons ran and checked out";
+        int wname = 6, wkey = (int)strlen(verdict);
+        for (size_t i = 0; i < n; i++) {
             if ((int)strlen(res[i].lesson->name) > wname)
                 wname = (int)strlen(res[i].lesson->name);
+            if ((int)strlen(res[i].key) > wkey)
+                wkey = (int)strlen(res[i].key);
+        }
         char t[32];
         fprintf(w, "\n== Summary ==\n");
-        fprintf(w, "  %-*s  %-52s %10s\n", wname, "lesson", "key figure", "time");
+        fprintf(w, "  %-*s  %-*s  %9s\n", wname, "lesson", wkey, "key figure", "time");
         for (size_t i = 0; i < n; i++)
-            fprintf(w, "  %-*s  %-52s %10s\n", wname, res[i].lesson->name, res[i].key,
+            fprintf(w, "  %-*s  %-*s  %9s\n", wname, res[i].lesson->name, wkey, res[i].key,
                     lesson_fmt_time(t, sizeof t, res[i].seconds));
-        fprintf(w, "  %-*s  %-52s %10s\n", wname, "total",
-                failed ? "SOME LESSONS FAILED (see above)" : "all lessons ran and checked out",
+        fprintf(w, "  %-*s  %-*s  %9s\n", wname, "total", wkey, verdict,
                 lesson_fmt_time(t, sizeof t, total));
     } else if (failed) {
         fprintf(stderr, "weft: the lesson failed\n");

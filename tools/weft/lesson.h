@@ -10,7 +10,7 @@
  *
  * which registers the lesson before main runs (a constructor), so a new
  * lesson needs no edit to any shared table: drop the file in examples/ and
- * the build picks it up (tools/weft/CMakeLists.txt takes every examples/*.c
+ * the build picks it up (tools/weft/CMakeLists.txt takes every C file in examples/
  * that contains a line starting with WEFT_LESSON). `weft tour` runs the
  * lessons sorted by their order number; the numbers leave gaps so lessons
  * from other parts of weft can slot in between.
