@@ -7,7 +7,7 @@
  *       mydata.visits += 1        # this thread's own attribute, no lock
  *
  * weft:
- *   weft_tls_key_t key;  weft_tls_create(&key, free);   // once
+ *   weft_tls_key_t key;  weft_tls_create(&key, free);    // once
  *   weft_tls_set(&key, tally);                          // in each thread
  *   struct tally *t = weft_tls_get(&key);               // anywhere below
  *
@@ -37,6 +37,14 @@ struct tally {
 
 static weft_tls_key_t tally_key;         /* one key; every thread its own value */
 static _Atomic uint64_t shared_visits;   /* the alternative: one counter for all */
+static atomic_int tallies_freed;         /* destructor calls, to show they happen */
+
+/* The key's destructor: runs in each exiting thread that set a value. */
+static void free_tally(void *value)
+{
+    free(value);
+    atomic_fetch_add_explicit(&tallies_freed, 1, memory_order_relaxed);
+}
 
 /* Somewhere deep in the program: no argument says which thread this is. */
 static void visit_privately(void)
@@ -120,7 +128,8 @@ static int thread_local_lesson(lesson_run_t *run)
                NTHREADS, lesson_fmt_count(e, sizeof e, visits));
     lesson_say(run, "then the same visits in one shared atomic counter. Counts and times:");
 
-    int rc = weft_tls_create(&tally_key, free);
+    atomic_store_explicit(&tallies_freed, 0, memory_order_relaxed);
+    int rc = weft_tls_create(&tally_key, free_tally);
     if (rc != 0)
         return lesson_fail_rc(run, "weft_tls_create", rc);
     uint64_t counts[NTHREADS] = {0};
@@ -139,10 +148,15 @@ static int thread_local_lesson(lesson_run_t *run)
     lesson_figure_count(run, "per_thread_max", "own tally, most in a thread", high);
     lesson_figure_count(run, "private_total", "own tallies added up", sum);
     lesson_figure_time(run, "private_seconds", "own tallies: time", private_secs);
+    /* join returns after the thread has exited, destructors included. */
+    int freed = atomic_load_explicit(&tallies_freed, memory_order_relaxed);
+    lesson_figure_count(run, "freed", "tallies freed by the key's destructor", (uint64_t)freed);
     if (sum != expected || low != visits)
         return lesson_fail(run, "the tallies add up to %s, expected %s",
                            lesson_fmt_count(c, sizeof c, sum),
                            lesson_fmt_count(e, sizeof e, expected));
+    if (freed != NTHREADS)
+        return lesson_fail(run, "the destructor ran %d times for %d threads", freed, NTHREADS);
 
     atomic_store_explicit(&shared_visits, 0, memory_order_relaxed);
     rc = run_visitors(false, visits, counts, &shared_secs);

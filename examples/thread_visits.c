@@ -84,9 +84,10 @@ static int thread_visits_lesson(lesson_run_t *run)
                lesson_fmt_count(e, sizeof e, per_thread));
     lesson_say(run, "read, then write. A write between them is lost. Three runs:");
     int cpus = weft_cpu_count();
-    if (cpus < 2)
-        lesson_say(run, "Only one CPU is usable here: threads take turns instead of running at "
-                        "once, so the race rarely shows.");
+    if (cpus < 2) {
+        lesson_say(run, "Only one CPU is usable here: the threads take turns instead of");
+        lesson_say(run, "running at once, so the race rarely shows.");
+    }
 
     lesson_figure_count(run, "expected", "expected total", expected);
     uint64_t worst = expected, obtained[RUNS];
