@@ -62,6 +62,15 @@ static void sort_registry(void)
         sorted[n++] = l;
     qsort(sorted, n, sizeof *sorted, by_order);
     nsorted = n;
+    /* Two lessons with one name would make `weft demo NAME` ambiguous: a
+     * mistake in the build, reported before anything runs. */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (strcmp(sorted[i]->name, sorted[j]->name) == 0) {
+                fprintf(stderr, "weft: two lessons are named '%s' (%s and %s)\n",
+                        sorted[i]->name, sorted[i]->file, sorted[j]->file);
+                exit(1);
+            }
 }
 
 size_t lesson_count(void)
