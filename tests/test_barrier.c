@@ -1,4 +1,4 @@
-/* weft_barrier_t: indices (each exactly once per round, last arrival 0),
+/* weft_barrier_t: indices (each exactly once per round, last arrival parties-1),
  * the action, abort, reset, timeouts, the broken state, misuse, and stress
  * over many rounds. */
 #include "sync_util.h"
@@ -85,10 +85,11 @@ static void test_basic_round(void)
     CHECK_INT(weft_barrier_n_waiting(&B), ==, 2);
     CHECK_RC(weft_barrier_destroy(&B), -EBUSY);
     CHECK_INT(atomic_load(&runs), ==, 0);
-    /* The last arrival gets 0, then the others by arrival: 2, 1. */
-    CHECK_RC(weft_barrier_wait(&B), 0);
+    /* Indices follow arrival order, as in Python: 0, 1, then 2 for the
+     * last arrival (which ran the action). */
+    CHECK_RC(weft_barrier_wait(&B), 2);
     CHECK_INT(atomic_load(&runs), ==, 1);
-    CHECK_RC(join(t1), 2);
+    CHECK_RC(join(t1), 0);
     CHECK_RC(join(t2), 1);
     CHECK_INT(weft_barrier_n_waiting(&B), ==, 0);
     full_round(3);
@@ -221,8 +222,8 @@ static void bstress_worker(void *p, int idx)
         /* The action of round r ran before anyone left round r. */
         if (atomic_load(&s->actions) < r + 1)
             atomic_fetch_add(&s->violations, 1);
-        if (i == 0 && !pthread_equal(s->action_thread, pthread_self()))
-            atomic_fetch_add(&s->violations, 1); /* 0 is the last arrival */
+        if (i == PARTIES - 1 && !pthread_equal(s->action_thread, pthread_self()))
+            atomic_fetch_add(&s->violations, 1); /* parties-1 is the last arrival */
         if (atomic_fetch_add(&s->seen[r * PARTIES + i], 1) != 0)
             atomic_fetch_add(&s->violations, 1);
     }

@@ -304,11 +304,9 @@ WEFT_API int weft_event_wait_until(weft_event_t *e, weft_time_t deadline);
 
 /*
  * `parties` callers meet; each wait returns a distinct arrival index in
- * [0, parties) (the last to arrive gets 0: it is the one that ran the action
- * and is still running; note that Python numbers the other way, the first
- * arrival getting 0 - code that only asks "am I index 0?" works with both)
- * and the barrier
- * resets itself for the next round. If an action was given, the last arrival
+ * [0, parties), numbered in order of arrival as in Python (the first to
+ * arrive gets 0, the last gets parties-1), and the barrier resets itself for
+ * the next round. If an action was given, the last arrival
  * runs it before anyone is released.
  *
  * Broken state, as in Python: weft_barrier_abort, a wait that times out, or

@@ -22,8 +22,8 @@
  * woken waiters read generation (acquire) and go, so a round's release does
  * not make every waiter queue on the mutex.
  *
- * Arrival indices: count arrivals this round, the k-th arrival (from 0)
- * gets parties-1-k, so the last to arrive (which runs the action) gets 0.
+ * Arrival indices, as in Python: the k-th arrival this round (from 0) gets
+ * k, so the last to arrive (which runs the action) gets parties-1.
  */
 #include "internal.h"
 
@@ -144,7 +144,7 @@ int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline)
 
     uint64_t g = atomic_load_explicit(gen_of(b), memory_order_relaxed);
     uint32_t c = ld(count_of(b));
-    int index = (int)(b->parties - 1 - c);
+    int index = (int)c;
     if (c + 1 == b->parties) {
         /* The last arrival: run the action, then release the round. The
          * release store pairs with the woken waiters' acquire load, so the
