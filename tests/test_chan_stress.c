@@ -1,0 +1,505 @@
+/* weft channels under stress: MPMC exactly-once and per-producer order for
+ * several shapes and capacities, close racing with blocked callers, select
+ * and deadlines racing with sends, release racing with timeouts, ping-pong.
+ * Sizes scale with WEFT_TEST_SCALE (check_iters). */
+#include <sched.h>
+#include <stdatomic.h>
+#include <weft.h>
+
+#include "chan/internal.h"
+#include "check.h"
+
+#define FAR_DEADLINE() weft_deadline_in(120.0)
+
+/* ---- a bitmap of item ids -------------------------------------------------- */
+
+struct bits {
+    _Atomic uint64_t *w;
+    size_t n;
+};
+
+static void bits_init(struct bits *b, size_t n)
+{
+    b->n = n;
+    b->w = calloc((n + 63) / 64, sizeof *b->w);
+    if (!b->w)
+        abort();
+}
+
+/* Set bit i; true if it was clear. */
+static bool bits_set(struct bits *b, size_t i)
+{
+    uint64_t m = (uint64_t)1 << (i % 64);
+    return !(atomic_fetch_or(&b->w[i / 64], m) & m);
+}
+
+static bool bits_get(struct bits *b, size_t i)
+{
+    return atomic_load(&b->w[i / 64]) & ((uint64_t)1 << (i % 64));
+}
+
+/* ---- sending and receiving in several styles ------------------------------------ */
+
+/* style 0: blocking; 1: _until with a far deadline; 2: _try a while, then
+ * blocking; 3: select with a switched-off case. Returns 0 or -EPIPE. */
+static int send_styled(weft_chan_t *ch, const void *v, int style)
+{
+    switch (style & 3) {
+    case 0: return weft_chan_send(ch, v);
+    case 1: return weft_chan_send_until(ch, v, FAR_DEADLINE());
+    case 2:
+        for (int i = 0; i < 20; i++) {
+            int r = weft_chan_send_try(ch, v);
+            if (r != -EAGAIN)
+                return r;
+            sched_yield();
+        }
+        return weft_chan_send(ch, v);
+    default: {
+        weft_select_case_t c[2] = {{NULL, WEFT_SELECT_RECV, NULL, 0},
+                                   {ch, WEFT_SELECT_SEND, (void *)v, 1}};
+        int r = weft_chan_select(c, 2);
+        return r == 1 ? c[1].result : -1000 + r;
+    }
+    }
+}
+
+static int recv_styled(weft_chan_t *ch, void *v, int style)
+{
+    switch (style & 3) {
+    case 0: return weft_chan_recv(ch, v);
+    case 1: return weft_chan_recv_until(ch, v, FAR_DEADLINE());
+    case 2:
+        for (int i = 0; i < 20; i++) {
+            int r = weft_chan_recv_try(ch, v);
+            if (r != -EAGAIN)
+                return r;
+            sched_yield();
+        }
+        return weft_chan_recv(ch, v);
+    default: {
+        weft_select_case_t c[2] = {{ch, WEFT_SELECT_RECV, v, 1},
+                                   {NULL, WEFT_SELECT_SEND, NULL, 0}};
+        int r = weft_chan_select_until(c, 2, FAR_DEADLINE());
+        return r == 0 ? c[0].result : -1000 + r;
+    }
+    }
+}
+
+/* ---- MPMC: every item exactly once, per-producer order ------------------------- */
+
+#define MAXP 8
+
+struct mpmc {
+    weft_chan_t *ch;
+    int P, C;
+    long per; /* items per producer */
+    struct bits seen;
+    _Atomic long received;
+    _Atomic int producers_left;
+    _Atomic long errors;
+    _Atomic long bad_rc;
+};
+
+static void mpmc_thread(void *arg, int idx)
+{
+    struct mpmc *m = arg;
+    if (idx < m->P) {
+        for (long s = 0; s < m->per; s++) {
+            uint64_t item = ((uint64_t)idx << 32) | (uint64_t)s;
+            int r = send_styled(m->ch, &item, (int)(idx + s));
+            if (r != 0) {
+                atomic_fetch_add(&m->bad_rc, 1);
+                break;
+            }
+        }
+        if (atomic_fetch_sub(&m->producers_left, 1) == 1)
+            weft_chan_close(m->ch);
+        return;
+    }
+    long last[MAXP];
+    for (int p = 0; p < MAXP; p++)
+        last[p] = -1;
+    for (long k = 0;; k++) {
+        uint64_t item;
+        int r = recv_styled(m->ch, &item, (int)(idx + k));
+        if (r == -EPIPE)
+            break;
+        if (r != 0) {
+            atomic_fetch_add(&m->bad_rc, 1);
+            break;
+        }
+        int p = (int)(item >> 32);
+        long s = (long)(item & 0xffffffffu);
+        if (p >= m->P || s >= m->per || s <= last[p]) {
+            atomic_fetch_add(&m->errors, 1); /* out of range, or out of order */
+            continue;
+        }
+        last[p] = s;
+        if (!bits_set(&m->seen, (size_t)p * (size_t)m->per + (size_t)s))
+            atomic_fetch_add(&m->errors, 1); /* duplicate */
+        atomic_fetch_add(&m->received, 1);
+    }
+}
+
+static void mpmc_run(int P, int C, size_t cap, long total)
+{
+    struct mpmc m = {0};
+    m.P = P;
+    m.C = C;
+    m.per = total / P;
+    CHECK_OK(weft_chan_create(&m.ch, sizeof(uint64_t), cap));
+    bits_init(&m.seen, (size_t)P * (size_t)m.per);
+    atomic_store(&m.producers_left, P);
+    check_parallel(P + C, mpmc_thread, &m);
+    long missing = 0;
+    for (size_t i = 0; i < m.seen.n; i++)
+        if (!bits_get(&m.seen, i))
+            missing++;
+    if (atomic_load(&m.errors) || missing || atomic_load(&m.bad_rc))
+        fprintf(stderr, "mpmc P=%d C=%d cap=%zu: errors %ld missing %ld bad_rc %ld\n", P, C,
+                cap, atomic_load(&m.errors), missing, atomic_load(&m.bad_rc));
+    CHECK_INT(atomic_load(&m.errors), ==, 0);
+    CHECK_INT(atomic_load(&m.bad_rc), ==, 0);
+    CHECK_INT(missing, ==, 0);
+    CHECK_INT(atomic_load(&m.received), ==, (long)P * m.per);
+    CHECK_U64(weft_chan_len(m.ch), ==, 0);
+    CHECK_U64(atomic_load(&m.ch->inside), ==, 0);
+    CHECK_OK(weft_chan_release(m.ch));
+    free(m.seen.w);
+}
+
+static void test_mpmc(void)
+{
+    static const int shapes[][2] = {{1, 1}, {2, 2}, {4, 2}, {1, 4}, {3, 1}};
+    static const size_t caps[] = {0, 1, 7, 1024};
+    long big = check_iters("CHAN_MPMC", 60000);
+    long small = check_iters("CHAN_MPMC_SMALL", 12000);
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++)
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+            mpmc_run(shapes[s][0], shapes[s][1], caps[c], caps[c] <= 1 ? small : big);
+}
+
+/* ---- close racing with blocked senders, receivers and selects -------------------- */
+
+#define CR_PER 4000 /* ids per producer */
+
+struct close_race {
+    weft_chan_t *ch;
+    weft_chan_t *idle; /* nobody sends on it: a never-ready second case */
+    int P, C;
+    long threshold;
+    struct bits sent, recvd;
+    _Atomic long sent_ok, received;
+    _Atomic int producers_done;
+    _Atomic long errors;
+};
+
+static void close_race_thread(void *arg, int idx)
+{
+    struct close_race *cr = arg;
+    if (idx == 0) {
+        /* The closer: after some items went through (or all were sent). */
+        while (atomic_load(&cr->received) < cr->threshold &&
+               atomic_load(&cr->producers_done) < cr->P)
+            sched_yield();
+        if (weft_chan_close(cr->ch) != 0)
+            atomic_fetch_add(&cr->errors, 1);
+        return;
+    }
+    idx--;
+    if (idx < cr->P) {
+        for (long s = 0; s < CR_PER; s++) {
+            uint64_t id = (uint64_t)idx * CR_PER + (uint64_t)s;
+            int r;
+            if ((s & 3) == 3) {
+                int dummy = 0;
+                weft_select_case_t c[2] = {{cr->idle, WEFT_SELECT_RECV, &dummy, 0},
+                                           {cr->ch, WEFT_SELECT_SEND, &id, 0}};
+                r = weft_chan_select(c, 2);
+                r = r == 1 ? c[1].result : -1000;
+            } else {
+                r = send_styled(cr->ch, &id, (int)s);
+            }
+            if (r == -EPIPE)
+                break;
+            if (r != 0) {
+                atomic_fetch_add(&cr->errors, 1);
+                break;
+            }
+            bits_set(&cr->sent, id);
+            atomic_fetch_add(&cr->sent_ok, 1);
+        }
+        atomic_fetch_add(&cr->producers_done, 1);
+        return;
+    }
+    for (long k = 0;; k++) {
+        uint64_t id;
+        int r;
+        if ((k & 3) == 3) {
+            int dummy = 0;
+            weft_select_case_t c[2] = {{cr->ch, WEFT_SELECT_RECV, &id, 0},
+                                       {cr->idle, WEFT_SELECT_RECV, &dummy, 0}};
+            r = weft_chan_select(c, 2);
+            r = r == 0 ? c[0].result : -1000;
+        } else {
+            r = recv_styled(cr->ch, &id, (int)k + idx);
+        }
+        if (r == -EPIPE)
+            break;
+        if (r != 0 || id >= (uint64_t)cr->P * CR_PER || !bits_set(&cr->recvd, id)) {
+            atomic_fetch_add(&cr->errors, 1);
+            break;
+        }
+        atomic_fetch_add(&cr->received, 1);
+    }
+}
+
+static void test_close_race(void)
+{
+    static const size_t caps[] = {0, 1, 7, 64};
+    long rounds = check_iters("CHAN_CLOSE_ROUNDS", 120);
+    weft_chan_t *idle;
+    CHECK_OK(weft_chan_create(&idle, sizeof(int), 0));
+    for (long i = 0; i < rounds; i++) {
+        struct close_race cr = {0};
+        cr.P = 1 + (int)(i % 3);
+        cr.C = 1 + (int)((i / 3) % 3);
+        cr.threshold = (i * 37) % 300;
+        cr.idle = idle;
+        CHECK_OK(weft_chan_create(&cr.ch, sizeof(uint64_t), caps[i % 4]));
+        bits_init(&cr.sent, (size_t)cr.P * CR_PER);
+        bits_init(&cr.recvd, (size_t)cr.P * CR_PER);
+        check_parallel(1 + cr.P + cr.C, close_race_thread, &cr);
+        /* What is left in the buffer after close was accepted too. */
+        long left = 0;
+        uint64_t id;
+        int r;
+        while ((r = weft_chan_recv_try(cr.ch, &id)) == 0) {
+            if (id >= (uint64_t)cr.P * CR_PER || !bits_set(&cr.recvd, id))
+                atomic_fetch_add(&cr.errors, 1);
+            left++;
+        }
+        CHECK_RC(r, -EPIPE);
+        CHECK_INT(atomic_load(&cr.errors), ==, 0);
+        CHECK_INT(atomic_load(&cr.sent_ok), ==, atomic_load(&cr.received) + left);
+        long diff = 0;
+        for (size_t k = 0; k < cr.sent.n; k++)
+            if (bits_get(&cr.sent, k) != bits_get(&cr.recvd, k))
+                diff++;
+        CHECK_INT(diff, ==, 0);
+        CHECK_U64(atomic_load(&cr.ch->inside), ==, 0);
+        CHECK_OK(weft_chan_release(cr.ch));
+        free(cr.sent.w);
+        free(cr.recvd.w);
+    }
+    CHECK_U64(atomic_load(&idle->inside), ==, 0);
+    CHECK_OK(weft_chan_release(idle));
+}
+
+/* ---- select and deadlines racing with sends -------------------------------------- */
+
+/* Producers send ids over two channels A and B, some with select over both
+ * sends, with short random deadlines (retrying the same id on -ETIMEDOUT);
+ * consumers take with select over both receives or with recv_until, also
+ * with short deadlines. A timed-out call must not have moved anything:
+ * every id arrives exactly once. */
+struct timed {
+    weft_chan_t *ch[2];
+    int P, C;
+    long per;
+    struct bits seen;
+    _Atomic long timeouts, errors, received;
+    _Atomic int producers_left;
+};
+
+static weft_time_t short_deadline(void)
+{
+    /* 0 to ~60 us: often expired before the call is done. */
+    return weft_now() + (weft_time_t)(weft__rand() % 60000);
+}
+
+static void timed_thread(void *arg, int idx)
+{
+    struct timed *t = arg;
+    if (idx < t->P) {
+        for (long s = 0; s < t->per; s++) {
+            uint64_t id = (uint64_t)idx * (uint64_t)t->per + (uint64_t)s;
+            for (;;) {
+                int r;
+                if (s & 1) {
+                    weft_select_case_t c[2] = {{t->ch[0], WEFT_SELECT_SEND, &id, 0},
+                                               {t->ch[1], WEFT_SELECT_SEND, &id, 0}};
+                    r = weft_chan_select_until(c, 2, short_deadline());
+                    if (r >= 0)
+                        r = c[r].result;
+                } else {
+                    r = weft_chan_send_until(t->ch[idx & 1], &id, short_deadline());
+                }
+                if (r == 0)
+                    break;
+                if (r == -ETIMEDOUT) {
+                    atomic_fetch_add(&t->timeouts, 1);
+                    continue;
+                }
+                atomic_fetch_add(&t->errors, 1);
+                break;
+            }
+        }
+        if (atomic_fetch_sub(&t->producers_left, 1) == 1) {
+            weft_chan_close(t->ch[0]);
+            weft_chan_close(t->ch[1]);
+        }
+        return;
+    }
+    bool open[2] = {true, true};
+    for (long k = 0; open[0] || open[1]; k++) {
+        uint64_t id;
+        int r, which;
+        if ((k & 1) || !open[k & 2 ? 1 : 0]) {
+            weft_select_case_t c[2] = {{open[0] ? t->ch[0] : NULL, WEFT_SELECT_RECV, &id, 0},
+                                       {open[1] ? t->ch[1] : NULL, WEFT_SELECT_RECV, &id, 0}};
+            which = weft_chan_select_until(c, 2, short_deadline());
+            r = which >= 0 ? c[which].result : which;
+        } else {
+            which = k & 2 ? 1 : 0;
+            r = weft_chan_recv_until(t->ch[which], &id, short_deadline());
+        }
+        if (r == -ETIMEDOUT) {
+            atomic_fetch_add(&t->timeouts, 1);
+            continue;
+        }
+        if (r == -EPIPE) {
+            open[which] = false;
+            continue;
+        }
+        if (r != 0 || id >= t->seen.n || !bits_set(&t->seen, id)) {
+            atomic_fetch_add(&t->errors, 1);
+            break;
+        }
+        atomic_fetch_add(&t->received, 1);
+    }
+}
+
+static void test_timed_race(void)
+{
+    static const size_t caps[] = {0, 1, 4};
+    long total = check_iters("CHAN_TIMED", 12000);
+    for (size_t c = 0; c < 3; c++) {
+        struct timed t = {0};
+        t.P = 2;
+        t.C = 2;
+        t.per = total / t.P;
+        CHECK_OK(weft_chan_create(&t.ch[0], sizeof(uint64_t), caps[c]));
+        CHECK_OK(weft_chan_create(&t.ch[1], sizeof(uint64_t), caps[c]));
+        bits_init(&t.seen, (size_t)t.P * (size_t)t.per);
+        atomic_store(&t.producers_left, t.P);
+        check_parallel(t.P + t.C, timed_thread, &t);
+        long missing = 0;
+        for (size_t i = 0; i < t.seen.n; i++)
+            if (!bits_get(&t.seen, i))
+                missing++;
+        CHECK_INT(atomic_load(&t.errors), ==, 0);
+        CHECK_INT(missing, ==, 0);
+        CHECK_INT(atomic_load(&t.received), ==, (long)t.seen.n);
+        for (int i = 0; i < 2; i++) {
+            CHECK_U64(atomic_load(&t.ch[i]->inside), ==, 0);
+            CHECK_U64(weft_chan_len(t.ch[i]), ==, 0);
+            CHECK_OK(weft_chan_release(t.ch[i]));
+        }
+        free(t.seen.w);
+    }
+}
+
+/* ---- release racing with timeouts ------------------------------------------------- */
+
+struct orphan {
+    weft_chan_t *ch;
+    int rc;
+    _Atomic int done;
+};
+
+static void *orphan_main(void *p)
+{
+    struct orphan *o = p;
+    int v;
+    o->rc = weft_chan_recv_until(o->ch, &v, weft_now() + (weft_time_t)(weft__rand() % 200000));
+    atomic_store(&o->done, 1);
+    return NULL;
+}
+
+static void test_release_race(void)
+{
+    long rounds = check_iters("CHAN_RELEASE_ROUNDS", 300);
+    long busy = 0;
+    for (long i = 0; i < rounds; i++) {
+        struct orphan o = {0};
+        CHECK_OK(weft_chan_create(&o.ch, sizeof(int), (size_t)(i & 1)));
+        pthread_t t;
+        pthread_create(&t, NULL, orphan_main, &o);
+        /* Release once the receiver is inside (or already gone): it either
+         * times out or is released with -EPIPE, and whoever is last frees. */
+        while (!atomic_load(&o.done) && (atomic_load(&o.ch->inside) & ~WEFT__CHAN_ORPHAN) == 0)
+            sched_yield();
+        int r = weft_chan_release(o.ch);
+        CHECK(r == 0 || r == -EBUSY);
+        if (r == -EBUSY)
+            busy++;
+        pthread_join(t, NULL);
+        CHECK(o.rc == -ETIMEDOUT || o.rc == -EPIPE);
+        if (r == -EBUSY)
+            CHECK(o.rc == -EPIPE || o.rc == -ETIMEDOUT);
+    }
+    fprintf(stderr, "  release race: %ld of %ld with a caller inside\n", busy, rounds);
+}
+
+/* ---- ping-pong ---------------------------------------------------------------------- */
+
+struct pingpong {
+    weft_chan_t *ping, *pong;
+    long n;
+    _Atomic long errors;
+};
+
+static void pingpong_thread(void *arg, int idx)
+{
+    struct pingpong *pp = arg;
+    for (long i = 0; i < pp->n; i++) {
+        long v = i;
+        if (idx == 0) {
+            if (weft_chan_send(pp->ping, &v) != 0 || weft_chan_recv(pp->pong, &v) != 0 ||
+                v != i + 1)
+                atomic_fetch_add(&pp->errors, 1);
+        } else {
+            if (weft_chan_recv(pp->ping, &v) != 0 || v != i)
+                atomic_fetch_add(&pp->errors, 1);
+            v++;
+            if (weft_chan_send(pp->pong, &v) != 0)
+                atomic_fetch_add(&pp->errors, 1);
+        }
+    }
+}
+
+static void test_pingpong(void)
+{
+    for (size_t cap = 0; cap <= 1; cap++) {
+        struct pingpong pp = {0};
+        pp.n = check_iters("CHAN_PINGPONG", 20000);
+        CHECK_OK(weft_chan_create(&pp.ping, sizeof(long), cap));
+        CHECK_OK(weft_chan_create(&pp.pong, sizeof(long), cap));
+        check_parallel(2, pingpong_thread, &pp);
+        CHECK_INT(atomic_load(&pp.errors), ==, 0);
+        CHECK_OK(weft_chan_release(pp.ping));
+        CHECK_OK(weft_chan_release(pp.pong));
+    }
+}
+
+int main(void)
+{
+    RUN(test_mpmc);
+    RUN(test_close_race);
+    RUN(test_timed_race);
+    RUN(test_release_race);
+    RUN(test_pingpong);
+    return check_done();
+}
