@@ -19,6 +19,7 @@
  *                                       the benchmarks still work, in seconds
  *   --runs=N        WEFT_BENCH_RUNS=N   measured runs per result (default 5)
  *   --stat=S        WEFT_BENCH_STAT=S   "median" (default) or "best"
+ *   --verbose       WEFT_BENCH_VERBOSE=1  every run's value on stderr (spread)
  *   --NAME=V        WEFT_BENCH_NAME=V   a size, read by bench_size("name", ...)
  *
  * The header is self-contained (static functions, libc and pthreads only) so
@@ -52,6 +53,7 @@ static char **bench_argv_;
 static bool bench_tiny_;
 static int bench_runs_ = 5;
 static bool bench_best_; /* report the best run instead of the median */
+static bool bench_verbose_; /* print every run's value to stderr */
 
 /* Nanoseconds on CLOCK_MONOTONIC (the clock weft_now() reads). */
 static BENCH_UNUSED int64_t bench_now(void)
@@ -126,8 +128,10 @@ static BENCH_UNUSED void bench_init(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--tiny") == 0)
             bench_tiny_ = true;
+        else if (strcmp(argv[i], "--verbose") == 0)
+            bench_verbose_ = true;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fprintf(stderr, "usage: %s [--tiny] [--runs=N] [--stat=median|best] [--SIZE=N]...\n"
+            fprintf(stderr, "usage: %s [--tiny] [--verbose] [--runs=N] [--stat=median|best] [--SIZE=N]...\n"
                             "(see bench/bench.h and docs/bench.md)\n", argv[0]);
             exit(0);
         } else if (strncmp(argv[i], "--", 2) != 0 || !strchr(argv[i], '=')) {
@@ -138,6 +142,9 @@ static BENCH_UNUSED void bench_init(int argc, char **argv)
     const char *t = getenv("WEFT_BENCH_TINY");
     if (t && *t && strcmp(t, "0") != 0)
         bench_tiny_ = true;
+    const char *vb = getenv("WEFT_BENCH_VERBOSE");
+    if (vb && *vb && strcmp(vb, "0") != 0)
+        bench_verbose_ = true;
     const char *r = bench_opt_("runs");
     if (r) {
         long long n = bench_parse_("runs", r);
@@ -188,6 +195,12 @@ static BENCH_UNUSED double bench_repeat(double (*fn)(void *arg), void *arg, bool
     for (int i = 0; i < n; i++)
         v[i] = fn(arg);
     qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
+    if (bench_verbose_) {
+        fprintf(stderr, "  runs (sorted):");
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, " %.4g", v[i]);
+        fputc('\n', stderr);
+    }
     if (bench_best_)
         return higher_is_better ? v[n - 1] : v[0];
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;

@@ -21,9 +21,10 @@ import (
 )
 
 var (
-	tiny = false
-	runs = 5
-	best = false
+	tiny    = false
+	runs    = 5
+	best    = false
+	verbose = false
 )
 
 func die(format string, args ...interface{}) {
@@ -76,8 +77,10 @@ func initOpts() {
 		switch {
 		case a == "--tiny":
 			tiny = true
+		case a == "--verbose":
+			verbose = true
 		case a == "-h" || a == "--help":
-			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--runs=N] [--stat=median|best] [--SIZE=N]...\n", os.Args[0])
+			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--verbose] [--runs=N] [--stat=median|best] [--SIZE=N]...\n", os.Args[0])
 			os.Exit(0)
 		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
 		default:
@@ -97,6 +100,9 @@ func initOpts() {
 	if tiny {
 		runs = 1
 	}
+	if v := os.Getenv("WEFT_BENCH_VERBOSE"); v != "" && v != "0" {
+		verbose = true
+	}
 	switch opt("stat") {
 	case "", "median":
 	case "best":
@@ -114,6 +120,13 @@ func repeat(fn func() float64, higherIsBetter bool) float64 {
 		v[i] = fn()
 	}
 	sort.Float64s(v)
+	if verbose {
+		fmt.Fprint(os.Stderr, "  runs (sorted):")
+		for _, x := range v {
+			fmt.Fprint(os.Stderr, " "+strconv.FormatFloat(x, 'g', 4, 64))
+		}
+		fmt.Fprintln(os.Stderr)
+	}
 	if best {
 		if higherIsBetter {
 			return v[len(v)-1]
