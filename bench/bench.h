@@ -63,6 +63,47 @@ static BENCH_UNUSED int64_t bench_now(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/*
+ * The span of a multi-threaded run, measured by the workers themselves: each
+ * calls bench_span_begin right after the start barrier and bench_span_end
+ * when its work is done; the span runs from the earliest begin to the latest
+ * end. The main thread's own clock would include the time it waits to be
+ * scheduled after the barrier releases (on a loaded machine the workers can
+ * finish before main even reads the clock).
+ */
+typedef struct bench_span {
+    int64_t start, end; /* accessed with __atomic builtins (C and C++ alike) */
+} bench_span_t;
+
+static BENCH_UNUSED void bench_span_reset(bench_span_t *s)
+{
+    __atomic_store_n(&s->start, INT64_MAX, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->end, INT64_MIN, __ATOMIC_RELAXED);
+}
+
+static BENCH_UNUSED void bench_span_begin(bench_span_t *s)
+{
+    int64_t now = bench_now(), old = __atomic_load_n(&s->start, __ATOMIC_RELAXED);
+    while (now < old &&
+           !__atomic_compare_exchange_n(&s->start, &old, now, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+static BENCH_UNUSED void bench_span_end(bench_span_t *s)
+{
+    int64_t now = bench_now(), old = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
+    while (now > old &&
+           !__atomic_compare_exchange_n(&s->end, &old, now, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Nanoseconds from the first begin to the last end; call after joining. */
+static BENCH_UNUSED double bench_span_ns(const bench_span_t *s)
+{
+    return (double)(__atomic_load_n(&s->end, __ATOMIC_RELAXED) -
+                    __atomic_load_n(&s->start, __ATOMIC_RELAXED));
+}
+
 /* Stop the program with a message: a benchmark whose result is wrong (a
  * count that does not add up, a call that failed) must not print a number. */
 static BENCH_UNUSED BENCH_NORETURN void bench_die(const char *what, long long detail)

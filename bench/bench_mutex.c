@@ -9,7 +9,8 @@
  * mutex_counter: `threads` threads each add 1 to a shared counter `iters`
  *   times, taking the lock around each increment (100 x 100,000 as in the
  *   classic exercise). The threads are started first and released together
- *   from a barrier; the clock runs from the release to the last join.
+ *   from a barrier; the clock runs from the first thread's start to the last
+ *   thread's finish (bench_span_t).
  *   ns_per_op is the wall time divided by threads x iters. The counter must
  *   come out exact, or the program fails. The "atomic" impl replaces the lock
  *   with atomic_fetch_add (relaxed): the floor for this job. Target: weft at
@@ -69,6 +70,7 @@ struct counter {
     enum impl impl;
     long long threads, per_thread;
     pthread_barrier_t start;
+    bench_span_t span;
     weft_mutex_t wm;
     pthread_mutex_t pm;
     /* The counter sits on its own cache line, away from the locks' words,
@@ -82,6 +84,7 @@ static void *counter_worker(void *arg)
     struct counter *c = arg;
     long long n = c->per_thread;
     pthread_barrier_wait(&c->start);
+    bench_span_begin(&c->span);
     switch (c->impl) {
     case IMPL_WEFT:
         for (long long i = 0; i < n; i++) {
@@ -102,6 +105,7 @@ static void *counter_worker(void *arg)
             atomic_fetch_add_explicit(&c->avalue, 1, memory_order_relaxed);
         break;
     }
+    bench_span_end(&c->span);
     return NULL;
 }
 
@@ -116,18 +120,15 @@ static double counter_run(void *arg)
     atomic_store(&c->avalue, 0);
     weft_mutex_init(&c->wm);
     pthread_mutex_init(&c->pm, NULL);
-    /* The main thread is the last party: it starts the clock on release. */
-    pthread_barrier_init(&c->start, NULL, (unsigned)nt + 1);
+    bench_span_reset(&c->span);
+    pthread_barrier_init(&c->start, NULL, (unsigned)nt);
     for (size_t i = 0; i < nt; i++) {
         int r = pthread_create(&tids[i], NULL, counter_worker, c);
         if (r)
             bench_die("pthread_create", r);
     }
-    pthread_barrier_wait(&c->start);
-    int64_t t0 = bench_now();
     for (size_t i = 0; i < nt; i++)
         pthread_join(tids[i], NULL);
-    int64_t t1 = bench_now();
     pthread_barrier_destroy(&c->start);
     free(tids);
     long long want = c->threads * c->per_thread;
@@ -136,7 +137,7 @@ static double counter_run(void *arg)
         bench_die("counter lost increments", want - got);
     if (weft_mutex_destroy(&c->wm) != 0 || pthread_mutex_destroy(&c->pm) != 0)
         bench_die("mutex left locked", 0);
-    return (double)(t1 - t0) / (double)want;
+    return bench_span_ns(&c->span) / (double)want;
 }
 
 int main(int argc, char **argv)

@@ -12,11 +12,13 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -164,6 +166,29 @@ func emit(bench, impl string, params []kv, unit string, value float64) {
 func nsPer(d time.Duration, n int64) float64 {
 	return float64(d.Nanoseconds()) / float64(n)
 }
+
+// span is bench.h's bench_span_t: each goroutine calls begin after the start
+// signal and end when done; the span runs from the earliest begin to the
+// latest end, so the main goroutine's scheduling delay is not measured.
+type span struct{ start, end int64 }
+
+var epoch = time.Now()
+
+func newSpan() *span { return &span{start: math.MaxInt64, end: math.MinInt64} }
+
+func (s *span) begin() {
+	now := int64(time.Since(epoch))
+	for old := atomic.LoadInt64(&s.start); now < old && !atomic.CompareAndSwapInt64(&s.start, old, now); old = atomic.LoadInt64(&s.start) {
+	}
+}
+
+func (s *span) finish() {
+	now := int64(time.Since(epoch))
+	for old := atomic.LoadInt64(&s.end); now > old && !atomic.CompareAndSwapInt64(&s.end, old, now); old = atomic.LoadInt64(&s.end) {
+	}
+}
+
+func (s *span) duration() time.Duration { return time.Duration(s.end - s.start) }
 
 func main() {
 	initOpts()
