@@ -4,8 +4,10 @@
  * median (or the best), and one JSON line per result.
  *
  * A benchmark is a program. main calls bench_init(argc, argv) first, reads
- * its sizes with bench_size(), measures each implementation with
- * bench_repeat() and prints each result with bench_json(). Every line a
+ * its sizes with bench_size(), and either measures weft and its peers with
+ * bench_compare() (runs interleaved, one JSON line per implementation) or
+ * one implementation with bench_repeat() and prints it with bench_json().
+ * Every line a
  * benchmark prints to stdout is one JSON object:
  *
  *   {"bench": "mutex_uncontended", "impl": "weft",
@@ -223,6 +225,21 @@ static int bench_cmp_(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The median (or best) of n values; sorts v. */
+static BENCH_UNUSED double bench_summary_(double *v, int n, bool higher_is_better, const char *label)
+{
+    qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
+    if (bench_verbose_) {
+        fprintf(stderr, "  %s runs (sorted):", label ? label : "");
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, " %.4g", v[i]);
+        fputc('\n', stderr);
+    }
+    if (bench_best_)
+        return higher_is_better ? v[n - 1] : v[0];
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /*
  * Run fn(arg) bench_runs() times; each call measures one run and returns its
  * result (ns per op, seconds, ...). Returns the median of the runs, or the
@@ -235,16 +252,7 @@ static BENCH_UNUSED double bench_repeat(double (*fn)(void *arg), void *arg, bool
     int n = bench_runs_;
     for (int i = 0; i < n; i++)
         v[i] = fn(arg);
-    qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
-    if (bench_verbose_) {
-        fprintf(stderr, "  runs (sorted):");
-        for (int i = 0; i < n; i++)
-            fprintf(stderr, " %.4g", v[i]);
-        fputc('\n', stderr);
-    }
-    if (bench_best_)
-        return higher_is_better ? v[n - 1] : v[0];
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return bench_summary_(v, n, higher_is_better, NULL);
 }
 
 /* One parameter of a result: an integer size. */
@@ -277,6 +285,36 @@ static BENCH_UNUSED void bench_json(const char *bench, const char *impl, const b
     printf("\"stat\": \"%s\"}, \"%s\": %.4g, \"runs\": %d}\n",
            bench_best_ ? "best" : "median", unit, value, bench_runs_);
     fflush(stdout);
+}
+
+/* One implementation in a bench_compare. */
+typedef struct bench_case {
+    const char *impl;         /* its name in the "impl" field */
+    double (*fn)(void *arg);  /* one measured run, as for bench_repeat */
+    void *arg;
+} bench_case_t;
+
+#define BENCH_MAX_CASES 16
+
+/*
+ * Measure n implementations of one benchmark and print a JSON line for each
+ * (bench_json). The runs are interleaved: the first run of every case, then
+ * the second of every case, and so on, so that a burst of load from
+ * elsewhere on a shared machine hits all of them alike rather than the one
+ * that happened to be running.
+ */
+static BENCH_UNUSED void bench_compare(const char *bench, const bench_kv_t *params, const char *unit,
+                                       bool higher_is_better, const bench_case_t *cases, size_t n)
+{
+    static double v[BENCH_MAX_CASES][BENCH_MAX_RUNS];
+    if (n > BENCH_MAX_CASES)
+        bench_die("bench_compare: too many cases", (long long)n);
+    for (int r = 0; r < bench_runs_; r++)
+        for (size_t i = 0; i < n; i++)
+            v[i][r] = cases[i].fn(cases[i].arg);
+    for (size_t i = 0; i < n; i++)
+        bench_json(bench, cases[i].impl, params, unit,
+                   bench_summary_(v[i], bench_runs_, higher_is_better, cases[i].impl));
 }
 
 #endif /* WEFT_BENCH_H */

@@ -401,26 +401,36 @@ int main(int argc, char **argv)
 {
     bench_init(argc, argv);
 
-    static struct tput t;
-    t.items = bench_size("items", 10000000, 20000);
-    t.producers = bench_size("producers", 2, 2);
-    t.consumers = bench_size("consumers", 2, 2);
-    t.cap = bench_size("cap", 1024, 1024);
-    const bench_kv_t *tp = BENCH_PARAMS({"items", t.items}, {"producers", t.producers},
-                                        {"consumers", t.consumers}, {"cap", t.cap});
-    const struct queue_ops *tput_impls[] = {&weft_ops, &ring_ops};
-    for (size_t i = 0; i < 2; i++) {
-        t.ops = tput_impls[i];
-        bench_json("chan_throughput", t.ops->name, tp, "ns_per_op", bench_repeat(tput_run, &t, false));
+    static struct tput t[2];
+    long long items = bench_size("items", 10000000, 20000);
+    long long producers = bench_size("producers", 2, 2);
+    long long consumers = bench_size("consumers", 2, 2);
+    long long cap = bench_size("cap", 1024, 1024);
+    const struct queue_ops *tput_impls[2] = {&weft_ops, &ring_ops};
+    bench_case_t tcases[2];
+    for (int i = 0; i < 2; i++) {
+        t[i].ops = tput_impls[i];
+        t[i].items = items;
+        t[i].producers = producers;
+        t[i].consumers = consumers;
+        t[i].cap = cap;
+        tcases[i] = (bench_case_t){tput_impls[i]->name, tput_run, &t[i]};
     }
+    bench_compare("chan_throughput",
+                  BENCH_PARAMS({"items", items}, {"producers", producers}, {"consumers", consumers},
+                               {"cap", cap}),
+                  "ns_per_op", false, tcases, 2);
 
-    static struct pingpong p;
-    p.round_trips = bench_size("round-trips", 100000, 2000);
-    const bench_kv_t *pp = BENCH_PARAMS({"round_trips", p.round_trips});
-    const struct queue_ops *pp_impls[] = {&weft_ops, &weft_cap1_ops, &mailbox_ops, &rdv_ops};
-    for (size_t i = 0; i < sizeof pp_impls / sizeof pp_impls[0]; i++) {
-        p.ops = pp_impls[i];
-        bench_json("chan_pingpong", p.ops->name, pp, "ns_per_op", bench_repeat(pp_run, &p, false));
+    static struct pingpong p[4];
+    long long round_trips = bench_size("round-trips", 100000, 2000);
+    const struct queue_ops *pp_impls[4] = {&weft_ops, &weft_cap1_ops, &mailbox_ops, &rdv_ops};
+    bench_case_t pcases[4];
+    for (int i = 0; i < 4; i++) {
+        p[i].ops = pp_impls[i];
+        p[i].round_trips = round_trips;
+        pcases[i] = (bench_case_t){pp_impls[i]->name, pp_run, &p[i]};
     }
+    bench_compare("chan_pingpong", BENCH_PARAMS({"round_trips", round_trips}), "ns_per_op", false,
+                  pcases, 4);
     return 0;
 }

@@ -149,22 +149,25 @@ int main(int argc, char **argv)
     struct uncontended warm = {.iters = u.iters / 10 + 1};
     weft_uncontended(&warm);
     pthread_uncontended(&warm);
-    const bench_kv_t *up = BENCH_PARAMS({"iters", u.iters});
-    bench_json("mutex_uncontended", "weft", up, "ns_per_op", bench_repeat(weft_uncontended, &u, false));
-    bench_json("mutex_uncontended", "pthread", up, "ns_per_op",
-               bench_repeat(pthread_uncontended, &u, false));
+    bench_compare("mutex_uncontended", BENCH_PARAMS({"iters", u.iters}), "ns_per_op", false,
+                  (const bench_case_t[]){{"weft", weft_uncontended, &u},
+                                         {"pthread", pthread_uncontended, &u}},
+                  2);
 
-    static struct counter c;
-    c.threads = bench_size("threads", 100, 8);
-    c.per_thread = bench_size("per-thread", 100000, 2000);
-    const bench_kv_t *cp = BENCH_PARAMS({"threads", c.threads}, {"per_thread", c.per_thread});
-    static const struct {
-        enum impl impl;
-        const char *name;
-    } impls[] = {{IMPL_WEFT, "weft"}, {IMPL_PTHREAD, "pthread"}, {IMPL_ATOMIC, "atomic"}};
-    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
-        c.impl = impls[i].impl;
-        bench_json("mutex_counter", impls[i].name, cp, "ns_per_op", bench_repeat(counter_run, &c, false));
+    static struct counter c[3];
+    long long threads = bench_size("threads", 100, 8);
+    long long per_thread = bench_size("per-thread", 100000, 2000);
+    const enum impl impls[3] = {IMPL_WEFT, IMPL_PTHREAD, IMPL_ATOMIC};
+    for (int i = 0; i < 3; i++) {
+        c[i].impl = impls[i];
+        c[i].threads = threads;
+        c[i].per_thread = per_thread;
     }
+    bench_compare("mutex_counter", BENCH_PARAMS({"threads", threads}, {"per_thread", per_thread}),
+                  "ns_per_op", false,
+                  (const bench_case_t[]){{"weft", counter_run, &c[0]},
+                                         {"pthread", counter_run, &c[1]},
+                                         {"atomic", counter_run, &c[2]}},
+                  3);
     return 0;
 }
