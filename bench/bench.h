@@ -4,8 +4,10 @@
  * median (or the best), and one JSON line per result.
  *
  * A benchmark is a program. main calls bench_init(argc, argv) first, reads
- * its sizes with bench_size(), measures each implementation with
- * bench_repeat() and prints each result with bench_json(). Every line a
+ * its sizes with bench_size(), and either measures weft and its peers with
+ * bench_compare() (runs interleaved, one JSON line per implementation) or
+ * one implementation with bench_repeat() and prints it with bench_json().
+ * Every line a
  * benchmark prints to stdout is one JSON object:
  *
  *   {"bench": "mutex_uncontended", "impl": "weft",
@@ -19,6 +21,7 @@
  *                                       the benchmarks still work, in seconds
  *   --runs=N        WEFT_BENCH_RUNS=N   measured runs per result (default 5)
  *   --stat=S        WEFT_BENCH_STAT=S   "median" (default) or "best"
+ *   --verbose       WEFT_BENCH_VERBOSE=1  every run's value on stderr (spread)
  *   --NAME=V        WEFT_BENCH_NAME=V   a size, read by bench_size("name", ...)
  *
  * The header is self-contained (static functions, libc and pthreads only) so
@@ -52,6 +55,7 @@ static char **bench_argv_;
 static bool bench_tiny_;
 static int bench_runs_ = 5;
 static bool bench_best_; /* report the best run instead of the median */
+static bool bench_verbose_; /* print every run's value to stderr */
 
 /* Nanoseconds on CLOCK_MONOTONIC (the clock weft_now() reads). */
 static BENCH_UNUSED int64_t bench_now(void)
@@ -59,6 +63,47 @@ static BENCH_UNUSED int64_t bench_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * The span of a multi-threaded run, measured by the workers themselves: each
+ * calls bench_span_begin right after the start barrier and bench_span_end
+ * when its work is done; the span runs from the earliest begin to the latest
+ * end. The main thread's own clock would include the time it waits to be
+ * scheduled after the barrier releases (on a loaded machine the workers can
+ * finish before main even reads the clock).
+ */
+typedef struct bench_span {
+    int64_t start, end; /* accessed with __atomic builtins (C and C++ alike) */
+} bench_span_t;
+
+static BENCH_UNUSED void bench_span_reset(bench_span_t *s)
+{
+    __atomic_store_n(&s->start, INT64_MAX, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->end, INT64_MIN, __ATOMIC_RELAXED);
+}
+
+static BENCH_UNUSED void bench_span_begin(bench_span_t *s)
+{
+    int64_t now = bench_now(), old = __atomic_load_n(&s->start, __ATOMIC_RELAXED);
+    while (now < old &&
+           !__atomic_compare_exchange_n(&s->start, &old, now, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+static BENCH_UNUSED void bench_span_end(bench_span_t *s)
+{
+    int64_t now = bench_now(), old = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
+    while (now > old &&
+           !__atomic_compare_exchange_n(&s->end, &old, now, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Nanoseconds from the first begin to the last end; call after joining. */
+static BENCH_UNUSED double bench_span_ns(const bench_span_t *s)
+{
+    return (double)(__atomic_load_n(&s->end, __ATOMIC_RELAXED) -
+                    __atomic_load_n(&s->start, __ATOMIC_RELAXED));
 }
 
 /* Stop the program with a message: a benchmark whose result is wrong (a
@@ -126,8 +171,10 @@ static BENCH_UNUSED void bench_init(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--tiny") == 0)
             bench_tiny_ = true;
+        else if (strcmp(argv[i], "--verbose") == 0)
+            bench_verbose_ = true;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fprintf(stderr, "usage: %s [--tiny] [--runs=N] [--stat=median|best] [--SIZE=N]...\n"
+            fprintf(stderr, "usage: %s [--tiny] [--verbose] [--runs=N] [--stat=median|best] [--SIZE=N]...\n"
                             "(see bench/bench.h and docs/bench.md)\n", argv[0]);
             exit(0);
         } else if (strncmp(argv[i], "--", 2) != 0 || !strchr(argv[i], '=')) {
@@ -138,6 +185,9 @@ static BENCH_UNUSED void bench_init(int argc, char **argv)
     const char *t = getenv("WEFT_BENCH_TINY");
     if (t && *t && strcmp(t, "0") != 0)
         bench_tiny_ = true;
+    const char *vb = getenv("WEFT_BENCH_VERBOSE");
+    if (vb && *vb && strcmp(vb, "0") != 0)
+        bench_verbose_ = true;
     const char *r = bench_opt_("runs");
     if (r) {
         long long n = bench_parse_("runs", r);
@@ -175,6 +225,21 @@ static int bench_cmp_(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The median (or best) of n values; sorts v. */
+static BENCH_UNUSED double bench_summary_(double *v, int n, bool higher_is_better, const char *label)
+{
+    qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
+    if (bench_verbose_) {
+        fprintf(stderr, "  %s runs (sorted):", label ? label : "");
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, " %.4g", v[i]);
+        fputc('\n', stderr);
+    }
+    if (bench_best_)
+        return higher_is_better ? v[n - 1] : v[0];
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /*
  * Run fn(arg) bench_runs() times; each call measures one run and returns its
  * result (ns per op, seconds, ...). Returns the median of the runs, or the
@@ -187,10 +252,7 @@ static BENCH_UNUSED double bench_repeat(double (*fn)(void *arg), void *arg, bool
     int n = bench_runs_;
     for (int i = 0; i < n; i++)
         v[i] = fn(arg);
-    qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
-    if (bench_best_)
-        return higher_is_better ? v[n - 1] : v[0];
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    return bench_summary_(v, n, higher_is_better, NULL);
 }
 
 /* One parameter of a result: an integer size. */
@@ -223,6 +285,36 @@ static BENCH_UNUSED void bench_json(const char *bench, const char *impl, const b
     printf("\"stat\": \"%s\"}, \"%s\": %.4g, \"runs\": %d}\n",
            bench_best_ ? "best" : "median", unit, value, bench_runs_);
     fflush(stdout);
+}
+
+/* One implementation in a bench_compare. */
+typedef struct bench_case {
+    const char *impl;         /* its name in the "impl" field */
+    double (*fn)(void *arg);  /* one measured run, as for bench_repeat */
+    void *arg;
+} bench_case_t;
+
+#define BENCH_MAX_CASES 16
+
+/*
+ * Measure n implementations of one benchmark and print a JSON line for each
+ * (bench_json). The runs are interleaved: the first run of every case, then
+ * the second of every case, and so on, so that a burst of load from
+ * elsewhere on a shared machine hits all of them alike rather than the one
+ * that happened to be running.
+ */
+static BENCH_UNUSED void bench_compare(const char *bench, const bench_kv_t *params, const char *unit,
+                                       bool higher_is_better, const bench_case_t *cases, size_t n)
+{
+    static double v[BENCH_MAX_CASES][BENCH_MAX_RUNS];
+    if (n > BENCH_MAX_CASES)
+        bench_die("bench_compare: too many cases", (long long)n);
+    for (int r = 0; r < bench_runs_; r++)
+        for (size_t i = 0; i < n; i++)
+            v[i][r] = cases[i].fn(cases[i].arg);
+    for (size_t i = 0; i < n; i++)
+        bench_json(bench, cases[i].impl, params, unit,
+                   bench_summary_(v[i], bench_runs_, higher_is_better, cases[i].impl));
 }
 
 #endif /* WEFT_BENCH_H */

@@ -6,10 +6,11 @@
  *
  * chan_throughput: `producers` threads send `items` 8-byte integers in all
  *   (items / producers each) into one channel of capacity `cap`; `consumers`
- *   threads receive until the channel is closed and drained. Defaults: 2 + 2
- *   threads, 10,000,000 items, capacity 1024. The clock runs from the
- *   barrier that releases all threads to the last join; ns_per_op is that
- *   time divided by items (ns per item moved). Every item must arrive exactly
+ *   threads receive until the channel is closed (by the last producer to
+ *   finish) and drained. Defaults: 2 + 2 threads, 10,000,000 items, capacity
+ *   1024. The clock runs from the first thread's start after the barrier to
+ *   the last consumer's finish (bench_span_t); ns_per_op is that time divided
+ *   by items (ns per item moved). Every item must arrive exactly
  *   once (count and sum are checked), or the program fails.
  *   Peer "pthread_ring": a ring buffer under one pthread_mutex_t with two
  *   pthread_cond_t (not full, not empty) and a closed flag.
@@ -20,8 +21,12 @@
  *   sleeps and wake-ups. Default 100,000 round trips.
  *   Peer "pthread_cond": two one-slot mailboxes, each a mutex + condvar +
  *   full flag. A mailbox does not wait for its receiver as an unbuffered
- *   channel does, but in a ping-pong each side waits for the reply anyway, so
- *   the exchanges are the same.
+ *   channel does; in a ping-pong each side waits for the reply anyway, so
+ *   the values exchanged are the same, but a sender that arrives first need
+ *   not sleep. Two more rows separate that difference in semantics from the
+ *   implementations: "pthread_rendezvous" (a strict unbuffered hand-off from
+ *   a mutex + condvar: send returns once the element is taken) and
+ *   "weft_cap1" (weft channels of capacity 1: the mailbox's semantics).
  *
  * Threads are plain pthreads, so only the queues differ.
  */
@@ -106,7 +111,88 @@ static void ring_close(struct ring *r)
     pthread_mutex_unlock(&r->m);
 }
 
-/* ---- one interface over both, so that the drivers are shared ------------ */
+/* ---- the strict peer: an unbuffered rendezvous from a mutex and a condvar -- */
+
+/*
+ * A send returns only once a receiver has taken its element, as with an
+ * unbuffered channel: the sender waits for `taken` to reach its ticket. One
+ * condvar with broadcast serves every kind of waiter (two threads here).
+ */
+struct rdv {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    uint64_t v;
+    bool full, closed;
+    unsigned long long put, taken; /* tickets: elements deposited, taken */
+};
+
+static void *rdv_q_create(size_t cap)
+{
+    (void)cap;
+    struct rdv *r = calloc(1, sizeof *r);
+    if (!r)
+        bench_die("out of memory", 0);
+    pthread_mutex_init(&r->m, NULL);
+    pthread_cond_init(&r->c, NULL);
+    return r;
+}
+
+static int rdv_q_send(void *q, uint64_t v)
+{
+    struct rdv *r = q;
+    pthread_mutex_lock(&r->m);
+    while (r->full && !r->closed)
+        pthread_cond_wait(&r->c, &r->m);
+    if (r->closed) {
+        pthread_mutex_unlock(&r->m);
+        return -1;
+    }
+    r->v = v;
+    r->full = true;
+    unsigned long long ticket = ++r->put;
+    pthread_cond_broadcast(&r->c);
+    while (r->taken < ticket && !r->closed)
+        pthread_cond_wait(&r->c, &r->m);
+    pthread_mutex_unlock(&r->m);
+    return 0;
+}
+
+static int rdv_q_recv(void *q, uint64_t *v)
+{
+    struct rdv *r = q;
+    pthread_mutex_lock(&r->m);
+    while (!r->full && !r->closed)
+        pthread_cond_wait(&r->c, &r->m);
+    if (!r->full) {
+        pthread_mutex_unlock(&r->m);
+        return -1;
+    }
+    *v = r->v;
+    r->full = false;
+    r->taken++;
+    pthread_cond_broadcast(&r->c);
+    pthread_mutex_unlock(&r->m);
+    return 0;
+}
+
+static void rdv_q_close(void *q)
+{
+    struct rdv *r = q;
+    pthread_mutex_lock(&r->m);
+    r->closed = true;
+    pthread_cond_broadcast(&r->c);
+    pthread_mutex_unlock(&r->m);
+}
+
+static void rdv_q_destroy(void *q)
+{
+    struct rdv *r = q;
+    pthread_cond_destroy(&r->c);
+    pthread_mutex_destroy(&r->m);
+    free(r);
+}
+
+/* ---- one interface over all, so that the drivers are shared ------------- */
 
 struct queue_ops {
     const char *name;
@@ -148,6 +234,11 @@ static const struct queue_ops ring_ops = {"pthread_ring", ring_q_create, ring_q_
 /* For ping-pong the same ring with one slot is the condvar mailbox. */
 static const struct queue_ops mailbox_ops = {"pthread_cond", ring_q_create, ring_q_send, ring_q_recv,
                                              ring_q_close, ring_q_destroy};
+static const struct queue_ops rdv_ops = {"pthread_rendezvous", rdv_q_create, rdv_q_send, rdv_q_recv,
+                                         rdv_q_close, rdv_q_destroy};
+/* weft with a one-element buffer: the mailbox's semantics. */
+static const struct queue_ops weft_cap1_ops = {"weft_cap1", weft_q_create, weft_q_send, weft_q_recv,
+                                               weft_q_close, weft_q_destroy};
 
 /* ---- throughput --------------------------------------------------------- */
 
@@ -156,6 +247,8 @@ struct tput {
     long long items, producers, consumers, cap;
     void *q;
     pthread_barrier_t start;
+    bench_span_t span;
+    _Atomic long long producing; /* producers still sending: the last one closes */
     _Atomic long long got_count, got_sum;
 };
 
@@ -176,11 +269,14 @@ static void *tput_producer(void *arg)
     struct tput *t = a->t;
     long long n = tput_share(t, a->index);
     pthread_barrier_wait(&t->start);
+    bench_span_begin(&t->span);
     for (long long k = 1; k <= n; k++) {
         int r = t->ops->send(t->q, (uint64_t)k);
         if (r)
             bench_die("send failed", r);
     }
+    if (atomic_fetch_sub(&t->producing, 1) == 1)
+        t->ops->close(t->q);
     return NULL;
 }
 
@@ -191,10 +287,12 @@ static void *tput_consumer(void *arg)
     long long count = 0, sum = 0;
     uint64_t v;
     pthread_barrier_wait(&t->start);
+    bench_span_begin(&t->span);
     while (t->ops->recv(t->q, &v) == 0) {
         count++;
         sum += (long long)v;
     }
+    bench_span_end(&t->span);
     atomic_fetch_add(&t->got_count, count);
     atomic_fetch_add(&t->got_sum, sum);
     return NULL;
@@ -211,21 +309,17 @@ static double tput_run(void *arg)
     t->q = t->ops->create((size_t)t->cap);
     atomic_store(&t->got_count, 0);
     atomic_store(&t->got_sum, 0);
-    pthread_barrier_init(&t->start, NULL, (unsigned)(np + nc + 1));
+    atomic_store(&t->producing, t->producers);
+    bench_span_reset(&t->span);
+    pthread_barrier_init(&t->start, NULL, (unsigned)(np + nc));
     for (size_t i = 0; i < np + nc; i++) {
         args[i] = (struct tput_arg){t, i < np ? (long long)i : (long long)(i - np)};
         int r = pthread_create(&tids[i], NULL, i < np ? tput_producer : tput_consumer, &args[i]);
         if (r)
             bench_die("pthread_create", r);
     }
-    pthread_barrier_wait(&t->start);
-    int64_t t0 = bench_now();
-    for (size_t i = 0; i < np; i++)
+    for (size_t i = 0; i < np + nc; i++)
         pthread_join(tids[i], NULL);
-    t->ops->close(t->q);
-    for (size_t i = np; i < np + nc; i++)
-        pthread_join(tids[i], NULL);
-    int64_t t1 = bench_now();
     pthread_barrier_destroy(&t->start);
     t->ops->destroy(t->q);
 
@@ -240,7 +334,7 @@ static double tput_run(void *arg)
         bench_die("items corrupted (sum differs)", want_sum - atomic_load(&t->got_sum));
     free(tids);
     free(args);
-    return (double)(t1 - t0) / (double)t->items;
+    return bench_span_ns(&t->span) / (double)t->items;
 }
 
 /* ---- ping-pong ---------------------------------------------------------- */
@@ -250,12 +344,14 @@ struct pingpong {
     long long round_trips;
     void *ping, *pong;
     pthread_barrier_t start;
+    bench_span_t span;
 };
 
 static void *pp_a(void *arg)
 {
     struct pingpong *p = arg;
     pthread_barrier_wait(&p->start);
+    bench_span_begin(&p->span);
     for (long long i = 0; i < p->round_trips; i++) {
         uint64_t v;
         if (p->ops->send(p->ping, (uint64_t)i) || p->ops->recv(p->pong, &v))
@@ -263,6 +359,7 @@ static void *pp_a(void *arg)
         if (v != (uint64_t)i + 1)
             bench_die("ping-pong: wrong reply", i);
     }
+    bench_span_end(&p->span);
     return NULL;
 }
 
@@ -270,60 +367,70 @@ static void *pp_b(void *arg)
 {
     struct pingpong *p = arg;
     pthread_barrier_wait(&p->start);
+    bench_span_begin(&p->span);
     for (long long i = 0; i < p->round_trips; i++) {
         uint64_t v;
         if (p->ops->recv(p->ping, &v) || p->ops->send(p->pong, v + 1))
             bench_die("ping-pong: recv/send failed", i);
     }
+    bench_span_end(&p->span);
     return NULL;
 }
 
 static double pp_run(void *arg)
 {
     struct pingpong *p = arg;
-    /* Unbuffered channels; the mailbox peer has one slot. */
-    size_t cap = p->ops == &weft_ops ? 0 : 1;
+    /* Unbuffered channels; the mailboxes have one slot. */
+    size_t cap = p->ops == &weft_ops || p->ops == &rdv_ops ? 0 : 1;
     p->ping = p->ops->create(cap);
     p->pong = p->ops->create(cap);
-    pthread_barrier_init(&p->start, NULL, 3);
+    bench_span_reset(&p->span);
+    pthread_barrier_init(&p->start, NULL, 2);
     pthread_t a, b;
     if (pthread_create(&a, NULL, pp_a, p) || pthread_create(&b, NULL, pp_b, p))
         bench_die("pthread_create", 0);
-    pthread_barrier_wait(&p->start);
-    int64_t t0 = bench_now();
     pthread_join(a, NULL);
     pthread_join(b, NULL);
-    int64_t t1 = bench_now();
     pthread_barrier_destroy(&p->start);
     p->ops->destroy(p->ping);
     p->ops->destroy(p->pong);
-    return (double)(t1 - t0) / (double)p->round_trips;
+    return bench_span_ns(&p->span) / (double)p->round_trips;
 }
 
 int main(int argc, char **argv)
 {
     bench_init(argc, argv);
 
-    static struct tput t;
-    t.items = bench_size("items", 10000000, 20000);
-    t.producers = bench_size("producers", 2, 2);
-    t.consumers = bench_size("consumers", 2, 2);
-    t.cap = bench_size("cap", 1024, 1024);
-    const bench_kv_t *tp = BENCH_PARAMS({"items", t.items}, {"producers", t.producers},
-                                        {"consumers", t.consumers}, {"cap", t.cap});
-    const struct queue_ops *tput_impls[] = {&weft_ops, &ring_ops};
-    for (size_t i = 0; i < 2; i++) {
-        t.ops = tput_impls[i];
-        bench_json("chan_throughput", t.ops->name, tp, "ns_per_op", bench_repeat(tput_run, &t, false));
+    static struct tput t[2];
+    long long items = bench_size("items", 10000000, 20000);
+    long long producers = bench_size("producers", 2, 2);
+    long long consumers = bench_size("consumers", 2, 2);
+    long long cap = bench_size("cap", 1024, 1024);
+    const struct queue_ops *tput_impls[2] = {&weft_ops, &ring_ops};
+    bench_case_t tcases[2];
+    for (int i = 0; i < 2; i++) {
+        t[i].ops = tput_impls[i];
+        t[i].items = items;
+        t[i].producers = producers;
+        t[i].consumers = consumers;
+        t[i].cap = cap;
+        tcases[i] = (bench_case_t){tput_impls[i]->name, tput_run, &t[i]};
     }
+    bench_compare("chan_throughput",
+                  BENCH_PARAMS({"items", items}, {"producers", producers}, {"consumers", consumers},
+                               {"cap", cap}),
+                  "ns_per_op", false, tcases, 2);
 
-    static struct pingpong p;
-    p.round_trips = bench_size("round-trips", 100000, 2000);
-    const bench_kv_t *pp = BENCH_PARAMS({"round_trips", p.round_trips});
-    const struct queue_ops *pp_impls[] = {&weft_ops, &mailbox_ops};
-    for (size_t i = 0; i < 2; i++) {
-        p.ops = pp_impls[i];
-        bench_json("chan_pingpong", p.ops->name, pp, "ns_per_op", bench_repeat(pp_run, &p, false));
+    static struct pingpong p[4];
+    long long round_trips = bench_size("round-trips", 100000, 2000);
+    const struct queue_ops *pp_impls[4] = {&weft_ops, &weft_cap1_ops, &mailbox_ops, &rdv_ops};
+    bench_case_t pcases[4];
+    for (int i = 0; i < 4; i++) {
+        p[i].ops = pp_impls[i];
+        p[i].round_trips = round_trips;
+        pcases[i] = (bench_case_t){pp_impls[i]->name, pp_run, &p[i]};
     }
+    bench_compare("chan_pingpong", BENCH_PARAMS({"round_trips", round_trips}), "ns_per_op", false,
+                  pcases, 4);
     return 0;
 }

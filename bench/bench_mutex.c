@@ -9,7 +9,8 @@
  * mutex_counter: `threads` threads each add 1 to a shared counter `iters`
  *   times, taking the lock around each increment (100 x 100,000 as in the
  *   classic exercise). The threads are started first and released together
- *   from a barrier; the clock runs from the release to the last join.
+ *   from a barrier; the clock runs from the first thread's start to the last
+ *   thread's finish (bench_span_t).
  *   ns_per_op is the wall time divided by threads x iters. The counter must
  *   come out exact, or the program fails. The "atomic" impl replaces the lock
  *   with atomic_fetch_add (relaxed): the floor for this job. Target: weft at
@@ -69,6 +70,7 @@ struct counter {
     enum impl impl;
     long long threads, per_thread;
     pthread_barrier_t start;
+    bench_span_t span;
     weft_mutex_t wm;
     pthread_mutex_t pm;
     /* The counter sits on its own cache line, away from the locks' words,
@@ -82,6 +84,7 @@ static void *counter_worker(void *arg)
     struct counter *c = arg;
     long long n = c->per_thread;
     pthread_barrier_wait(&c->start);
+    bench_span_begin(&c->span);
     switch (c->impl) {
     case IMPL_WEFT:
         for (long long i = 0; i < n; i++) {
@@ -102,6 +105,7 @@ static void *counter_worker(void *arg)
             atomic_fetch_add_explicit(&c->avalue, 1, memory_order_relaxed);
         break;
     }
+    bench_span_end(&c->span);
     return NULL;
 }
 
@@ -116,18 +120,15 @@ static double counter_run(void *arg)
     atomic_store(&c->avalue, 0);
     weft_mutex_init(&c->wm);
     pthread_mutex_init(&c->pm, NULL);
-    /* The main thread is the last party: it starts the clock on release. */
-    pthread_barrier_init(&c->start, NULL, (unsigned)nt + 1);
+    bench_span_reset(&c->span);
+    pthread_barrier_init(&c->start, NULL, (unsigned)nt);
     for (size_t i = 0; i < nt; i++) {
         int r = pthread_create(&tids[i], NULL, counter_worker, c);
         if (r)
             bench_die("pthread_create", r);
     }
-    pthread_barrier_wait(&c->start);
-    int64_t t0 = bench_now();
     for (size_t i = 0; i < nt; i++)
         pthread_join(tids[i], NULL);
-    int64_t t1 = bench_now();
     pthread_barrier_destroy(&c->start);
     free(tids);
     long long want = c->threads * c->per_thread;
@@ -136,7 +137,7 @@ static double counter_run(void *arg)
         bench_die("counter lost increments", want - got);
     if (weft_mutex_destroy(&c->wm) != 0 || pthread_mutex_destroy(&c->pm) != 0)
         bench_die("mutex left locked", 0);
-    return (double)(t1 - t0) / (double)want;
+    return bench_span_ns(&c->span) / (double)want;
 }
 
 int main(int argc, char **argv)
@@ -148,22 +149,25 @@ int main(int argc, char **argv)
     struct uncontended warm = {.iters = u.iters / 10 + 1};
     weft_uncontended(&warm);
     pthread_uncontended(&warm);
-    const bench_kv_t *up = BENCH_PARAMS({"iters", u.iters});
-    bench_json("mutex_uncontended", "weft", up, "ns_per_op", bench_repeat(weft_uncontended, &u, false));
-    bench_json("mutex_uncontended", "pthread", up, "ns_per_op",
-               bench_repeat(pthread_uncontended, &u, false));
+    bench_compare("mutex_uncontended", BENCH_PARAMS({"iters", u.iters}), "ns_per_op", false,
+                  (const bench_case_t[]){{"weft", weft_uncontended, &u},
+                                         {"pthread", pthread_uncontended, &u}},
+                  2);
 
-    static struct counter c;
-    c.threads = bench_size("threads", 100, 8);
-    c.per_thread = bench_size("per-thread", 100000, 2000);
-    const bench_kv_t *cp = BENCH_PARAMS({"threads", c.threads}, {"per_thread", c.per_thread});
-    static const struct {
-        enum impl impl;
-        const char *name;
-    } impls[] = {{IMPL_WEFT, "weft"}, {IMPL_PTHREAD, "pthread"}, {IMPL_ATOMIC, "atomic"}};
-    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++) {
-        c.impl = impls[i].impl;
-        bench_json("mutex_counter", impls[i].name, cp, "ns_per_op", bench_repeat(counter_run, &c, false));
+    static struct counter c[3];
+    long long threads = bench_size("threads", 100, 8);
+    long long per_thread = bench_size("per-thread", 100000, 2000);
+    const enum impl impls[3] = {IMPL_WEFT, IMPL_PTHREAD, IMPL_ATOMIC};
+    for (int i = 0; i < 3; i++) {
+        c[i].impl = impls[i];
+        c[i].threads = threads;
+        c[i].per_thread = per_thread;
     }
+    bench_compare("mutex_counter", BENCH_PARAMS({"threads", threads}, {"per_thread", per_thread}),
+                  "ns_per_op", false,
+                  (const bench_case_t[]){{"weft", counter_run, &c[0]},
+                                         {"pthread", counter_run, &c[1]},
+                                         {"atomic", counter_run, &c[2]}},
+                  3);
     return 0;
 }

@@ -3,16 +3,17 @@ package main
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // chanThroughput: producers goroutines send items int64s in all into one
 // buffered channel of capacity cap; consumers goroutines range over it
-// until it is closed. Count and sum are checked.
+// until it is closed (by the last producer). Count and sum are checked.
 func chanThroughput(items, producers, consumers, capacity int64) float64 {
 	ch := make(chan int64, capacity)
 	var ready, prodDone, consDone sync.WaitGroup
 	var gotCount, gotSum int64
+	producing := producers // the last producer to finish closes ch
+	sp := newSpan()
 	start := make(chan struct{})
 	share := func(i int64) int64 {
 		n := items / producers
@@ -30,8 +31,12 @@ func chanThroughput(items, producers, consumers, capacity int64) float64 {
 			defer prodDone.Done()
 			ready.Done()
 			<-start
+			sp.begin()
 			for k := int64(1); k <= n; k++ {
 				ch <- k
+			}
+			if atomic.AddInt64(&producing, -1) == 0 {
+				close(ch)
 			}
 		}()
 	}
@@ -41,21 +46,21 @@ func chanThroughput(items, producers, consumers, capacity int64) float64 {
 			var count, sum int64
 			ready.Done()
 			<-start
+			sp.begin()
 			for v := range ch {
 				count++
 				sum += v
 			}
+			sp.finish()
 			atomic.AddInt64(&gotCount, count)
 			atomic.AddInt64(&gotSum, sum)
 		}()
 	}
 	ready.Wait()
-	t0 := time.Now()
 	close(start)
 	prodDone.Wait()
-	close(ch)
 	consDone.Wait()
-	d := time.Since(t0)
+	d := sp.duration()
 	var wantSum int64
 	for i := int64(0); i < producers; i++ {
 		n := share(i)
@@ -72,6 +77,7 @@ func chanThroughput(items, producers, consumers, capacity int64) float64 {
 func chanPingPong(roundTrips int64) float64 {
 	ping, pong := make(chan int64), make(chan int64)
 	var ready, done sync.WaitGroup
+	sp := newSpan()
 	start := make(chan struct{})
 	ready.Add(2)
 	done.Add(2)
@@ -79,6 +85,8 @@ func chanPingPong(roundTrips int64) float64 {
 		defer done.Done()
 		ready.Done()
 		<-start
+		sp.begin()
+		defer sp.finish()
 		for i := int64(0); i < roundTrips; i++ {
 			ping <- i
 			if v := <-pong; v != i+1 {
@@ -90,16 +98,17 @@ func chanPingPong(roundTrips int64) float64 {
 		defer done.Done()
 		ready.Done()
 		<-start
+		sp.begin()
+		defer sp.finish()
 		for i := int64(0); i < roundTrips; i++ {
 			v := <-ping
 			pong <- v + 1
 		}
 	}()
 	ready.Wait()
-	t0 := time.Now()
 	close(start)
 	done.Wait()
-	return nsPer(time.Since(t0), roundTrips)
+	return nsPer(sp.duration(), roundTrips)
 }
 
 func benchChan() {

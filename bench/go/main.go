@@ -12,18 +12,21 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
 var (
-	tiny = false
-	runs = 5
-	best = false
+	tiny    = false
+	runs    = 5
+	best    = false
+	verbose = false
 )
 
 func die(format string, args ...interface{}) {
@@ -76,8 +79,10 @@ func initOpts() {
 		switch {
 		case a == "--tiny":
 			tiny = true
+		case a == "--verbose":
+			verbose = true
 		case a == "-h" || a == "--help":
-			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--runs=N] [--stat=median|best] [--SIZE=N]...\n", os.Args[0])
+			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--verbose] [--runs=N] [--stat=median|best] [--SIZE=N]...\n", os.Args[0])
 			os.Exit(0)
 		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
 		default:
@@ -97,6 +102,9 @@ func initOpts() {
 	if tiny {
 		runs = 1
 	}
+	if v := os.Getenv("WEFT_BENCH_VERBOSE"); v != "" && v != "0" {
+		verbose = true
+	}
 	switch opt("stat") {
 	case "", "median":
 	case "best":
@@ -114,6 +122,13 @@ func repeat(fn func() float64, higherIsBetter bool) float64 {
 		v[i] = fn()
 	}
 	sort.Float64s(v)
+	if verbose {
+		fmt.Fprint(os.Stderr, "  runs (sorted):")
+		for _, x := range v {
+			fmt.Fprint(os.Stderr, " "+strconv.FormatFloat(x, 'g', 4, 64))
+		}
+		fmt.Fprintln(os.Stderr)
+	}
 	if best {
 		if higherIsBetter {
 			return v[len(v)-1]
@@ -151,6 +166,29 @@ func emit(bench, impl string, params []kv, unit string, value float64) {
 func nsPer(d time.Duration, n int64) float64 {
 	return float64(d.Nanoseconds()) / float64(n)
 }
+
+// span is bench.h's bench_span_t: each goroutine calls begin after the start
+// signal and end when done; the span runs from the earliest begin to the
+// latest end, so the main goroutine's scheduling delay is not measured.
+type span struct{ start, end int64 }
+
+var epoch = time.Now()
+
+func newSpan() *span { return &span{start: math.MaxInt64, end: math.MinInt64} }
+
+func (s *span) begin() {
+	now := int64(time.Since(epoch))
+	for old := atomic.LoadInt64(&s.start); now < old && !atomic.CompareAndSwapInt64(&s.start, old, now); old = atomic.LoadInt64(&s.start) {
+	}
+}
+
+func (s *span) finish() {
+	now := int64(time.Since(epoch))
+	for old := atomic.LoadInt64(&s.end); now > old && !atomic.CompareAndSwapInt64(&s.end, old, now); old = atomic.LoadInt64(&s.end) {
+	}
+}
+
+func (s *span) duration() time.Duration { return time.Duration(s.end - s.start) }
 
 func main() {
 	initOpts()

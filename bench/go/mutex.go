@@ -20,11 +20,13 @@ func mutexUncontended(iters int64) float64 {
 
 // mutexCounter: `threads` goroutines each add 1 to a shared counter
 // perThread times under a sync.Mutex. They are all started and waiting on a
-// closed channel before the clock starts, as the C threads wait on a barrier.
+// closed channel, as the C threads wait on a barrier; the clock runs from the
+// first goroutine's start to the last one's finish.
 func mutexCounter(threads, perThread int64) float64 {
 	var mu sync.Mutex
 	var counter int64
 	var ready, done sync.WaitGroup
+	sp := newSpan()
 	start := make(chan struct{})
 	ready.Add(int(threads))
 	done.Add(int(threads))
@@ -33,6 +35,8 @@ func mutexCounter(threads, perThread int64) float64 {
 			defer done.Done()
 			ready.Done()
 			<-start
+			sp.begin()
+			defer sp.finish()
 			for k := int64(0); k < perThread; k++ {
 				mu.Lock()
 				counter++
@@ -41,10 +45,9 @@ func mutexCounter(threads, perThread int64) float64 {
 		}()
 	}
 	ready.Wait()
-	t0 := time.Now()
 	close(start)
 	done.Wait()
-	d := time.Since(t0)
+	d := sp.duration()
 	if counter != threads*perThread {
 		die("counter lost increments (%d)", threads*perThread-counter)
 	}
@@ -55,6 +58,7 @@ func mutexCounter(threads, perThread int64) float64 {
 func atomicCounter(threads, perThread int64) float64 {
 	var counter int64
 	var ready, done sync.WaitGroup
+	sp := newSpan()
 	start := make(chan struct{})
 	ready.Add(int(threads))
 	done.Add(int(threads))
@@ -63,16 +67,17 @@ func atomicCounter(threads, perThread int64) float64 {
 			defer done.Done()
 			ready.Done()
 			<-start
+			sp.begin()
+			defer sp.finish()
 			for k := int64(0); k < perThread; k++ {
 				atomic.AddInt64(&counter, 1)
 			}
 		}()
 	}
 	ready.Wait()
-	t0 := time.Now()
 	close(start)
 	done.Wait()
-	d := time.Since(t0)
+	d := sp.duration()
 	if atomic.LoadInt64(&counter) != threads*perThread {
 		die("atomic counter lost increments")
 	}
