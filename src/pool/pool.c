@@ -32,6 +32,7 @@
  * (which have nothing left to do but return).
  */
 #include <sched.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,7 +501,13 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
 
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    if (o.stack_size && pthread_attr_setstacksize(&attr, o.stack_size) != 0) {
+    /* Round a small request up to the platform's minimum (PTHREAD_STACK_MIN
+     * is 16 KiB on x86-64 but 128 KiB on AArch64) rather than refusing it. */
+    size_t stack = o.stack_size;
+    long stack_min = sysconf(_SC_THREAD_STACK_MIN);
+    if (stack && stack_min > 0 && stack < (size_t)stack_min)
+        stack = (size_t)stack_min;
+    if (stack && pthread_attr_setstacksize(&attr, stack) != 0) {
         pthread_attr_destroy(&attr);
         pool_release_memory(p);
         return -EINVAL;
