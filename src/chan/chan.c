@@ -1,0 +1,802 @@
+/*
+ * chan.c - channels: the lock-free ring, the waiter queues and the pump.
+ *
+ * See internal.h for the three parts and docs/chan.md for the whole
+ * argument. The invariants this file keeps:
+ *
+ * Ring (Vyukov's bounded MPMC queue, in crossbeam-channel's encoding).
+ *   mark = next_pow2(cap + 1), one_lap = 2 * mark. head and tail are
+ *   lap + index with index < cap (tail also carries `mark` once closed).
+ *   Slot i's stamp is `tail` when the slot is free for the sender whose
+ *   ticket is tail, `head + 1` when it holds the element for the receiver
+ *   whose ticket is head, and becomes `head + one_lap` (free for the next
+ *   lap) after that receiver copied it out. A sender owns a slot from its
+ *   successful CAS of tail until its release store of the stamp, a receiver
+ *   likewise with head; the stamp's release/acquire carries the element.
+ *   The ring is full when head + one_lap == tail and empty when head == tail
+ *   (tail without mark). Once mark is set in tail, every sender's CAS fails,
+ *   so no element enters after close; those that entered before stay.
+ *   (A sender preempted between its CAS and its stamp makes receivers of
+ *   that slot wait for it: the queue is lock-free for the common case but
+ *   not strictly non-blocking; see docs/chan.md.)
+ *
+ * Waiters (Dekker). A blocked context queues its node and stores the queue
+ *   length in nrecv/nsend under the lock, issues a seq_cst fence, then runs
+ *   the pump, which looks at the ring. A fast path that changed the ring
+ *   issues a seq_cst fence after its stamp store and then loads the count of
+ *   the other side. Of two seq_cst fences one comes first, so either the
+ *   pump sees the new element (or free slot), or the fast path sees the
+ *   waiter and runs the pump itself. When nobody waits, the fast path costs
+ *   that fence and one load of a line nobody writes.
+ *
+ * Lock. A word lock on the parking lot (the scheme of src/sync/mutex.c
+ *   without owner or hand-off), so that a coroutine blocking on it will
+ *   suspend rather than block its loop. Held only for list operations and
+ *   copies; waiters are finished (and sleepers woken, a system call) after
+ *   it is released.
+ */
+#include <sched.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* ---- the channel lock ------------------------------------------------------ */
+
+static bool lock_validate(void *arg)
+{
+    struct weft_chan *ch = arg;
+    return atomic_load_explicit(&ch->lock, memory_order_relaxed) ==
+           (WEFT__CL_LOCKED | WEFT__CL_PARKED);
+}
+
+void weft__chan_lock_slow(struct weft_chan *ch)
+{
+    unsigned spins = 0;
+    uint32_t s = atomic_load_explicit(&ch->lock, memory_order_relaxed);
+    for (;;) {
+        if (!(s & WEFT__CL_LOCKED)) {
+            if (atomic_compare_exchange_weak_explicit(&ch->lock, &s, s | WEFT__CL_LOCKED,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed))
+                return;
+            continue;
+        }
+        if (!(s & WEFT__CL_PARKED)) {
+            /* The lock is held for a few list operations: spin a little,
+             * yielding once the pauses have grown, before parking. */
+            if (spins < 10) {
+                if (spins < 6) {
+                    for (unsigned i = 0; i < (1u << spins); i++)
+                        weft__cpu_relax();
+                } else {
+                    sched_yield();
+                }
+                spins++;
+                s = atomic_load_explicit(&ch->lock, memory_order_relaxed);
+                continue;
+            }
+            if (!atomic_compare_exchange_weak_explicit(&ch->lock, &s, s | WEFT__CL_PARKED,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed))
+                continue;
+        }
+        weft__park(&ch->lock, lock_validate, ch, NULL, WEFT_FOREVER, NULL);
+        spins = 0;
+        s = atomic_load_explicit(&ch->lock, memory_order_relaxed);
+    }
+}
+
+static uintptr_t unlock_cb(void *arg, struct weft__unpark_result r)
+{
+    struct weft_chan *ch = arg;
+    /* Release the lock; keep PARKED while others remain parked (the lot
+     * tells us under its bucket lock, so no parker can slip in between). */
+    atomic_store_explicit(&ch->lock, r.have_more ? WEFT__CL_PARKED : 0, memory_order_release);
+    return 0;
+}
+
+void weft__chan_unlock_slow(struct weft_chan *ch)
+{
+    weft__unpark_one(&ch->lock, unlock_cb, ch);
+}
+
+/* ---- backoff ---------------------------------------------------------------- */
+
+/* Exponential pause, then yield: for a slot whose owner is mid-copy, and for
+ * the short spin of a blocking operation before it queues itself. */
+static void backoff(unsigned *step)
+{
+    if (*step < 6) {
+        for (unsigned i = 0; i < (1u << *step); i++)
+            weft__cpu_relax();
+    } else {
+        sched_yield();
+    }
+    if (*step < 10)
+        (*step)++;
+}
+
+/* ---- the ring ---------------------------------------------------------------- */
+
+/* Push one element. 0, -EAGAIN (full), -EPIPE (closed). */
+static int ring_push(struct weft_chan *ch, const void *elem)
+{
+    unsigned step = 0;
+    /* relaxed: the stamp's acquire below is what orders the slot. */
+    uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+    for (;;) {
+        if (WEFT_UNLIKELY(tail & ch->mark))
+            return -EPIPE;
+        uint64_t index = tail & (ch->mark - 1);
+        uint64_t lap = tail & ~(ch->one_lap - 1);
+        uint64_t next = index + 1 < ch->cap ? tail + 1 : lap + ch->one_lap;
+        _Atomic uint64_t *st = weft__chan_stamp(ch, index);
+        /* acquire: pairs with the release by the receiver that freed the
+         * slot, so our copy cannot overwrite what it was still reading. */
+        uint64_t stamp = atomic_load_explicit(st, memory_order_acquire);
+        if (stamp == tail) {
+            /* seq_cst: the tickets of senders and the full test's load of
+             * head are ordered as in crossbeam (the full test relies on it). */
+            if (atomic_compare_exchange_weak_explicit(&ch->tail, &tail, next,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed)) {
+                weft__chan_copy(weft__chan_data(ch, index), elem, ch->elem_size);
+                /* release: publishes the element to the receiver of ticket
+                 * tail, which acquires the stamp. */
+                atomic_store_explicit(st, tail + 1, memory_order_release);
+                return 0;
+            }
+            /* tail was reloaded by the failed CAS. */
+        } else if (stamp + ch->one_lap == tail + 1) {
+            /* The slot still holds last lap's element: full, unless head
+             * moved meanwhile. The fence orders our stamp read before the
+             * head read (crossbeam's SeqCst fence at the same place). */
+            atomic_thread_fence(memory_order_seq_cst);
+            uint64_t head = atomic_load_explicit(&ch->head, memory_order_relaxed);
+            if (head + ch->one_lap == tail)
+                return -EAGAIN;
+            backoff(&step);
+            tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+        } else {
+            /* Our view of tail is stale, or the slot's receiver is mid-copy. */
+            backoff(&step);
+            tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+        }
+    }
+}
+
+/* Pop one element into out. 0, -EAGAIN (empty), -EPIPE (closed and empty). */
+static int ring_pop(struct weft_chan *ch, void *out)
+{
+    unsigned step = 0;
+    uint64_t head = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    for (;;) {
+        uint64_t index = head & (ch->mark - 1);
+        uint64_t lap = head & ~(ch->one_lap - 1);
+        _Atomic uint64_t *st = weft__chan_stamp(ch, index);
+        /* acquire: pairs with the sender's release, so the element is there. */
+        uint64_t stamp = atomic_load_explicit(st, memory_order_acquire);
+        if (head + 1 == stamp) {
+            uint64_t next = index + 1 < ch->cap ? head + 1 : lap + ch->one_lap;
+            if (atomic_compare_exchange_weak_explicit(&ch->head, &head, next,
+                                                      memory_order_seq_cst,
+                                                      memory_order_relaxed)) {
+                weft__chan_copy(out, weft__chan_data(ch, index), ch->elem_size);
+                /* release: our copy is done before the next lap's sender
+                 * (which acquires the stamp) may overwrite the slot. */
+                atomic_store_explicit(st, head + ch->one_lap, memory_order_release);
+                return 0;
+            }
+        } else if (stamp == head) {
+            /* The slot is empty: the ring is, unless a sender holds a ticket
+             * for it and is mid-copy. Fence: stamp read before tail read. */
+            atomic_thread_fence(memory_order_seq_cst);
+            uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+            if ((tail & ~ch->mark) == head)
+                return (tail & ch->mark) ? -EPIPE : -EAGAIN;
+            backoff(&step);
+            head = atomic_load_explicit(&ch->head, memory_order_relaxed);
+        } else {
+            backoff(&step);
+            head = atomic_load_explicit(&ch->head, memory_order_relaxed);
+        }
+    }
+}
+
+/* Peeks for the pump (approximate; the ring operation decides). */
+static bool ring_looks_empty(struct weft_chan *ch)
+{
+    uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    return (tail & ~ch->mark) == head;
+}
+
+static bool ring_looks_full(struct weft_chan *ch)
+{
+    uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&ch->head, memory_order_relaxed);
+    return !(tail & ch->mark) && head + ch->one_lap == tail;
+}
+
+static bool chan_closed(struct weft_chan *ch)
+{
+    return atomic_load_explicit(&ch->tail, memory_order_acquire) & ch->mark;
+}
+
+/* ---- waiter queues (under the lock) -------------------------------------------- */
+
+static void q_push(struct weft_chan *ch, struct weft__chan_node *n)
+{
+    struct weft__chan_queue *q = n->is_send ? &ch->sq : &ch->rq;
+    n->next = NULL;
+    n->prev = q->tail;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
+    q->tail = n;
+    q->n++;
+    atomic_store_explicit(n->is_send ? &ch->nsend : &ch->nrecv, q->n, memory_order_relaxed);
+    atomic_store_explicit(&n->queued, true, memory_order_relaxed);
+}
+
+static void q_unlink(struct weft_chan *ch, struct weft__chan_node *n)
+{
+    struct weft__chan_queue *q = n->is_send ? &ch->sq : &ch->rq;
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        q->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
+    else
+        q->tail = n->prev;
+    q->n--;
+    atomic_store_explicit(n->is_send ? &ch->nsend : &ch->nrecv, q->n, memory_order_relaxed);
+    /* release, and last: the owner reads `queued` without the lock, and may
+     * reuse the node's memory as soon as it sees false. */
+    atomic_store_explicit(&n->queued, false, memory_order_release);
+}
+
+static bool claim(struct weft__chan_node *n)
+{
+    return weft__waiter_cas(&n->sel->w, WEFT__W_WAITING, WEFT__W_BUSY);
+}
+
+static bool alive(struct weft__chan_node *n)
+{
+    return weft__waiter_state(&n->sel->w) == WEFT__W_WAITING;
+}
+
+/* A claimed, unlinked node: record the winning case and queue the finish. */
+static void complete(struct weft__chan_node *n, uint32_t state, struct weft__chan_node **done)
+{
+    n->sel->winner = n->idx;
+    n->done_state = state;
+    n->done_next = *done;
+    *done = n;
+}
+
+/* After unlocking: finish what the pump completed. */
+static void finish_done(struct weft__chan_node *d)
+{
+    while (d) {
+        /* Read everything first: after the finish the owner may return. */
+        struct weft__chan_node *next = d->done_next;
+        struct weft__chan_sel *sel = d->sel;
+        uint32_t st = d->done_state;
+        weft__waiter_finish(&sel->w, st);
+        d = next;
+    }
+}
+
+/* Finish every node of one queue with CLOSED (dead ones just leave). */
+static void close_queue(struct weft_chan *ch, struct weft__chan_queue *q,
+                        struct weft__chan_node **done)
+{
+    while (q->head) {
+        struct weft__chan_node *n = q->head;
+        q_unlink(ch, n);
+        if (claim(n))
+            complete(n, WEFT__W_CLOSED, done);
+    }
+}
+
+/* Unbuffered: hand src to the oldest live receiver not of `exclude`. */
+static bool match_receiver(struct weft_chan *ch, const void *src, struct weft__chan_sel *exclude,
+                           struct weft__chan_node **done)
+{
+    struct weft__chan_node *n = ch->rq.head, *next;
+    for (; n; n = next) {
+        next = n->next;
+        if (n->sel == exclude)
+            continue; /* a select must not meet itself */
+        q_unlink(ch, n);
+        if (claim(n)) {
+            weft__chan_copy(n->elem, src, ch->elem_size);
+            complete(n, WEFT__W_WOKEN, done);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Unbuffered: take from the oldest live sender not of `exclude` into dst. */
+static bool match_sender(struct weft_chan *ch, void *dst, struct weft__chan_sel *exclude,
+                         struct weft__chan_node **done)
+{
+    struct weft__chan_node *n = ch->sq.head, *next;
+    for (; n; n = next) {
+        next = n->next;
+        if (n->sel == exclude)
+            continue;
+        q_unlink(ch, n);
+        if (claim(n)) {
+            weft__chan_copy(dst, n->elem, ch->elem_size);
+            complete(n, WEFT__W_WOKEN, done);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool has_partner(struct weft__chan_queue *q, struct weft__chan_sel *sel)
+{
+    for (struct weft__chan_node *n = q->head; n; n = n->next)
+        if (n->sel != sel)
+            return true;
+    return false;
+}
+
+/* The unbuffered pump: pair queued senders with queued receivers. */
+static void pump_unbuffered(struct weft_chan *ch, struct weft__chan_node **done)
+{
+    if (chan_closed(ch)) {
+        close_queue(ch, &ch->sq, done);
+        close_queue(ch, &ch->rq, done);
+        return;
+    }
+    struct weft__chan_node *r = ch->rq.head, *next;
+    for (; r && ch->sq.head; r = next) {
+        next = r->next;
+        if (!alive(r)) {
+            q_unlink(ch, r);
+            continue;
+        }
+        if (!has_partner(&ch->sq, r->sel))
+            continue;
+        q_unlink(ch, r);
+        if (!claim(r))
+            continue;
+        /* next stays valid: matching unlinks only senders. */
+        if (match_sender(ch, r->elem, r->sel, done))
+            complete(r, WEFT__W_WOKEN, done);
+        else
+            complete(r, WEFT__CHAN_RETRY, done); /* every partner had gone */
+    }
+}
+
+/* The buffered pump: ring -> receivers, senders -> ring, until neither moves;
+ * then, if closed and drained, release the receivers. */
+static void pump_buffered(struct weft_chan *ch, struct weft__chan_node **done)
+{
+    bool progress;
+    do {
+        progress = false;
+        while (ch->rq.head && !ring_looks_empty(ch)) {
+            struct weft__chan_node *r = ch->rq.head;
+            q_unlink(ch, r);
+            if (!claim(r))
+                continue;
+            int rc = ring_pop(ch, r->elem);
+            complete(r, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
+                     done);
+            if (rc != 0)
+                break; /* a fast-path receiver took it first */
+            progress = true;
+        }
+        while (ch->sq.head && !ring_looks_full(ch)) {
+            struct weft__chan_node *s = ch->sq.head;
+            q_unlink(ch, s);
+            if (!claim(s))
+                continue;
+            int rc = ring_push(ch, s->elem);
+            complete(s, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
+                     done);
+            if (rc == -EAGAIN)
+                break; /* a fast-path sender took the slot first */
+            if (rc == 0)
+                progress = true;
+        }
+    } while (progress);
+    if (ch->rq.head && chan_closed(ch) && ring_looks_empty(ch))
+        close_queue(ch, &ch->rq, done);
+}
+
+static void pump(struct weft_chan *ch, struct weft__chan_node **done)
+{
+    if (ch->cap)
+        pump_buffered(ch, done);
+    else
+        pump_unbuffered(ch, done);
+}
+
+/* Lock, pump, unlock, finish: for a fast path that saw waiters. */
+static WEFT_NOINLINE void run_pump(struct weft_chan *ch)
+{
+    struct weft__chan_node *done = NULL;
+    weft__chan_lock(ch);
+    pump(ch, &done);
+    weft__chan_unlock(ch);
+    finish_done(done);
+}
+
+/* After a fast-path push or pop: wake the other side if it waits. The fence
+ * orders our stamp store before the load of the count (see the top). */
+static inline void notify(struct weft_chan *ch, _Atomic uint32_t *count)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (WEFT_UNLIKELY(atomic_load_explicit(count, memory_order_relaxed) != 0))
+        run_pump(ch);
+}
+
+/* ---- registration and leaving ---------------------------------------------------- */
+
+void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool is_send)
+{
+    struct weft__chan_node *done = NULL;
+    n->is_send = is_send;
+    atomic_init(&n->queued, false);
+    atomic_fetch_add_explicit(&ch->inside, 1, memory_order_relaxed);
+    weft__chan_lock(ch);
+    q_push(ch, n);
+    /* Dekker with the fast paths: our count store before the pump's look at
+     * the ring. */
+    atomic_thread_fence(memory_order_seq_cst);
+    pump(ch, &done);
+    weft__chan_unlock(ch);
+    finish_done(done);
+}
+
+static void chan_free(struct weft_chan *ch)
+{
+    free(ch);
+}
+
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n)
+{
+    /* acquire: pairs with q_unlink's release, so a pump is done with n. */
+    if (atomic_load_explicit(&n->queued, memory_order_acquire)) {
+        weft__chan_lock(ch);
+        if (atomic_load_explicit(&n->queued, memory_order_relaxed))
+            q_unlink(ch, n);
+        weft__chan_unlock(ch);
+    }
+    /* acq_rel: the last leaver of an orphan sees everyone's use of ch. */
+    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
+        WEFT__CHAN_ORPHAN + 1)
+        chan_free(ch);
+}
+
+/* ---- lifetime ---------------------------------------------------------------- */
+
+static uint64_t next_pow2(uint64_t x)
+{
+    uint64_t p = 1;
+    while (p < x)
+        p <<= 1;
+    return p;
+}
+
+int weft_chan_create(weft_chan_t **out, size_t elem_size, size_t capacity)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (elem_size == 0 || elem_size > WEFT_CHAN_MAX_ELEM || capacity > WEFT_CHAN_MAX_CAP)
+        return -EINVAL;
+    size_t stride = (sizeof(uint64_t) + elem_size + 7) & ~(size_t)7;
+    size_t hdr = (sizeof(struct weft_chan) + WEFT_CACHELINE - 1) & ~(size_t)(WEFT_CACHELINE - 1);
+    if (capacity > (SIZE_MAX - hdr - WEFT_CACHELINE) / stride)
+        return -ENOMEM;
+    size_t total = hdr + capacity * stride;
+    total = (total + WEFT_CACHELINE - 1) & ~(size_t)(WEFT_CACHELINE - 1);
+    struct weft_chan *ch = aligned_alloc(WEFT_CACHELINE, total);
+    if (!ch)
+        return -ENOMEM;
+    memset(ch, 0, sizeof *ch);
+    ch->slots = (unsigned char *)ch + hdr;
+    ch->stride = stride;
+    ch->elem_size = elem_size;
+    ch->cap = capacity;
+    ch->mark = next_pow2((uint64_t)capacity + 1);
+    ch->one_lap = ch->mark * 2;
+    atomic_init(&ch->tail, 0);
+    atomic_init(&ch->head, 0);
+    atomic_init(&ch->nrecv, 0);
+    atomic_init(&ch->nsend, 0);
+    atomic_init(&ch->lock, 0);
+    atomic_init(&ch->refs, 1);
+    atomic_init(&ch->inside, 0);
+    for (size_t i = 0; i < capacity; i++)
+        atomic_init(weft__chan_stamp(ch, i), i);
+    *out = ch;
+    return 0;
+}
+
+int weft_chan_retain(weft_chan_t *ch)
+{
+    if (!ch)
+        return -EINVAL;
+    uint32_t r = atomic_load_explicit(&ch->refs, memory_order_relaxed);
+    do {
+        if (r == 0 || r == UINT32_MAX)
+            return -EINVAL; /* orphaned (already released), or absurd */
+    } while (!atomic_compare_exchange_weak_explicit(&ch->refs, &r, r + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return 0;
+}
+
+static int close_chan(struct weft_chan *ch)
+{
+    /* seq_cst RMW: after it no sender's CAS of tail can succeed. */
+    uint64_t old = atomic_fetch_or_explicit(&ch->tail, ch->mark, memory_order_seq_cst);
+    if (old & ch->mark)
+        return -EPIPE;
+    run_pump(ch);
+    return 0;
+}
+
+int weft_chan_release(weft_chan_t *ch)
+{
+    if (!ch)
+        return -EINVAL;
+    uint32_t r = atomic_load_explicit(&ch->refs, memory_order_relaxed);
+    do {
+        if (r == 0)
+            return -EINVAL; /* over-release of an orphan still alive */
+    } while (!atomic_compare_exchange_weak_explicit(&ch->refs, &r, r - 1, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if (r != 1)
+        return 0;
+    /* The last reference. Count ourselves inside so that no leaver frees the
+     * channel under our feet while we close it. */
+    uint64_t old = atomic_fetch_add_explicit(&ch->inside, WEFT__CHAN_ORPHAN + 1,
+                                             memory_order_acq_rel);
+    if (old == 0) {
+        chan_free(ch);
+        return 0;
+    }
+    close_chan(ch);
+    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
+        WEFT__CHAN_ORPHAN + 1)
+        chan_free(ch);
+    return -EBUSY;
+}
+
+int weft_chan_close(weft_chan_t *ch)
+{
+    if (!ch)
+        return -EINVAL;
+    return close_chan(ch);
+}
+
+bool weft_chan_is_closed(const weft_chan_t *ch)
+{
+    return ch && chan_closed((struct weft_chan *)ch);
+}
+
+size_t weft_chan_len(const weft_chan_t *cch)
+{
+    if (!cch || cch->cap == 0)
+        return 0;
+    struct weft_chan *ch = (struct weft_chan *)cch;
+    for (;;) {
+        /* A consistent pair: tail unchanged around the head read. */
+        uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_seq_cst);
+        uint64_t head = atomic_load_explicit(&ch->head, memory_order_seq_cst);
+        if (atomic_load_explicit(&ch->tail, memory_order_seq_cst) != tail)
+            continue;
+        tail &= ~ch->mark;
+        uint64_t hix = head & (ch->mark - 1), tix = tail & (ch->mark - 1);
+        if (hix < tix)
+            return (size_t)(tix - hix);
+        if (hix > tix)
+            return (size_t)(ch->cap - hix + tix);
+        return tail == head ? 0 : ch->cap;
+    }
+}
+
+size_t weft_chan_cap(const weft_chan_t *ch)
+{
+    return ch ? ch->cap : 0;
+}
+
+size_t weft_chan_elem_size(const weft_chan_t *ch)
+{
+    return ch ? ch->elem_size : 0;
+}
+
+/* ---- send and receive ---------------------------------------------------------- */
+
+/* Unbuffered attempts: only a queued partner makes them possible. */
+static int unbuffered_send_try(struct weft_chan *ch, const void *elem)
+{
+    if (chan_closed(ch))
+        return -EPIPE;
+    if (atomic_load_explicit(&ch->nrecv, memory_order_relaxed) == 0)
+        return -EAGAIN; /* nobody to meet (a try may miss one arriving now) */
+    struct weft__chan_node *done = NULL;
+    int r;
+    weft__chan_lock(ch);
+    if (chan_closed(ch))
+        r = -EPIPE;
+    else
+        r = match_receiver(ch, elem, NULL, &done) ? 0 : -EAGAIN;
+    weft__chan_unlock(ch);
+    finish_done(done);
+    return r;
+}
+
+static int unbuffered_recv_try(struct weft_chan *ch, void *out)
+{
+    if (atomic_load_explicit(&ch->nsend, memory_order_relaxed) == 0)
+        return chan_closed(ch) ? -EPIPE : -EAGAIN;
+    struct weft__chan_node *done = NULL;
+    int r;
+    weft__chan_lock(ch);
+    if (match_sender(ch, out, NULL, &done))
+        r = 0;
+    else
+        r = chan_closed(ch) ? -EPIPE : -EAGAIN;
+    weft__chan_unlock(ch);
+    finish_done(done);
+    return r;
+}
+
+int weft__chan_send_try(struct weft_chan *ch, const void *elem)
+{
+    if (ch->cap == 0)
+        return unbuffered_send_try(ch, elem);
+    int r = ring_push(ch, elem);
+    if (r == 0)
+        notify(ch, &ch->nrecv);
+    return r;
+}
+
+int weft__chan_recv_try(struct weft_chan *ch, void *out)
+{
+    if (ch->cap == 0)
+        return unbuffered_recv_try(ch, out);
+    int r = ring_pop(ch, out);
+    if (r == 0)
+        notify(ch, &ch->nsend);
+    return r;
+}
+
+/* How many backoff rounds a blocking call retries the ring before it queues
+ * itself: 6 rounds of growing pauses (63 in all), then 2 yields, which lets
+ * a partner sharing our core run. */
+#define CHAN_SPIN_ROUNDS 8
+
+static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadline)
+{
+    if (ch->cap) {
+        unsigned step = 0;
+        while (step < CHAN_SPIN_ROUNDS) {
+            backoff(&step);
+            int r = ring_push(ch, elem);
+            if (r == 0) {
+                notify(ch, &ch->nrecv);
+                return 0;
+            }
+            if (r == -EPIPE)
+                return r;
+        }
+    }
+    weft_select_case_t c = {ch, WEFT_SELECT_SEND, (void *)elem, 0};
+    int r = weft__chan_block(&c, 1, deadline, ch->cap != 0);
+    return r < 0 ? r : c.result;
+}
+
+static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
+{
+    if (ch->cap) {
+        unsigned step = 0;
+        while (step < CHAN_SPIN_ROUNDS) {
+            backoff(&step);
+            int r = ring_pop(ch, out);
+            if (r == 0) {
+                notify(ch, &ch->nsend);
+                return 0;
+            }
+            if (r == -EPIPE)
+                return r;
+        }
+    }
+    weft_select_case_t c = {ch, WEFT_SELECT_RECV, out, 0};
+    int r = weft__chan_block(&c, 1, deadline, ch->cap != 0);
+    return r < 0 ? r : c.result;
+}
+
+int weft_chan_send(weft_chan_t *ch, const void *elem)
+{
+    if (WEFT_UNLIKELY(!ch || !elem))
+        return -EINVAL;
+    if (WEFT_LIKELY(ch->cap)) {
+        int r = ring_push(ch, elem);
+        if (WEFT_LIKELY(r == 0)) {
+            notify(ch, &ch->nrecv);
+            return 0;
+        }
+        if (r == -EPIPE)
+            return r;
+    }
+    return send_slow(ch, elem, WEFT_FOREVER);
+}
+
+int weft_chan_send_try(weft_chan_t *ch, const void *elem)
+{
+    if (WEFT_UNLIKELY(!ch || !elem))
+        return -EINVAL;
+    return weft__chan_send_try(ch, elem);
+}
+
+int weft_chan_send_until(weft_chan_t *ch, const void *elem, weft_time_t deadline)
+{
+    if (WEFT_UNLIKELY(!ch || !elem || deadline < 0))
+        return -EINVAL;
+    if (ch->cap) {
+        int r = ring_push(ch, elem);
+        if (r == 0) {
+            notify(ch, &ch->nrecv);
+            return 0;
+        }
+        if (r == -EPIPE)
+            return r;
+        if (weft__deadline_passed(deadline))
+            return -ETIMEDOUT;
+    }
+    return send_slow(ch, elem, deadline);
+}
+
+int weft_chan_recv(weft_chan_t *ch, void *out)
+{
+    if (WEFT_UNLIKELY(!ch || !out))
+        return -EINVAL;
+    if (WEFT_LIKELY(ch->cap)) {
+        int r = ring_pop(ch, out);
+        if (WEFT_LIKELY(r == 0)) {
+            notify(ch, &ch->nsend);
+            return 0;
+        }
+        if (r == -EPIPE)
+            return r;
+    }
+    return recv_slow(ch, out, WEFT_FOREVER);
+}
+
+int weft_chan_recv_try(weft_chan_t *ch, void *out)
+{
+    if (WEFT_UNLIKELY(!ch || !out))
+        return -EINVAL;
+    return weft__chan_recv_try(ch, out);
+}
+
+int weft_chan_recv_until(weft_chan_t *ch, void *out, weft_time_t deadline)
+{
+    if (WEFT_UNLIKELY(!ch || !out || deadline < 0))
+        return -EINVAL;
+    if (ch->cap) {
+        int r = ring_pop(ch, out);
+        if (r == 0) {
+            notify(ch, &ch->nsend);
+            return 0;
+        }
+        if (r == -EPIPE)
+            return r;
+        if (weft__deadline_passed(deadline))
+            return -ETIMEDOUT;
+    }
+    return recv_slow(ch, out, deadline);
+}

@@ -1,0 +1,186 @@
+/*
+ * internal.h - the channel's private layout and the pieces that chan.c and
+ * select.c share.
+ *
+ * A channel is three things (docs/chan.md draws them):
+ *
+ * 1. The ring (capacity > 0): a bounded lock-free MPMC array queue with a
+ *    stamp per slot, after Dmitry Vyukov's "Bounded MPMC queue" (1024cores,
+ *    2010) as crossbeam-channel's array flavour encodes it: head and tail
+ *    hold lap|index, the slot's stamp says whose turn the slot is, and
+ *    closing sets a MARK bit in tail so that no send can slip in after it.
+ *    This is the fast path: a send or receive that finds the ring neither
+ *    full nor empty is one CAS, one copy and one store, and takes no lock.
+ *
+ * 2. The waiter queues: a small lock (parking-lot based, so that it too is
+ *    coroutine-safe) protects two FIFO lists of nodes, blocked receivers and
+ *    blocked senders. Each node points at the weft__waiter of the context
+ *    that blocks (shared by every node of one select) and at its element.
+ *
+ * 3. The pump (weft__chan_pump), run under the lock, which matches state
+ *    with waiters: ring -> waiting receivers, waiting senders -> ring, and
+ *    for an unbuffered channel waiting sender -> waiting receiver. Whoever
+ *    changes the channel in a way a waiter may care about runs it: a waiter
+ *    right after queueing itself, a fast-path operation that sees (after a
+ *    seq_cst fence) that the other side has waiters, and close.
+ *
+ * Waking protocol. A node is claimed with weft__waiter_cas(WAITING -> BUSY)
+ * under its channel's lock; a failed claim means the waiter was taken by
+ * another channel of its select or gave up, and the node is simply unlinked.
+ * The claimer unlinks the node, moves the element, records which case won,
+ * and after unlocking finishes the waiter WOKEN (moved), CLOSED, or
+ * CHAN_RETRY. RETRY means "the pump claimed you for an element (or a free
+ * slot) that a lock-free fast path took first": the owner unlinks its nodes
+ * and starts again. So no claim is ever undone, and a BUSY waiter always
+ * reaches a final state.
+ *
+ * Lifetime. `inside` counts nodes registered and not yet left by their
+ * owners; the last reference dropped while it is non-zero sets ORPHAN and
+ * closes the channel, and the last owner to leave frees it.
+ */
+#ifndef WEFT_CHAN_INTERNAL_H
+#define WEFT_CHAN_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <weft/chan.h>
+
+#include "../park/park.h"
+#include "../platform/platform.h"
+
+/* A final waiter state private to channels: claimed, but what the claimer
+ * wanted to hand over was taken by a fast path; start the operation again. */
+#define WEFT__CHAN_RETRY 5u
+
+/* `inside` flag: the last reference is gone; the last leaver frees. */
+#define WEFT__CHAN_ORPHAN ((uint64_t)1 << 63)
+
+/* What the nodes of one blocking operation (one select) share. */
+struct weft__chan_sel {
+    struct weft__waiter w; /* claimed once for the whole select */
+    uint32_t winner;       /* the case that completed (written by the claimer
+                              before the finish that publishes it) */
+};
+
+/* One case of a blocked operation, queued on one channel. Lives on the
+ * owner's stack (or heap for a large select) until the owner has left. */
+struct weft__chan_node {
+    struct weft__chan_node *prev, *next; /* the channel's queue (under lock) */
+    struct weft__chan_sel *sel;          /* shared waiter of the operation */
+    void *elem;                          /* send: source; receive: destination */
+    struct weft__chan_node *done_next;   /* the pump's to-finish list */
+    uint32_t idx;                        /* the case index */
+    uint32_t done_state;                 /* final state to finish with */
+    bool is_send;                        /* which queue of the channel */
+    _Atomic bool queued;                 /* still in the queue; set false (release)
+                                            by whoever unlinks, under the lock */
+};
+
+struct weft__chan_queue {
+    struct weft__chan_node *head, *tail;
+    uint32_t n; /* nodes queued (live or dead) */
+};
+
+struct weft_chan {
+    /* Senders' index, alone on its line: lap | index, plus `mark` once closed.
+     * For an unbuffered channel only the mark is used. */
+    _Alignas(WEFT_CACHELINE) _Atomic uint64_t tail;
+    /* Receivers' index, alone on its line: lap | index. */
+    _Alignas(WEFT_CACHELINE) _Atomic uint64_t head;
+
+    /* Read-only after creation. */
+    _Alignas(WEFT_CACHELINE) unsigned char *slots; /* cap slots of `stride` bytes */
+    size_t stride;    /* 8-byte stamp + element, rounded up to 8 */
+    size_t elem_size; /* as given at creation */
+    size_t cap;       /* as given at creation */
+    uint64_t one_lap; /* 2 * mark: one turn round the ring */
+    uint64_t mark;    /* next_pow2(cap + 1): the closed bit in tail */
+
+    /* How many nodes wait on each side: written under the lock, read by fast
+     * paths after a seq_cst fence to decide whether to run the pump. On its
+     * own line so that fast paths reading it do not share a line with the
+     * lock. */
+    _Alignas(WEFT_CACHELINE) _Atomic uint32_t nrecv;
+    _Atomic uint32_t nsend;
+
+    /* The slow side. */
+    _Alignas(WEFT_CACHELINE) _Atomic uint32_t lock; /* chan_lock: LOCKED|PARKED bits */
+    _Atomic uint32_t refs;                          /* references */
+    _Atomic uint64_t inside;                        /* registered nodes + ORPHAN */
+    struct weft__chan_queue rq;                     /* blocked receivers */
+    struct weft__chan_queue sq;                     /* blocked senders */
+};
+
+/* A slot: the stamp, then the element. */
+static inline _Atomic uint64_t *weft__chan_stamp(struct weft_chan *ch, uint64_t index)
+{
+    return (_Atomic uint64_t *)(void *)(ch->slots + index * ch->stride);
+}
+static inline unsigned char *weft__chan_data(struct weft_chan *ch, uint64_t index)
+{
+    return ch->slots + index * ch->stride + sizeof(uint64_t);
+}
+
+/* Copy an element; constant sizes let the compiler inline the usual ones. */
+static inline void weft__chan_copy(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
+/* The channel lock (parking-lot based; see chan.c). */
+void weft__chan_lock_slow(struct weft_chan *ch);
+void weft__chan_unlock_slow(struct weft_chan *ch);
+#define WEFT__CL_LOCKED 1u
+#define WEFT__CL_PARKED 2u
+static inline void weft__chan_lock(struct weft_chan *ch)
+{
+    uint32_t z = 0;
+    if (WEFT_LIKELY(atomic_compare_exchange_weak_explicit(&ch->lock, &z, WEFT__CL_LOCKED,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed)))
+        return;
+    weft__chan_lock_slow(ch);
+}
+static inline void weft__chan_unlock(struct weft_chan *ch)
+{
+    uint32_t l = WEFT__CL_LOCKED;
+    if (WEFT_LIKELY(atomic_compare_exchange_strong_explicit(&ch->lock, &l, 0,
+                                                            memory_order_release,
+                                                            memory_order_relaxed)))
+        return;
+    weft__chan_unlock_slow(ch);
+}
+
+/*
+ * The non-blocking attempts, as select's cases use them: 0 (moved),
+ * -EPIPE (closed; for a receive: closed and drained), -EAGAIN (would block).
+ * They notify waiters of the other side as needed.
+ */
+int weft__chan_send_try(struct weft_chan *ch, const void *elem);
+int weft__chan_recv_try(struct weft_chan *ch, void *out);
+
+/* Queue a node of the calling owner on ch (receive queue if !is_send), run
+ * the pump, and finish whatever it completed. Counts the node in `inside`. */
+void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool is_send);
+/* Take a node out of ch's queue if still there, and leave the channel
+ * (possibly freeing an orphaned channel: do not touch ch afterwards). */
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n);
+
+/*
+ * The blocking core behind every blocking send, receive and select: wait
+ * until one of the n cases completes, or the deadline. skip_first_try: the
+ * caller has just tried every case. Returns the index of the case (whose
+ * result is set), -ETIMEDOUT, or -ENOMEM (a select too large for the stack
+ * whose node array could not be allocated).
+ */
+int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
+                     bool skip_first_try);
+
+#endif /* WEFT_CHAN_INTERNAL_H */

@@ -1,0 +1,215 @@
+/*
+ * sem.c - weft_sem_t, counting and bounded semaphores (threading.Semaphore,
+ * threading.BoundedSemaphore).
+ *
+ * The count word holds the number of available units, 0 .. UINT32_MAX-1, or
+ * the value PARKED (UINT32_MAX): "no unit available, and acquirers may be
+ * parked on this address". Waiters exist only while no unit is available,
+ * so one word says both things, and the header's bound of UINT32_MAX-1
+ * leaves room for the marker.
+ *
+ * Invariants:
+ *   - PARKED is set whenever an acquirer is parked. Acquirers set it only
+ *     from 0 and park only after validating, under the bucket lock, that the
+ *     word is still PARKED.
+ *   - While the word is PARKED it changes only under the bucket lock: by a
+ *     release handing its unit over, or by the last waiter timing out.
+ *   - A release that finds PARKED never makes the unit available to
+ *     everyone: it hands it directly to the longest-parked acquirer (token
+ *     HANDOFF), and the word stays PARKED while others remain. Parked
+ *     acquirers are therefore served strictly in arrival order, and a
+ *     running thread cannot barge past them; with nobody parked, acquire and
+ *     release are one CAS each.
+ */
+#include "internal.h"
+
+#define PARKED UINT32_MAX
+#define TOKEN_RETRY 0
+#define TOKEN_HANDOFF 1
+
+static inline _Atomic uint32_t *count_of(weft_sem_t *s) { return WEFT_A32(&s->count); }
+
+/* The largest count a release may reach. */
+static inline uint32_t bound_of(const weft_sem_t *s)
+{
+    return s->max < UINT32_MAX - 1 ? s->max : UINT32_MAX - 1;
+}
+
+int weft_sem_init(weft_sem_t *s, unsigned value)
+{
+    if (!s || value >= UINT32_MAX)
+        return -EINVAL;
+    atomic_init(count_of(s), value);
+    s->max = UINT32_MAX;
+    return 0;
+}
+
+int weft_sem_init_bounded(weft_sem_t *s, unsigned value, unsigned max)
+{
+    if (!s || max == 0 || value > max || value >= UINT32_MAX)
+        return -EINVAL;
+    atomic_init(count_of(s), value);
+    s->max = max;
+    return 0;
+}
+
+int weft_sem_destroy(weft_sem_t *s)
+{
+    if (!s)
+        return -EINVAL;
+    return atomic_load_explicit(count_of(s), memory_order_acquire) == PARKED ? -EBUSY : 0;
+}
+
+unsigned weft_sem_value(const weft_sem_t *s)
+{
+    if (!s)
+        return 0;
+    uint32_t c = atomic_load_explicit(WEFT_A32(&s->count), memory_order_relaxed);
+    return c == PARKED ? 0 : c;
+}
+
+int weft_sem_acquire_try(weft_sem_t *s)
+{
+    if (WEFT_UNLIKELY(!s))
+        return -EINVAL;
+    _Atomic uint32_t *cnt = count_of(s);
+    uint32_t c = atomic_load_explicit(cnt, memory_order_relaxed);
+    while (c != 0 && c != PARKED) {
+        if (atomic_compare_exchange_weak_explicit(cnt, &c, c - 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return 0;
+    }
+    return -EAGAIN;
+}
+
+static bool validate_parked(void *arg)
+{
+    weft_sem_t *s = arg;
+    return atomic_load_explicit(count_of(s), memory_order_relaxed) == PARKED;
+}
+
+static void timed_out(void *arg, bool was_last)
+{
+    weft_sem_t *s = arg;
+    if (was_last) {
+        uint32_t c = PARKED;
+        atomic_compare_exchange_strong_explicit(count_of(s), &c, 0, memory_order_relaxed,
+                                                memory_order_relaxed);
+    }
+}
+
+static WEFT_NOINLINE int acquire_slow(weft_sem_t *s, weft_time_t deadline)
+{
+    _Atomic uint32_t *cnt = count_of(s);
+    unsigned spins = 0;
+    uint32_t c = atomic_load_explicit(cnt, memory_order_relaxed);
+    for (;;) {
+        if (c != 0 && c != PARKED) {
+            if (atomic_compare_exchange_weak_explicit(cnt, &c, c - 1, memory_order_acquire,
+                                                      memory_order_relaxed))
+                return 0;
+            continue;
+        }
+        if (c == 0) {
+            if (weft__spin_wait(&spins)) {
+                c = atomic_load_explicit(cnt, memory_order_relaxed);
+                continue;
+            }
+            if (!atomic_compare_exchange_weak_explicit(cnt, &c, PARKED, memory_order_relaxed,
+                                                       memory_order_relaxed))
+                continue;
+        }
+        uintptr_t token = TOKEN_RETRY;
+        int r = weft__park(s, validate_parked, s, timed_out, deadline, &token);
+        if (r == 0 && token == TOKEN_HANDOFF)
+            return 0; /* a release gave us its unit */
+        if (r == -ETIMEDOUT)
+            return -ETIMEDOUT;
+        spins = 0;
+        c = atomic_load_explicit(cnt, memory_order_relaxed);
+    }
+}
+
+static inline bool acquire_fast(weft_sem_t *s)
+{
+    uint32_t c = atomic_load_explicit(count_of(s), memory_order_relaxed);
+    return c != 0 && c != PARKED &&
+           atomic_compare_exchange_weak_explicit(count_of(s), &c, c - 1, memory_order_acquire,
+                                                 memory_order_relaxed);
+}
+
+int weft_sem_acquire(weft_sem_t *s)
+{
+    if (WEFT_UNLIKELY(!s))
+        return -EINVAL;
+    if (WEFT_LIKELY(acquire_fast(s)))
+        return 0;
+    return acquire_slow(s, WEFT_FOREVER);
+}
+
+int weft_sem_acquire_until(weft_sem_t *s, weft_time_t deadline)
+{
+    if (WEFT_UNLIKELY(!s || deadline < 0))
+        return -EINVAL;
+    if (acquire_fast(s))
+        return 0;
+    return acquire_slow(s, deadline);
+}
+
+/* Under the bucket lock, with the word PARKED: give one unit to the waiter
+ * being unparked; leave PARKED only if others remain. With nobody found
+ * (they timed out, or one is between marking and validating), the word
+ * goes back to 0 and the caller adds its units the ordinary way. */
+static uintptr_t handoff_cb(void *arg, struct weft__unpark_result r)
+{
+    weft_sem_t *s = arg;
+    if (!r.unparked || !r.have_more)
+        atomic_store_explicit(count_of(s), 0, memory_order_relaxed);
+    return r.unparked ? TOKEN_HANDOFF : TOKEN_RETRY;
+}
+
+int weft_sem_release_n(weft_sem_t *s, unsigned n)
+{
+    if (WEFT_UNLIKELY(!s || n == 0))
+        return -EINVAL;
+    _Atomic uint32_t *cnt = count_of(s);
+    uint32_t bound = bound_of(s);
+    uint32_t c = atomic_load_explicit(cnt, memory_order_relaxed);
+    for (;;) {
+        if (c == PARKED) {
+            /* No unit is available, so the bound check is n <= bound. Units
+             * go to parked waiters one by one; if they run out, the rest is
+             * added below, where the bound is checked again against what
+             * concurrent releases have added meanwhile (only a bounded
+             * semaphore released past its bound by racing callers can then
+             * see -EOVERFLOW after part of its units went out). */
+            if (n > bound)
+                return -EOVERFLOW;
+            if (weft__unpark_one(s, handoff_cb, s)) {
+                if (--n == 0)
+                    return 0;
+            }
+            c = atomic_load_explicit(cnt, memory_order_relaxed);
+            continue;
+        }
+        if (n > bound || c > bound - n)
+            return -EOVERFLOW;
+        /* Release: the releaser's writes happen before the acquirer's
+         * section. */
+        if (atomic_compare_exchange_weak_explicit(cnt, &c, c + n, memory_order_release,
+                                                  memory_order_relaxed))
+            return 0;
+    }
+}
+
+int weft_sem_release(weft_sem_t *s)
+{
+    if (WEFT_UNLIKELY(!s))
+        return -EINVAL;
+    uint32_t c = atomic_load_explicit(count_of(s), memory_order_relaxed);
+    if (WEFT_LIKELY(c < bound_of(s)) &&
+        atomic_compare_exchange_weak_explicit(count_of(s), &c, c + 1, memory_order_release,
+                                              memory_order_relaxed))
+        return 0;
+    return weft_sem_release_n(s, 1);
+}
