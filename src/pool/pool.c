@@ -399,10 +399,6 @@ static void *worker_main(void *arg)
     struct weft__worker *w = arg;
     struct weft_pool *p = w->pool;
     weft__cur_worker = w;
-    char name[32];
-    snprintf(name, sizeof name, "%s-%d", p->name, w->index);
-    name[15] = '\0'; /* the kernel keeps 15 bytes */
-    pthread_setname_np(pthread_self(), name);
 
     for (;;) {
         struct weft__task *t = find_work(w);
@@ -496,7 +492,7 @@ static void join_workers(struct weft_pool *p)
             weft__park(&p->live, validate_live, p, NULL, WEFT_FOREVER, NULL);
         for (int i = 0; i < p->nworkers; i++)
             if (p->workers[i].started)
-                pthread_join(p->workers[i].thread, NULL);
+                weft_thread_join(p->workers[i].thread, NULL);
         p->joined = true;
     }
     weft_mutex_unlock(&p->join_lock);
@@ -546,49 +542,48 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
     }
     weft__future_set_block(weft__pool_block);
 
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    if (o.stack_size && pthread_attr_setstacksize(&attr, o.stack_size) != 0) {
-        pthread_attr_destroy(&attr);
-        pool_release_memory(p);
-        return -EINVAL;
+    /* Pinning: worker i goes to the i-th CPU of the process's affinity
+     * mask (modulo its size), applied by weft_thread_start before the
+     * worker runs. */
+    int *cpus = NULL, nc = 0;
+    if (o.pin) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) {
+            cpus = malloc(sizeof *cpus * (size_t)CPU_COUNT(&set));
+            if (!cpus) {
+                pool_release_memory(p);
+                return -ENOMEM;
+            }
+            for (int c = 0; c < CPU_SETSIZE; c++)
+                if (CPU_ISSET(c, &set))
+                    cpus[nc++] = c;
+        }
     }
     int err = 0;
     for (int i = 0; i < n; i++) {
         struct weft__worker *w = &p->workers[i];
+        /* Named through the common thread path: "<prefix>-<index>", which
+         * weft_thread_start cuts to the kernel's 15 bytes. */
+        char name[48];
+        snprintf(name, sizeof name, "%s-%d", p->name, i);
+        weft_thread_opts_t to = {.name = name, .stack_size = o.stack_size,
+                                 .cpus = nc ? &cpus[i % nc] : NULL, .ncpus = nc ? 1 : 0};
         atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed);
-        int r = pthread_create(&w->thread, &attr, worker_main, w);
+        int r = weft_thread_start(&w->thread, worker_main, w, &to);
         if (r != 0) {
             atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
-            err = r == ENOMEM ? -ENOMEM : -EAGAIN;
+            err = r == -ENOMEM || r == -EINVAL ? r : -EAGAIN;
             break;
         }
         w->started = true;
     }
-    pthread_attr_destroy(&attr);
+    free(cpus);
     if (err) {
         start_shutdown(p, true);
         join_workers(p);
         pool_release_memory(p);
         return err;
-    }
-    /* Pinned from here rather than by each worker: the same CPU list, read
-     * once. A worker may run a little before it is pinned. */
-    if (o.pin) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) {
-            int cpus[CPU_SETSIZE], nc = 0;
-            for (int c = 0; c < CPU_SETSIZE; c++)
-                if (CPU_ISSET(c, &set))
-                    cpus[nc++] = c;
-            for (int i = 0; i < n; i++) {
-                cpu_set_t one;
-                CPU_ZERO(&one);
-                CPU_SET(cpus[i % nc], &one);
-                pthread_setaffinity_np(p->workers[i].thread, sizeof one, &one);
-            }
-        }
     }
     *out = p;
     return 0;
