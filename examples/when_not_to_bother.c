@@ -59,6 +59,10 @@ static int time_both(weft_pool_t *pool, const double *a, int64_t n, uint64_t rep
             sink += s;
         }
         tp[r] = weft_seconds_between(t0, weft_now()) / (double)reps;
+        /* Both ways summed reps arrays of n ones (this also keeps the
+         * compiler from dropping the loop's sums). */
+        if (sink != 2.0 * (double)reps * (double)n)
+            return -EIO;
     }
     for (int i = 0; i < 3; i++)
         for (int k = i + 1; k < 3; k++) {
