@@ -16,13 +16,29 @@ set a target for a pair it is shown, with "ok" or "MISS".
 import json
 import sys
 
+UNITS = ("ns_per_op", "seconds", "req_per_s")
+
 # (bench, peer) -> the largest acceptable weft/peer ratio (docs/bench.md).
 TARGETS = {
     ("mutex_uncontended", "pthread"): 1.1,
     ("mutex_counter", "pthread"): 0.8,
+    # The pool (issue 3): fib with a task per call at most half oneTBB's
+    # time; the parallel sum within 1.05x of the fastest peer.
+    ("fib", "tbb"): 0.5,
+    ("par_sum", "openmp"): 1.05,
+    ("par_sum", "tbb"): 1.05,
 }
 
-UNITS = ("ns_per_op", "seconds", "req_per_s")
+# (bench, impl) -> the largest acceptable value of weft's own row, in its
+# unit: targets that are not a ratio to a peer.
+ABS_TARGETS = {
+    ("pool_idle_cpu", "weft"): 0.01,  # seconds of CPU per idle second: 1% of a core
+}
+
+# Fields of a result line that are neither its identity nor its value: shown
+# as notes after the row (t1_over_serial=1.8 speedup=1.6).
+KNOWN = {"bench", "impl", "params", "runs", "_unit"} | set(UNITS)
+
 
 
 def load(paths):
@@ -66,7 +82,9 @@ def fmt_value(v):
         return f"{v:.0f}"
     if v >= 10:
         return f"{v:.1f}"
-    return f"{v:.2f}"
+    if v >= 1 or v == 0:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
 
 
 def groups(rows):
@@ -90,6 +108,10 @@ def table(rows):
         stat = f"{params.get('stat', '?')} of {first.get('runs', '?')}"
         for impl, r in impls.items():
             ratio = target = verdict = ""
+            t = ABS_TARGETS.get((bench, impl))
+            if t is not None:
+                target = f"value <= {t:g}"
+                verdict = "ok" if float(r[unit]) <= t else "MISS"
             if base is not None and r is not base:
                 rat = cost(base) / cost(r) if cost(r) else float("inf")
                 ratio = f"{rat:.2f}"
@@ -97,12 +119,14 @@ def table(rows):
                 if t is not None:
                     target = f"<= {t:g}"
                     verdict = "ok" if rat <= t else "MISS"
+            notes = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in r.items() if k not in KNOWN)
             lines.append((bench, fmt_params(params), stat, impl, fmt_value(float(r[unit])), unit,
-                          ratio, target, verdict))
+                          ratio, target, verdict, notes))
     return lines
 
 
-HEAD = ("bench", "params", "stat", "impl", "value", "unit", "weft/impl", "target", "")
+HEAD = ("bench", "params", "stat", "impl", "value", "unit", "weft/impl", "target", "", "notes")
 
 
 def print_text(lines):

@@ -16,5 +16,6 @@
 #include <weft/future.h>
 #include <weft/pool.h>
 #include <weft/par.h>
+#include <weft/tune.h>
 
 #endif /* WEFT_H */

@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <string.h>
 #include <weft.h>
 
 #include "check.h"
@@ -26,6 +27,43 @@ static int fail_task(void *arg, void **result)
     return -EIO;
 }
 
+/* A task that reports the name of the worker thread running it. */
+static int name_task(void *arg, void **result)
+{
+    (void)result;
+    return weft_thread_get_name(arg, 16);
+}
+
+/* Each worker is named "<prefix>-<index>" (cut to 15 bytes), and a
+ * pinned worker runs only on the CPU it was given. */
+static void check_worker_names(weft_pool_t *p, const char *prefix)
+{
+    char names[64][16];
+    weft_future_t *fs[64];
+    for (int i = 0; i < 64; i++) {
+        memset(names[i], 0, 16);
+        CHECK_OK(weft_pool_submit(p, name_task, names[i], &fs[i]));
+    }
+    CHECK_OK(weft_future_wait_all(fs, 64, WEFT_FOREVER));
+    for (int i = 0; i < 64; i++) {
+        CHECK_RC(weft_future_result(fs[i], NULL), 0);
+        CHECK_OK(weft_future_release(fs[i]));
+        char want[64];
+        int idx = -1;
+        /* Whichever worker ran it: the name must be prefix-<0..n-1>. */
+        for (int k = 0; k < weft_pool_workers(p); k++) {
+            snprintf(want, sizeof want, "%s-%d", prefix, k);
+            want[15] = '\0';
+            if (strcmp(names[i], want) == 0)
+                idx = k;
+        }
+        if (idx < 0) {
+            fprintf(stderr, "worker named '%s', prefix '%s'\n", names[i], prefix);
+            CHECK(idx >= 0);
+        }
+    }
+}
+
 static void test_create_options(void)
 {
     weft_pool_t *p;
@@ -39,6 +77,12 @@ static void test_create_options(void)
     CHECK_OK(weft_future_get(f, &v));
     CHECK(v == &n);
     CHECK_OK(weft_future_release(f));
+    check_worker_names(p, "tp");
+    CHECK_OK(weft_pool_free(p));
+    /* A long prefix is cut to the kernel's 15 bytes. */
+    o = (weft_pool_opts_t){.workers = 2, .name = "a-very-long-pool-name"};
+    CHECK_OK(weft_pool_create(&p, &o));
+    check_worker_names(p, "a-very-long-pool-name");
     CHECK_OK(weft_pool_free(p));
 
     /* WEFT_WORKERS, then the CPU count; a bad value is ignored. */

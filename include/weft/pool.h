@@ -73,9 +73,11 @@ typedef struct weft_pool_opts {
 typedef int (*weft_task_fn)(void *arg, void **result);
 
 /*
- * Create a pool and start its workers. 0; -EINVAL (out NULL, workers < 0
- * or > WEFT_POOL_MAX_WORKERS, stack_size below 16 KiB); -ENOMEM; -EAGAIN
- * (the system refused a thread; nothing is left running).
+ * Create a pool and start its workers (with weft_thread_start: named,
+ * sized and pinned through the common thread path). 0; -EINVAL (out NULL,
+ * workers < 0 or > WEFT_POOL_MAX_WORKERS, stack_size below 16 KiB, or
+ * pin and the kernel refused a CPU of the process's own mask); -ENOMEM;
+ * -EAGAIN (the system refused a thread). On failure nothing is left running.
  */
 WEFT_API int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts);
 

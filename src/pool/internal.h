@@ -4,9 +4,9 @@
 #ifndef WEFT_POOL_INTERNAL_H
 #define WEFT_POOL_INTERNAL_H
 
-#include <pthread.h>
 #include <weft/pool.h>
 #include <weft/sync.h>
+#include <weft/thread.h>
 
 #include "../park/park.h"
 #include "deque.h"
@@ -41,7 +41,7 @@ struct weft__worker {
     struct weft__slab *slabs;      /* owner only; freed with the pool */
     struct weft__task *current;    /* the task running now (for cancelled) */
     _Atomic(const void *) parked_on; /* key it parks on in a wait, or NULL */
-    pthread_t thread;
+    weft_thread_t *thread;         /* started by weft_thread_start */
     bool started;
 } __attribute__((aligned(WEFT_CACHELINE)));
 

@@ -32,7 +32,6 @@
  * (which have nothing left to do but return).
  */
 #include <sched.h>
-#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +43,8 @@
 _Thread_local struct weft__worker *weft__cur_worker __attribute__((tls_model("initial-exec")));
 
 /* Search rounds before sleeping: the first few pause, the rest yield. */
-#define SEARCH_PAUSE_ROUNDS 32
-#define SEARCH_YIELD_ROUNDS 16
+#define SEARCH_PAUSE_ROUNDS 16
+#define SEARCH_YIELD_ROUNDS 64
 #define MIN_STACK (16 * 1024)
 
 /* ---- task records ------------------------------------------------------- */
@@ -128,15 +127,30 @@ static inline void notify_spawn(struct weft_pool *p)
         wake_one(p);
 }
 
-/* An outside thread queued work: must not be missed (see the top). */
+/*
+ * An outside thread queued work: must not be missed (see the top). A
+ * worker that is searching will find it, so no sleeper is woken then (a
+ * submission per round trip would otherwise wake a sleeper that finds
+ * nothing, burns its search on a core the submitter needs, and sleeps
+ * again). Why that is safe: the submitter's inj_count increment and
+ * `searching` load are seq_cst (with this fence between them), and so is a
+ * searcher's decrement of `searching` when it gives up; if the load saw the
+ * searcher still counted, the decrement comes later in the single total
+ * order, and the searcher's final look (after its seq_cst increment of
+ * `sleeping`) reads inj_count after it, so it finds the task.
+ */
 static void notify_external(struct weft_pool *p)
 {
-    /* Orders the queued task before the read of `sleeping`, against the
-     * sleeper's seq_cst increment and re-check. */
+    /* Orders the queued task before the reads of `searching` and
+     * `sleeping`, against the sleeper's seq_cst increment and re-check. */
     atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&p->searching, memory_order_seq_cst) > 0)
+        return;
     if (atomic_load_explicit(&p->sleeping, memory_order_seq_cst) > 0)
         wake_one(p);
 }
+
+static void run_task(struct weft__worker *w, struct weft__task *t);
 
 /* ---- queues ---------------------------------------------------------------- */
 
@@ -166,19 +180,50 @@ int weft__pool_enqueue(struct weft_pool *p, struct weft__worker *w, struct weft_
     return 0;
 }
 
-static struct weft__task *inj_take(struct weft_pool *p)
+/* Most tasks one worker moves from the injection queue per visit. */
+#define INJ_BATCH 32
+
+/*
+ * Take work from the injection queue: the oldest task, plus (when more are
+ * queued) a batch of the next ones, up to this worker's share, moved to
+ * its own deque, where the other workers can steal them. One lock round
+ * trip then serves many tasks, so a thread submitting a stream of tasks
+ * does not fight the workers for the lock on every one (Go's scheduler
+ * takes from its global queue in batches for the same reason).
+ */
+static struct weft__task *inj_take(struct weft__worker *w)
 {
+    struct weft_pool *p = w->pool;
     if (atomic_load_explicit(&p->inj_count, memory_order_seq_cst) <= 0)
         return NULL;
+    struct weft__task *batch[INJ_BATCH];
+    int nb = 0;
     weft_mutex_lock(&p->inj_lock);
     struct weft__task *t = p->inj_head;
     if (t) {
-        p->inj_head = t->next;
-        if (!p->inj_head)
+        int64_t left = atomic_load_explicit(&p->inj_count, memory_order_relaxed) - 1;
+        int64_t share = left / p->nworkers + 1;
+        if (share > INJ_BATCH)
+            share = INJ_BATCH;
+        struct weft__task *x = t->next;
+        while (x && nb < share) {
+            batch[nb++] = x;
+            x = x->next;
+        }
+        p->inj_head = x;
+        if (!x)
             p->inj_tail = NULL;
-        atomic_fetch_sub_explicit(&p->inj_count, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->inj_count, 1 + nb, memory_order_relaxed);
     }
     weft_mutex_unlock(&p->inj_lock);
+    /* Newest first, so that the owner's LIFO pops run them oldest first. A
+     * push that fails (no memory to grow the deque) runs the task here
+     * instead of losing it. */
+    for (int i = nb - 1; i >= 0; i--)
+        if (WEFT_UNLIKELY(weft__deque_push(&w->dq, batch[i]) < 0))
+            run_task(w, batch[i]);
+    if (nb)
+        notify_spawn(p);
     return t;
 }
 
@@ -212,7 +257,7 @@ static struct weft__task *find_work(struct weft__worker *w)
     struct weft__task *t = weft__deque_pop(&w->dq);
     if (t)
         return t;
-    t = inj_take(w->pool);
+    t = inj_take(w);
     if (t)
         return t;
     return steal_sweep(w);
@@ -354,10 +399,6 @@ static void *worker_main(void *arg)
     struct weft__worker *w = arg;
     struct weft_pool *p = w->pool;
     weft__cur_worker = w;
-    char name[32];
-    snprintf(name, sizeof name, "%s-%d", p->name, w->index);
-    name[15] = '\0'; /* the kernel keeps 15 bytes */
-    pthread_setname_np(pthread_self(), name);
 
     for (;;) {
         struct weft__task *t = find_work(w);
@@ -369,7 +410,7 @@ static void *worker_main(void *arg)
         atomic_fetch_add_explicit(&p->searching, 1, memory_order_relaxed);
         for (int r = 0; r < SEARCH_PAUSE_ROUNDS + SEARCH_YIELD_ROUNDS && !t; r++) {
             if (r < SEARCH_PAUSE_ROUNDS)
-                for (int i = 0; i < 32; i++)
+                for (int i = 0; i < 4; i++)
                     weft__cpu_relax();
             else
                 sched_yield();
@@ -377,8 +418,10 @@ static void *worker_main(void *arg)
             if (!t && atomic_load_explicit(&p->shutdown, memory_order_relaxed))
                 break;
         }
-        /* The last searcher to find work wakes a sleeper to keep searching. */
-        if (atomic_fetch_sub_explicit(&p->searching, 1, memory_order_relaxed) == 1 && t)
+        /* The last searcher to find work wakes a sleeper to keep searching.
+         * Seq_cst: see notify_external (a submitter that saw us searching
+         * relies on our final look coming after this). */
+        if (atomic_fetch_sub_explicit(&p->searching, 1, memory_order_seq_cst) == 1 && t)
             notify_spawn(p);
         if (t) {
             run_task(w, t);
@@ -449,7 +492,7 @@ static void join_workers(struct weft_pool *p)
             weft__park(&p->live, validate_live, p, NULL, WEFT_FOREVER, NULL);
         for (int i = 0; i < p->nworkers; i++)
             if (p->workers[i].started)
-                pthread_join(p->workers[i].thread, NULL);
+                weft_thread_join(p->workers[i].thread, NULL);
         p->joined = true;
     }
     weft_mutex_unlock(&p->join_lock);
@@ -499,55 +542,48 @@ int weft_pool_create(weft_pool_t **out, const weft_pool_opts_t *opts)
     }
     weft__future_set_block(weft__pool_block);
 
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    /* Round a small request up to the platform's minimum (PTHREAD_STACK_MIN
-     * is 16 KiB on x86-64 but 128 KiB on AArch64) rather than refusing it. */
-    size_t stack = o.stack_size;
-    long stack_min = sysconf(_SC_THREAD_STACK_MIN);
-    if (stack && stack_min > 0 && stack < (size_t)stack_min)
-        stack = (size_t)stack_min;
-    if (stack && pthread_attr_setstacksize(&attr, stack) != 0) {
-        pthread_attr_destroy(&attr);
-        pool_release_memory(p);
-        return -EINVAL;
+    /* Pinning: worker i goes to the i-th CPU of the process's affinity
+     * mask (modulo its size), applied by weft_thread_start before the
+     * worker runs. */
+    int *cpus = NULL, nc = 0;
+    if (o.pin) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) {
+            cpus = malloc(sizeof *cpus * (size_t)CPU_COUNT(&set));
+            if (!cpus) {
+                pool_release_memory(p);
+                return -ENOMEM;
+            }
+            for (int c = 0; c < CPU_SETSIZE; c++)
+                if (CPU_ISSET(c, &set))
+                    cpus[nc++] = c;
+        }
     }
     int err = 0;
     for (int i = 0; i < n; i++) {
         struct weft__worker *w = &p->workers[i];
+        /* Named through the common thread path: "<prefix>-<index>", which
+         * weft_thread_start cuts to the kernel's 15 bytes. */
+        char name[48];
+        snprintf(name, sizeof name, "%s-%d", p->name, i);
+        weft_thread_opts_t to = {.name = name, .stack_size = o.stack_size,
+                                 .cpus = nc ? &cpus[i % nc] : NULL, .ncpus = nc ? 1 : 0};
         atomic_fetch_add_explicit(&p->live, 1, memory_order_relaxed);
-        int r = pthread_create(&w->thread, &attr, worker_main, w);
+        int r = weft_thread_start(&w->thread, worker_main, w, &to);
         if (r != 0) {
             atomic_fetch_sub_explicit(&p->live, 1, memory_order_relaxed);
-            err = r == ENOMEM ? -ENOMEM : -EAGAIN;
+            err = r == -ENOMEM || r == -EINVAL ? r : -EAGAIN;
             break;
         }
         w->started = true;
     }
-    pthread_attr_destroy(&attr);
+    free(cpus);
     if (err) {
         start_shutdown(p, true);
         join_workers(p);
         pool_release_memory(p);
         return err;
-    }
-    /* Pinned from here rather than by each worker: the same CPU list, read
-     * once. A worker may run a little before it is pinned. */
-    if (o.pin) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) {
-            int cpus[CPU_SETSIZE], nc = 0;
-            for (int c = 0; c < CPU_SETSIZE; c++)
-                if (CPU_ISSET(c, &set))
-                    cpus[nc++] = c;
-            for (int i = 0; i < n; i++) {
-                cpu_set_t one;
-                CPU_ZERO(&one);
-                CPU_SET(cpus[i % nc], &one);
-                pthread_setaffinity_np(p->workers[i].thread, sizeof one, &one);
-            }
-        }
     }
     *out = p;
     return 0;

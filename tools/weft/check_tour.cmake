@@ -37,7 +37,8 @@ if(NOT rc EQUAL 0)
   fail("weft list: exit ${rc}")
 endif()
 foreach(name start_new_thread start_new_threads thread_visits thread_safe_visits
-             thread_local producer_consumer)
+             thread_local producer_consumer cpu_bound_pool chunk_size amdahl
+             when_not_to_bother)
   if(NOT out MATCHES " ${name} ")
     fail("weft list does not list ${name}")
   endif()
@@ -99,6 +100,26 @@ foreach(k total total_1 total_2 total_3)
     fail("thread_visits printed no ${k} or no expected total")
   elseif(race_total GREATER race_expected)
     fail("thread_visits ${k}: ${race_total} is above the expected ${race_expected}")
+  endif()
+endforeach()
+
+# The pool lessons report their fits and timings (values depend on the
+# machine; only their presence and range are checked).
+foreach(pair "cpu_bound_pool;serial_fraction" "cpu_bound_pool;speedup_w1" "chunk_size;adaptive"
+             "amdahl;serial_fraction" "amdahl;serial_share" "when_not_to_bother;tiny_ratio")
+  list(GET pair 0 l)
+  list(GET pair 1 k)
+  figure(${l} ${k} v)
+  message("${l} ${k}: ${v}")
+  if(v STREQUAL "")
+    fail("${l} printed no ${k}")
+  endif()
+endforeach()
+figure(cpu_bound_pool serial_fraction s)
+figure(amdahl serial_fraction s2)
+foreach(x ${s} ${s2})
+  if(x LESS 0 OR x GREATER 1)
+    fail("a fitted serial fraction out of [0, 1]: ${x}")
   endif()
 endforeach()
 
