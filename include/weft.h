@@ -16,5 +16,7 @@
 #include <weft/future.h>
 #include <weft/pool.h>
 #include <weft/par.h>
+#include <weft/loop.h>
+#include <weft/co.h>
 
 #endif /* WEFT_H */
