@@ -144,7 +144,9 @@ static int main_await(void *arg, void **result)
     CHECK_RC(weft_co_await(NULL, NULL), -EINVAL);
     CHECK_RC(weft_co_await_until(weft_co_current(), NULL, -1), -EINVAL);
     /* A timeout on await: the task goes on. */
-    CHECK_OK(weft_co_spawn(&t, sleeper, &(struct sl){&(struct order){{0}, 0}, 30}, "slow", 0));
+    struct order so = {{0}, 0};
+    struct sl slow = {&so, 30};
+    CHECK_OK(weft_co_spawn(&t, sleeper, &slow, "slow", 0));
     CHECK_RC(weft_co_await_until(t, NULL, weft_deadline_in_ms(5)), -ETIMEDOUT);
     CHECK(!weft_task_done(t));
     CHECK_OK(weft_co_await(t, NULL));
