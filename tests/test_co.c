@@ -88,12 +88,13 @@ static void test_spawn_parked_fifo(void)
 struct sl {
     struct order *o;
     int ms;
+    weft_time_t at; /* absolute deadline, or 0: ms from when it starts */
 };
 static int sleeper(void *arg, void **result)
 {
     (void)result;
     struct sl *s = arg;
-    weft_time_t d = weft_deadline_in_ms(s->ms);
+    weft_time_t d = s->at ? s->at : weft_deadline_in_ms(s->ms);
     CHECK_OK(weft_co_sleep_until(d));
     CHECK_INT(weft_now(), >=, d);
     s->o->log[s->o->n++] = s->ms;
@@ -105,11 +106,12 @@ static int main_sleep(void *arg, void **result)
     struct order *o = arg;
     static struct sl s[5];
     int ms[5] = {30, 10, 50, 20, 40};
+    weft_time_t base = weft_now(); /* absolute: however slowly they start */
     for (int i = 0; i < 5; i++) {
-        s[i] = (struct sl){o, ms[i]};
+        s[i] = (struct sl){o, ms[i], base + ms[i] * 1000000LL};
         CHECK_OK(weft_co_spawn(NULL, sleeper, &s[i], "sleeper", 0));
     }
-    CHECK_OK(weft_co_sleep(0.08));
+    CHECK_OK(weft_co_sleep_until(base + 80000000));
     return 0;
 }
 static void test_sleep_order(void)
@@ -145,7 +147,7 @@ static int main_await(void *arg, void **result)
     CHECK_RC(weft_co_await_until(weft_co_current(), NULL, -1), -EINVAL);
     /* A timeout on await: the task goes on. */
     struct order so = {{0}, 0};
-    struct sl slow = {&so, 30};
+    struct sl slow = {&so, 30, 0};
     CHECK_OK(weft_co_spawn(&t, sleeper, &slow, "slow", 0));
     CHECK_RC(weft_co_await_until(t, NULL, weft_deadline_in_ms(5)), -ETIMEDOUT);
     CHECK(!weft_task_done(t));

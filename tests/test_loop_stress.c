@@ -13,6 +13,13 @@
 
 #define LOOPS 4
 
+/* TSan keeps several hundred KiB and an mmap per fiber: scale down there. */
+#if defined(WEFT_SANITIZE_THREAD)
+#define STRESS_DEFAULT 20000
+#else
+#define STRESS_DEFAULT 100000
+#endif
+
 struct stress {
     long per_loop;
     long window; /* live tasks per loop at most (stacks are mappings: bounded) */
@@ -130,7 +137,7 @@ static void test_stress(void)
     struct weft__co_stack_stats before;
     weft__co_stack_stats(&before);
     struct stress s;
-    s.per_loop = check_iters("LOOP_STRESS", 100000) / LOOPS;
+    s.per_loop = check_iters("LOOP_STRESS", STRESS_DEFAULT) / LOOPS;
     s.window = 500;
     atomic_init(&s.finished_ok, 0);
     atomic_init(&s.finished_cancelled, 0);
