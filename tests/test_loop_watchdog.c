@@ -22,12 +22,16 @@ static _Atomic int hog_state; /* 1 while the hog spins */
 static void on_slow(const weft_loop_slow_t *info, void *arg)
 {
     struct wd *w = arg;
-    if (atomic_fetch_add(&w->reports, 1) == 0) {
+    /* Read whether the hog still runs BEFORE counting the report: the
+     * count is what lets the hog stop. */
+    int running = atomic_load(&hog_state);
+    if (atomic_load(&w->reports) == 0) {
         snprintf(w->name, sizeof w->name, "%s", info->task_name);
         snprintf(w->loop, sizeof w->loop, "%s", info->loop_name);
         w->ns = info->running_ns;
-        atomic_store(&w->hog_running, atomic_load(&hog_state));
+        atomic_store(&w->hog_running, running);
     }
+    atomic_fetch_add(&w->reports, 1);
 }
 
 static int hog(void *arg, void **result)
