@@ -17,5 +17,7 @@
 #include <weft/pool.h>
 #include <weft/par.h>
 #include <weft/tune.h>
+#include <weft/loop.h>
+#include <weft/co.h>
 
 #endif /* WEFT_H */

@@ -1,0 +1,87 @@
+/*
+ * loop/backend.h - the one small interface between the event loop and the
+ * kernel's readiness mechanism.
+ *
+ * A backend watches file descriptors for readiness and sleeps until one is
+ * ready, a deadline passes, or another thread wakes it. Each backend is one
+ * translation unit (epoll.c; an io_uring one may be added as uring.c) that
+ * fills a struct weft__backend_ops; the loop never calls the kernel for
+ * readiness itself. The interface follows redis's aeApi* and libuv's
+ * uv__io_poll: init, fini, arm, disarm, poll, wake, after-fork.
+ *
+ * Interest is ONE-SHOT: arm(fd, events, data) asks for one report of
+ * whichever of `events` becomes ready; after poll has reported fd, the fd
+ * stays registered but reports nothing until it is armed again. Arming an
+ * fd that is already armed replaces its events and data. One-shot is what
+ * both epoll (EPOLLONESHOT) and io_uring (IORING_OP_POLL_ADD) do natively,
+ * and what a loop that wakes one waiter per readiness needs.
+ *
+ * Threads: every function except wake is called only by the thread that
+ * runs the loop. wake may be called from any thread, at any time between
+ * init and fini; the loop makes sure no wake is in flight when it calls
+ * fini.
+ */
+#ifndef WEFT_LOOP_BACKEND_H
+#define WEFT_LOOP_BACKEND_H
+
+#include <stdint.h>
+#include <weft/time.h>
+
+/* Readiness bits (the same values as weft_co_wait_fd's). */
+#define WEFT__IO_READ 0x1u  /* readable, or the peer hung up, or an error */
+#define WEFT__IO_WRITE 0x2u /* writable, or an error */
+#define WEFT__IO_ERROR 0x4u /* reported only: error or hang-up on the fd */
+
+/* One readiness report. */
+struct weft__io_event {
+    void *data;      /* what was given to arm */
+    uint32_t events; /* WEFT__IO_* that are ready */
+};
+
+struct weft__backend;
+
+struct weft__backend_ops {
+    const char *name; /* "epoll", "io_uring" */
+    /* Create a backend. 0 and *out; -ENOMEM, -EMFILE/-ENFILE (no fds),
+     * -ENOSYS (the kernel lacks the mechanism: try another backend). */
+    int (*init)(struct weft__backend **out);
+    /* Release everything init acquired (fds included). */
+    void (*fini)(struct weft__backend *b);
+    /* Ask for one report when fd is ready for any of events (READ|WRITE),
+     * with data. 0; -EINVAL (events empty); -EBADF; -EPERM (the fd does not
+     * support readiness, a regular file for instance); -ENOMEM. */
+    int (*arm)(struct weft__backend *b, int fd, uint32_t events, void *data);
+    /* Forget fd: no report will come for it after this returns (reports
+     * already returned by poll are the caller's business). 0 also when fd
+     * was not registered, or is already closed. */
+    int (*disarm)(struct weft__backend *b, int fd);
+    /*
+     * Wait until at least one armed fd is ready, the absolute monotonic
+     * deadline passes (0 or any past time: do not wait; WEFT_FOREVER: no
+     * deadline), or wake is called. Stores up to max reports in ev and
+     * returns their number (0 on timeout or wake), or a negative errno on
+     * a failure of the mechanism. A signal does not end the wait early
+     * with an error: it returns 0.
+     */
+    int (*poll)(struct weft__backend *b, weft_time_t deadline, struct weft__io_event *ev,
+                int max);
+    /* Make a current or the next poll return at once. Any thread;
+     * async-signal-safe. Several wakes before a poll count as one. */
+    void (*wake)(struct weft__backend *b);
+    /* In a child after fork(): drop the kernel objects shared with the
+     * parent and make fresh ones; every fd must be armed again. 0 or a
+     * negative errno (the backend is then unusable but may be fini'd). */
+    int (*after_fork)(struct weft__backend *b);
+};
+
+/* The backends built in. */
+extern const struct weft__backend_ops weft__epoll_backend;
+
+/*
+ * The backend to use: `name` ("epoll"; NULL or "" = the WEFT_BACKEND
+ * environment variable, else epoll). An unknown or unavailable name falls
+ * back to epoll. Never NULL.
+ */
+const struct weft__backend_ops *weft__backend_choose(const char *name);
+
+#endif /* WEFT_LOOP_BACKEND_H */

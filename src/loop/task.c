@@ -1,0 +1,553 @@
+/*
+ * task.c - the public coroutine API on top of loop.c: spawn, yield, sleep,
+ * await (tasks and any future), run_in_pool, fd waits, cancellation,
+ * deadline scopes and shields, task groups.
+ *
+ * Every suspension point is weft__cotask_wait on a waiter (struct
+ * weft__waiter) of the calling task; what finishes the waiter differs: a
+ * future's done-callback (await), the loop's fd dispatch (wait_fd), a
+ * group's last child (group_wait), nothing at all (sleep: only the timer
+ * ends it).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../future/internal.h"
+#include "../platform/platform.h"
+
+#define SC_SHIELD 1u
+#define SC_EXPIRED 2u
+
+static inline struct weft_task *cur_task(void)
+{
+    struct weft_loop *L = weft__loop_tls;
+    return L ? L->current : NULL;
+}
+
+/* ---- tasks ---------------------------------------------------------------- */
+
+int weft_co_spawn(weft_task_t **out, weft_co_fn fn, void *arg, const char *name,
+                  size_t stack_size)
+{
+    if (!fn || stack_size > WEFT__CO_STACK_MAX)
+        return -EINVAL;
+    struct weft_loop *L = weft__loop_tls;
+    if (!L)
+        return -EPERM;
+    return weft__cotask_spawn(L, out, fn, arg, name, stack_size, NULL);
+}
+
+int weft_task_retain(weft_task_t *t)
+{
+    if (!t)
+        return -EINVAL;
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return 0;
+}
+
+int weft_task_release(weft_task_t *t)
+{
+    if (!t)
+        return -EINVAL;
+    weft__cotask_unref(t);
+    return 0;
+}
+
+static void remote_cancel(void *arg)
+{
+    struct weft_task *t = arg;
+    weft__cotask_cancel_local(t);
+    weft__cotask_unref(t);
+}
+
+int weft_task_cancel(weft_task_t *t)
+{
+    if (!t)
+        return -EINVAL;
+    if (weft__loop_tls == t->loop)
+        return weft__cotask_cancel_local(t);
+    if (weft_future_done(t->fut))
+        return -EALREADY;
+    /* Hand the request to the task's loop, which owns the task's state. */
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    int r = weft_loop_call_soon_threadsafe(t->loop, remote_cancel, t);
+    if (r) {
+        weft__cotask_unref(t);
+        return r == -EPIPE ? -EALREADY : r;
+    }
+    return 0;
+}
+
+bool weft_task_done(const weft_task_t *t)
+{
+    return t && weft_future_done(t->fut);
+}
+
+weft_future_t *weft_task_future(weft_task_t *t)
+{
+    return t ? t->fut : NULL;
+}
+
+const char *weft_task_name(const weft_task_t *t)
+{
+    return t ? t->name : "";
+}
+
+weft_task_t *weft_co_current(void)
+{
+    return cur_task();
+}
+
+bool weft_co_cancelled(void)
+{
+    struct weft_task *t = cur_task();
+    return t && (t->cancelled || weft_future_cancel_requested(t->fut));
+}
+
+/* ---- suspension points ----------------------------------------------------- */
+
+/* Map task_wait's scope code to the public one. */
+static inline int pub(int r)
+{
+    return r == WEFT__SCOPE_EXPIRED ? -ETIMEDOUT : r;
+}
+
+int weft_co_yield(void)
+{
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    /* A yield is a suspension point: deliver a pending cancellation. A
+     * zero-length wait checks without suspending. */
+    struct weft__waiter w;
+    weft__waiter_init(&w);
+    atomic_store_explicit(&w.state, WEFT__W_WOKEN, memory_order_relaxed);
+    int r = weft__cotask_wait(t, &w, WEFT__W_WAITING, WEFT_FOREVER, W_CO);
+    if (r < 0)
+        return pub(r);
+    weft__cotask_suspend_yield(t);
+    return 0;
+}
+
+int weft_co_sleep_until(weft_time_t deadline)
+{
+    if (deadline < 0)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    struct weft__waiter w; /* nobody finishes it: only the timer ends the sleep */
+    weft__waiter_init(&w);
+    for (;;) {
+        int r = weft__cotask_wait(t, &w, WEFT__W_WAITING, deadline, W_CO);
+        if (r == -ETIMEDOUT)
+            return 0;
+        if (r < 0)
+            return pub(r);
+    }
+}
+
+int weft_co_sleep(double seconds)
+{
+    if (isnan(seconds) || seconds < 0)
+        return -EINVAL;
+    if (!cur_task())
+        return -EPERM;
+    return weft_co_sleep_until(weft_deadline_in(seconds));
+}
+
+struct fwait {
+    struct weft__fnode node;
+    struct weft__waiter w;
+};
+
+static void fwait_cb(weft_future_t *f, void *arg)
+{
+    (void)f;
+    struct fwait *fw = arg;
+    weft__waiter_finish(&fw->w, WEFT__W_WOKEN);
+}
+
+/* Wait for f in the calling task. 0 when resolved; else the wait's error
+ * (the node is then unregistered, or its callback has run). */
+static int await_resolved(struct weft_task *t, weft_future_t *f, weft_time_t deadline)
+{
+    if (weft_future_done(f))
+        return 0;
+    struct fwait fw;
+    weft__waiter_init(&fw.w);
+    fw.node.next = NULL;
+    fw.node.cb = fwait_cb;
+    fw.node.arg = &fw;
+    fw.node.internal = true;
+    weft__future_add_node(f, &fw.node);
+    for (;;) {
+        int r = weft__cotask_wait(t, &fw.w, WEFT__W_WAITING, deadline, W_CO);
+        if (weft__waiter_state(&fw.w) != WEFT__W_WAITING)
+            return 0;
+        if (r < 0) {
+            if (!weft__future_remove_node(f, &fw.node)) {
+                /* The resolver has taken the node: its callback is about to
+                 * finish our waiter, which lives in this frame. Wait for it. */
+                while (weft__waiter_state(&fw.w) == WEFT__W_WAITING)
+                    weft__cotask_wait(t, &fw.w, WEFT__W_WAITING, WEFT_FOREVER, W_NOINTR);
+            }
+            return pub(r);
+        }
+    }
+}
+
+int weft_co_await_future_until(weft_future_t *f, void **value, weft_time_t deadline)
+{
+    if (!f || deadline < 0)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    if (f == t->fut)
+        return -EDEADLK;
+    int r = await_resolved(t, f, deadline);
+    if (r < 0)
+        return r;
+    return weft_future_result(f, value);
+}
+
+int weft_co_await_future(weft_future_t *f, void **value)
+{
+    return weft_co_await_future_until(f, value, WEFT_FOREVER);
+}
+
+int weft_co_await_until(weft_task_t *task, void **result, weft_time_t deadline)
+{
+    if (!task || deadline < 0)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    if (task == t)
+        return -EDEADLK;
+    return weft_co_await_future_until(task->fut, result, deadline);
+}
+
+int weft_co_await(weft_task_t *task, void **result)
+{
+    return weft_co_await_until(task, result, WEFT_FOREVER);
+}
+
+int weft_co_run_in_pool(weft_pool_t *pool, weft_task_fn fn, void *arg, void **result)
+{
+    if (!fn)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    weft_future_t *f;
+    int r = weft_pool_submit(pool, fn, arg, &f);
+    if (r)
+        return r;
+    r = await_resolved(t, f, WEFT_FOREVER);
+    if (r < 0)
+        weft_future_cancel(f); /* not started: never runs; running: asked to stop */
+    else
+        r = weft_future_result(f, result);
+    /* A value with a free function is freed with the future: the pool
+     * task's value is a plain pointer here, handed over as is. */
+    weft_future_release(f);
+    return r;
+}
+
+/* ---- fds --------------------------------------------------------------------- */
+
+static int watch_grow(struct weft_loop *L, int fd)
+{
+    if (fd < L->nwatch)
+        return 0;
+    int n = L->nwatch ? L->nwatch : 64;
+    while (n <= fd)
+        n *= 2;
+    struct weft__watch *w = realloc(L->watch, (size_t)n * sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    memset(w + L->nwatch, 0, (size_t)(n - L->nwatch) * sizeof *w);
+    L->watch = w;
+    L->nwatch = n;
+    return 0;
+}
+
+static uint32_t interest(const struct weft__watch *w)
+{
+    return (w->rd ? WEFT__IO_READ : 0) | (w->wr ? WEFT__IO_WRITE : 0);
+}
+
+static void rearm(struct weft_loop *L, int fd)
+{
+    struct weft__watch *w = &L->watch[fd];
+    uint32_t ev = interest(w);
+    if (ev)
+        L->bops->arm(L->be, fd, ev, (void *)(intptr_t)(fd + 1));
+}
+
+void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev)
+{
+    if (fd < 0 || fd >= L->nwatch)
+        return;
+    struct weft__watch *w = &L->watch[fd];
+    if (w->rd && (ev & (WEFT__IO_READ | WEFT__IO_ERROR))) {
+        struct weft__fdwait *f = w->rd;
+        w->rd = NULL;
+        f->got = ev;
+        weft__waiter_finish(&f->w, WEFT__W_WOKEN);
+    }
+    if (w->wr && (ev & (WEFT__IO_WRITE | WEFT__IO_ERROR))) {
+        struct weft__fdwait *f = w->wr;
+        w->wr = NULL;
+        f->got = ev;
+        weft__waiter_finish(&f->w, WEFT__W_WOKEN);
+    }
+    /* One-shot: someone still waiting (the other direction) needs a new arm. */
+    rearm(L, fd);
+}
+
+int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline)
+{
+    if (fd < 0 || !events || (events & ~(WEFT_IO_READ | WEFT_IO_WRITE)) || deadline < 0)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    struct weft_loop *L = t->loop;
+    int r = watch_grow(L, fd);
+    if (r)
+        return r;
+    struct weft__watch *w = &L->watch[fd];
+    if (((events & WEFT_IO_READ) && w->rd) || ((events & WEFT_IO_WRITE) && w->wr))
+        return -EBUSY;
+    struct weft__fdwait fw;
+    weft__waiter_init(&fw.w);
+    fw.got = 0;
+    if (events & WEFT_IO_READ)
+        w->rd = &fw;
+    if (events & WEFT_IO_WRITE)
+        w->wr = &fw;
+    r = L->bops->arm(L->be, fd, interest(w), (void *)(intptr_t)(fd + 1));
+    if (r) {
+        if (w->rd == &fw)
+            w->rd = NULL;
+        if (w->wr == &fw)
+            w->wr = NULL;
+        return r;
+    }
+    L->armed++;
+    atomic_store_explicit(&L->st_io_waits,
+                          atomic_load_explicit(&L->st_io_waits, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    for (;;) {
+        r = weft__cotask_wait(t, &fw.w, WEFT__W_WAITING, deadline, W_CO);
+        if (weft__waiter_state(&fw.w) != WEFT__W_WAITING || r < 0)
+            break;
+    }
+    L->armed--;
+    if (weft__waiter_state(&fw.w) != WEFT__W_WAITING)
+        return (int)(fw.got & (WEFT_IO_READ | WEFT_IO_WRITE | WEFT_IO_ERROR)) & (int)(events | WEFT_IO_ERROR)
+                   ? (int)(fw.got & (events | WEFT_IO_ERROR))
+                   : (int)events;
+    /* Gave up (timeout, cancel): withdraw from the watch (watch may have
+     * moved: re-read it). The backend keeps no stale report that matters:
+     * a report for an fd nobody waits on is ignored. */
+    w = &L->watch[fd];
+    if (w->rd == &fw)
+        w->rd = NULL;
+    if (w->wr == &fw)
+        w->wr = NULL;
+    if (!interest(w))
+        L->bops->disarm(L->be, fd);
+    else
+        rearm(L, fd);
+    return pub(r);
+}
+
+/* ---- scopes ------------------------------------------------------------------- */
+
+static int scope_push(weft_co_scope_t *s, weft_time_t deadline, uint32_t flags)
+{
+    if (!s || deadline < 0)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    s->deadline_ = deadline;
+    s->flags_ = flags;
+    s->task_ = t;
+    s->outer_ = t->scope;
+    t->scope = s;
+    return 0;
+}
+
+int weft_co_scope_begin(weft_co_scope_t *s, weft_time_t deadline)
+{
+    return scope_push(s, deadline, 0);
+}
+
+int weft_co_shield_begin(weft_co_scope_t *s)
+{
+    return scope_push(s, WEFT_FOREVER, SC_SHIELD);
+}
+
+int weft_co_scope_end(weft_co_scope_t *s)
+{
+    if (!s)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    if (t->scope != s || s->task_ != t)
+        return -EINVAL;
+    t->scope = s->outer_;
+    bool shielded = false;
+    for (weft_co_scope_t *o = t->scope; o; o = o->outer_)
+        if (o->flags_ & SC_SHIELD) {
+            shielded = true;
+            break;
+        }
+    if (!shielded && (t->cancelled || weft_future_cancel_requested(t->fut)))
+        return -ECANCELED;
+    if (s->flags_ & SC_EXPIRED)
+        return -ETIMEDOUT;
+    return 0;
+}
+
+/* ---- task groups -------------------------------------------------------------------- */
+
+struct weft_co_group {
+    struct weft_loop *loop;          /* a reference */
+    struct weft_task *children;      /* running children (gnext/gprev) */
+    uint64_t pending;                /* children not finished */
+    int first_err;                   /* the first failure, or 0 */
+    bool cancelling;                 /* cancel_all was done for a failure or a cancel */
+    struct weft__waiter *waiter;     /* the coroutine in group_wait, or NULL */
+};
+
+int weft_co_group_create(weft_co_group_t **out)
+{
+    if (!out)
+        return -EINVAL;
+    struct weft_loop *L = weft__loop_tls;
+    if (!L)
+        return -EPERM;
+    struct weft_co_group *g = calloc(1, sizeof *g);
+    if (!g)
+        return -ENOMEM;
+    atomic_fetch_add_explicit(&L->refs, 1, memory_order_relaxed);
+    g->loop = L;
+    *out = g;
+    return 0;
+}
+
+static void group_cancel_all(struct weft_co_group *g)
+{
+    for (struct weft_task *c = g->children; c; c = c->gnext)
+        weft__cotask_cancel_local(c);
+}
+
+int weft_co_group_spawn(weft_co_group_t *g, weft_task_t **out, weft_co_fn fn, void *arg,
+                        const char *name, size_t stack_size)
+{
+    if (!g || !fn)
+        return -EINVAL;
+    if (weft__loop_tls != g->loop)
+        return -EPERM;
+    if (g->cancelling)
+        return -ECANCELED;
+    struct weft_task *c;
+    int r = weft__cotask_spawn(g->loop, &c, fn, arg, name, stack_size, g);
+    if (r)
+        return r;
+    c->gnext = g->children;
+    if (g->children)
+        g->children->gprev = c;
+    g->children = c;
+    g->pending++;
+    if (out)
+        *out = c;
+    else
+        weft__cotask_unref(c);
+    return 0;
+}
+
+void weft__group_child_done(struct weft_co_group *g, struct weft_task *t)
+{
+    if (t->gprev)
+        t->gprev->gnext = t->gnext;
+    else
+        g->children = t->gnext;
+    if (t->gnext)
+        t->gnext->gprev = t->gprev;
+    t->gnext = t->gprev = NULL;
+    t->group = NULL;
+    g->pending--;
+    if (t->rc < 0 && t->rc != -ECANCELED && g->first_err == 0) {
+        g->first_err = t->rc;
+        g->cancelling = true;
+        group_cancel_all(g);
+    }
+    if (g->pending == 0 && g->waiter) {
+        struct weft__waiter *w = g->waiter;
+        g->waiter = NULL;
+        weft__waiter_finish(w, WEFT__W_WOKEN);
+    }
+}
+
+int weft_co_group_cancel(weft_co_group_t *g)
+{
+    if (!g)
+        return -EINVAL;
+    if (weft__loop_tls != g->loop)
+        return -EPERM;
+    g->cancelling = true;
+    group_cancel_all(g);
+    return 0;
+}
+
+int weft_co_group_wait(weft_co_group_t *g)
+{
+    if (!g)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t || t->loop != g->loop)
+        return -EPERM;
+    bool cancelled = false;
+    while (g->pending > 0) {
+        struct weft__waiter w;
+        weft__waiter_init(&w);
+        g->waiter = &w;
+        int r = weft__cotask_wait(t, &w, WEFT__W_WAITING,  WEFT_FOREVER,
+                                cancelled ? W_NOINTR : W_CO);
+        if (g->waiter == &w)
+            g->waiter = NULL;
+        if (r < 0 && !cancelled) {
+            /* The waiter was cancelled (or its scope expired): cancel the
+             * children and still wait for every one of them. */
+            cancelled = true;
+            g->cancelling = true;
+            group_cancel_all(g);
+        }
+    }
+    if (cancelled)
+        return (t->cancelled || weft_future_cancel_requested(t->fut)) ? -ECANCELED : -ETIMEDOUT;
+    return g->first_err;
+}
+
+int weft_co_group_free(weft_co_group_t *g)
+{
+    if (!g)
+        return -EINVAL;
+    if (g->pending > 0)
+        return -EBUSY;
+    weft__loop_unref(g->loop);
+    free(g);
+    return 0;
+}

@@ -1,0 +1,128 @@
+/*
+ * test_loop_watchdog.c - starvation is named while it happens: a coroutine
+ * that computes without yielding is reported by name, with its running
+ * time, while it still runs; loop statistics.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <weft.h>
+
+#include "co_check.h"
+
+struct wd {
+    _Atomic int reports;
+    _Atomic int hog_running; /* the hog had not returned when reported */
+    char name[48];
+    char loop[32];
+    weft_time_t ns;
+};
+
+static _Atomic int hog_state; /* 1 while the hog spins */
+
+static void on_slow(const weft_loop_slow_t *info, void *arg)
+{
+    struct wd *w = arg;
+    /* Read whether the hog still runs BEFORE counting the report: the
+     * count is what lets the hog stop. */
+    int running = atomic_load(&hog_state);
+    if (atomic_load(&w->reports) == 0) {
+        snprintf(w->name, sizeof w->name, "%s", info->task_name);
+        snprintf(w->loop, sizeof w->loop, "%s", info->loop_name);
+        w->ns = info->running_ns;
+        atomic_store(&w->hog_running, running);
+    }
+    atomic_fetch_add(&w->reports, 1);
+}
+
+static int hog(void *arg, void **result)
+{
+    (void)result;
+    struct wd *w = arg;
+    atomic_store(&hog_state, 1);
+    /* Compute without yielding until the watchdog has named us (or give up
+     * after 10 s: the test then fails on the counts). */
+    weft_time_t give_up = weft_deadline_in(10);
+    while (atomic_load(&w->reports) == 0 && weft_now() < give_up)
+        ;
+    atomic_store(&hog_state, 0);
+    return 0;
+}
+
+static int polite(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    for (int i = 0; i < 100; i++)
+        weft_co_yield();
+    return 0;
+}
+
+static int main_hog(void *arg, void **result)
+{
+    (void)result;
+    weft_task_t *a, *b;
+    CHECK_OK(weft_co_spawn(&b, polite, arg, "polite", 0));
+    CHECK_OK(weft_co_spawn(&a, hog, arg, "hog-the-cpu", 0));
+    CHECK_OK(weft_co_await(a, NULL));
+    CHECK_OK(weft_co_await(b, NULL));
+    weft_task_release(a);
+    weft_task_release(b);
+    return 0;
+}
+
+static void test_watchdog_names_hog(void)
+{
+    struct wd w;
+    memset(&w, 0, sizeof w);
+    weft_loop_stats_t st;
+    weft_loop_opts_t o = {.name = "busy", .slow_ms = 20, .on_slow = on_slow, .on_slow_arg = &w,
+                          .stats = &st};
+    CHECK_OK(weft_loop_run(main_hog, &w, &o));
+    CHECK_INT(atomic_load(&w.reports), ==, 1); /* once per stall */
+    CHECK(strcmp(w.name, "hog-the-cpu") == 0);
+    CHECK(strcmp(w.loop, "busy") == 0);
+    CHECK_INT(atomic_load(&w.hog_running), ==, 1); /* reported WHILE it ran */
+    CHECK_INT(w.ns, >=, 20000000);
+    CHECK_U64(st.slow_reports, ==, 1);
+    CHECK_INT(st.longest_run_ns, >=, 20000000);
+    CHECK(strcmp(st.longest_run_task, "hog-the-cpu") == 0);
+    CHECK_U64(st.tasks_spawned, ==, 3);
+    CHECK_U64(st.switches, >=, 100);
+}
+
+/* WEFT_SLOW_MS turns the watchdog on; the default report goes to stderr. */
+static int short_hog(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_time_t end = weft_deadline_in_ms(60);
+    while (weft_now() < end)
+        ;
+    return 0;
+}
+static void test_env_threshold(void)
+{
+    setenv("WEFT_SLOW_MS", "10", 1);
+    weft_loop_stats_t st;
+    weft_loop_opts_t o = {.stats = &st};
+    CHECK_OK(weft_loop_run(short_hog, NULL, &o));
+    unsetenv("WEFT_SLOW_MS");
+    CHECK_U64(st.slow_reports, ==, 1);
+    /* Off: no reports, no timing. */
+    CHECK_OK(weft_loop_run(short_hog, NULL, &o));
+    CHECK_U64(st.slow_reports, ==, 0);
+    CHECK_INT(st.longest_run_ns, ==, 0);
+    /* Timing without the watchdog. */
+    o.timing = true;
+    o.slow_ms = -1;
+    CHECK_OK(weft_loop_run(short_hog, NULL, &o));
+    CHECK_U64(st.slow_reports, ==, 0);
+    CHECK_INT(st.longest_run_ns, >=, 60000000);
+}
+
+int main(void)
+{
+    RUN(test_watchdog_names_hog);
+    RUN(test_env_threshold);
+    return check_done();
+}
