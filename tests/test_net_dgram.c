@@ -91,9 +91,15 @@ static int udp_main(void *arg, void **result)
     /* Nothing is lost on loopback with one datagram in flight per client. */
     CHECK_U64(u.verified, ==, (uint64_t)(u.clients * u.msgs));
     CHECK_U64(u.echoed, ==, (uint64_t)(u.clients * u.msgs));
-    /* A recvfrom with nothing coming times out. */
+    /* The server coroutine reads u.srv: a second reader is refused. */
     char c;
-    CHECK_RC(weft_net_recvfrom_until(u.srv, &c, 1, NULL, weft_deadline_in(0.01)), -ETIMEDOUT);
+    CHECK_RC(weft_net_recvfrom_until(u.srv, &c, 1, NULL, weft_deadline_in(0.01)), -EBUSY);
+    /* A recvfrom with nothing coming times out, never early. */
+    int q = weft_net_udp(&a);
+    weft_time_t t0 = weft_now();
+    CHECK_RC(weft_net_recvfrom_until(q, &c, 1, NULL, t0 + 10000000), -ETIMEDOUT);
+    CHECK(weft_now() - t0 >= 10000000);
+    weft_net_close(q);
     CHECK_OK(weft_net_close(u.srv)); /* wakes the server's recvfrom: -EPIPE */
     CHECK_OK(weft_co_await(srv, NULL));
     weft_task_release(srv);
