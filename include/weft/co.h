@@ -203,8 +203,10 @@ WEFT_API int weft_co_run_in_pool(weft_pool_t *pool, weft_task_fn fn, void *arg,
  * directions), -EPERM (not in a coroutine; or the fd does not support
  * readiness, such as a regular file), -EBADF (not an open fd), -ENOMEM.
  * The fd should be non-blocking for the read or write that follows.
- * Closing an fd while a coroutine waits on it is undefined at the kernel
- * level (epoll forgets the fd silently): wake the waiter first (cancel it).
+ * Closing an fd with close(2) while a coroutine waits on it is undefined at
+ * the kernel level (epoll forgets the fd silently): close it with
+ * weft_net_close (weft/net.h) on the loop's thread, which wakes the waiter
+ * (this call then returns WEFT_IO_ERROR), or wake the waiter first (cancel it).
  */
 WEFT_API int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline);
 
