@@ -91,7 +91,10 @@ static void forward(int sig)
     pid_t tid = sig > 0 && sig <= NSIG_MAX
                     ? atomic_load_explicit(&owner_tid[sig], memory_order_seq_cst)
                     : 0;
-    if (tid)
+    if (tid == my_tid())
+        ; /* the owner unblocked it on its own thread: sending it back would
+             loop; dropped */
+    else if (tid)
         syscall(SYS_tgkill, getpid(), tid, sig);
     else
         raise(sig); /* the owner has gone: its previous disposition is back */

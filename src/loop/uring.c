@@ -183,18 +183,19 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
         return -EINVAL;
     if (fd < 0)
         return -EBADF;
-    int r = grow(b, fd);
-    if (r)
-        return r;
-    struct ufd *u = &b->fds[fd];
-    if (!u->known) {
+    if (fd >= b->nfds || !b->fds[fd].known) {
+        /* Before growing the table: a bad fd number must not size it. */
         struct stat st;
         if (fstat(fd, &st) != 0)
             return -errno;
         if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
             return -EPERM; /* as epoll_ctl says for files that cannot be polled */
-        u->known = true;
+        int r = grow(b, fd);
+        if (r)
+            return r;
+        b->fds[fd].known = true;
     }
+    struct ufd *u = &b->fds[fd];
     if (u->armed) {
         struct io_uring_sqe *s = get_sqe(b);
         if (!s)
