@@ -3,7 +3,9 @@
  *
  * Files: loop.c (run, scheduling, timers, the remote queue, parking ops,
  * the watchdog), task.c (spawn, await, cancel, scopes, groups, fds),
- * backend.h + epoll.c (readiness).
+ * backend.h + backend.c (choosing, fallback) + epoll.c + uring.c
+ * (readiness, file I/O on io_uring), signal.c (signalfd waits, Ctrl-C),
+ * file.c (weft_co_file_read/write).
  *
  * Who touches what. A loop and its tasks belong to the loop's thread: run
  * queue, timer heap, scopes, cancellation flags and fd watches are plain
