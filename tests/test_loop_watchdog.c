@@ -122,6 +122,7 @@ static void test_env_threshold(void)
 
 int main(void)
 {
+    co_check_backend();
     RUN(test_watchdog_names_hog);
     RUN(test_env_threshold);
     return check_done();
