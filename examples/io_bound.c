@@ -303,6 +303,8 @@ static int io_bound_lesson(lesson_run_t *run)
 
     /* CPU-bound: the same three ways. */
     int jobs = (int)lesson_scaled(run, 100);
+    if (jobs < 1)
+        jobs = 1;
     int cpus = weft_cpu_count();
     lesson_say(run, "Now %d CPU-bound jobs (a millisecond or two of arithmetic each), same three ways:",
                jobs);
