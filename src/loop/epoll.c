@@ -116,34 +116,46 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
         max = MAX_BATCH;
     if (max <= 0)
         return -EINVAL;
-    weft_time_t wait_ns = 0;
-    if (deadline == WEFT_FOREVER) {
-        wait_ns = -1;
-    } else if (deadline > 0) {
-        weft_time_t now = weft_now();
-        wait_ns = deadline > now ? deadline - now : 0;
-    }
-    int n = -1;
+    int n;
+    /* Wait again for the remainder whenever the wait ended with nothing
+     * before the deadline: an EINTR ends it early, and so, on some
+     * virtualised kernels seen here, does the timeout itself (by up to a
+     * millisecond). The contract is that an empty poll means the deadline
+     * has passed. */
+    for (;;) {
+        weft_time_t wait_ns = 0;
+        if (deadline == WEFT_FOREVER) {
+            wait_ns = -1;
+        } else if (deadline > 0) {
+            weft_time_t now = weft_now();
+            wait_ns = deadline > now ? deadline - now : 0;
+        }
+        n = -1;
 #ifdef __GLIBC__
-    if (b->have_pwait2 && wait_ns > 0) {
-        struct timespec ts = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
-        n = epoll_pwait2(b->epfd, b->buf, max, &ts, NULL);
-        if (n < 0 && errno == ENOSYS)
-            b->have_pwait2 = false;
-    }
+        if (b->have_pwait2 && wait_ns > 0) {
+            struct timespec ts = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
+            n = epoll_pwait2(b->epfd, b->buf, max, &ts, NULL);
+            if (n < 0 && errno == ENOSYS)
+                b->have_pwait2 = false;
+        }
 #endif
-    if (n < 0 && !(b->have_pwait2 && wait_ns > 0)) {
-        int ms;
-        if (wait_ns < 0)
-            ms = -1;
-        else if (wait_ns / 1000000 >= 0x7fffffff)
-            ms = 0x7fffffff;
-        else
-            ms = (int)((wait_ns + 999999) / 1000000); /* round up: never early */
-        n = epoll_wait(b->epfd, b->buf, max, ms);
+        if (n < 0 && !(b->have_pwait2 && wait_ns > 0)) {
+            int ms;
+            if (wait_ns < 0)
+                ms = -1;
+            else if (wait_ns / 1000000 >= 0x7fffffff)
+                ms = 0x7fffffff;
+            else
+                ms = (int)((wait_ns + 999999) / 1000000); /* round up: never early */
+            n = epoll_wait(b->epfd, b->buf, max, ms);
+        }
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n > 0 || wait_ns == 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline))
+            break;
     }
     if (n < 0)
-        return errno == EINTR ? 0 : -errno;
+        return 0;
     int k = 0;
     for (int i = 0; i < n; i++) {
         struct epoll_event *e = &b->buf[i];
