@@ -16,5 +16,7 @@
 #include <weft/future.h>
 #include <weft/pool.h>
 #include <weft/par.h>
+#include <weft/shm.h>
+#include <weft/proc.h>
 
 #endif /* WEFT_H */
