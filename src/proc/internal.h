@@ -112,7 +112,7 @@ struct wp_hdr {
     uint64_t init_fn, init_len;
     uint64_t max_tasks;
     int32_t server_pid;      /* workers' parent, for their getppid() check */
-    int32_t eventfd;         /* the dispatcher's eventfd, as numbered in workers */
+    int32_t unused_;
     uint8_t pad0_[64];
     _Atomic uint64_t q_head; /* workers move it */
     uint8_t pad1_[56];

@@ -453,22 +453,30 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
         x.signal = m->status;
     bool clean = (st == WS_RETIRED || st == WS_EXITING) && m->code == CLD_EXITED &&
                  m->status == 0;
-    /* The job it had claimed (at most one). */
+    /* The job it had claimed (at most one). Counters and records first:
+     * failing the job wakes whoever waits for it. */
     struct wp_job *jobs = wp_jobs(p->h);
-    bool killed = false;
-    for (uint32_t j = 0; j < WP_JOBS; j++) {
+    int claimed = -1;
+    for (uint32_t j = 0; j < WP_JOBS && claimed < 0; j++) {
         uint64_t js = atomic_load_explicit(&jobs[j].state, memory_order_acquire);
-        if (WJ_ST(js) != WJ_CLAIMED || WJ_TAG(js) != m->tag || !p->jl[j].kind)
-            continue;
-        x.error = p->jl[j].kill_reason ? p->jl[j].kill_reason : WEFT_ECRASHED;
-        killed = p->jl[j].kill_reason != 0;
-        weft_mutex_lock(&p->lock);
+        if (WJ_ST(js) == WJ_CLAIMED && WJ_TAG(js) == m->tag && p->jl[j].kind)
+            claimed = (int)j;
+    }
+    bool killed = false;
+    if (claimed >= 0) {
+        struct jlocal *l = &p->jl[claimed];
+        x.error = l->kill_reason ? l->kill_reason : WEFT_ECRASHED;
+        killed = l->kill_reason != 0;
+        clean = false;
+    }
+    weft_mutex_lock(&p->lock);
+    if (claimed >= 0) {
         p->last_exit = x;
         p->has_last = true;
-        if (p->jl[j].kind == WK_CALL) {
+        if (p->jl[claimed].kind == WK_CALL) {
             struct xrec *xr = malloc(sizeof *xr);
-            if (xr && weft_future_retain(p->jl[j].f) == 0) {
-                xr->f = p->jl[j].f;
+            if (xr && weft_future_retain(p->jl[claimed].f) == 0) {
+                xr->f = p->jl[claimed].f;
                 xr->info = x;
                 xr->next = p->xrecs;
                 p->xrecs = xr;
@@ -476,12 +484,7 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
                 free(xr);
             }
         }
-        weft_mutex_unlock(&p->lock);
-        fail_job(p, j, x.error);
-        clean = false;
     }
-    weft__arena_free_owner(p->h, m->tag);
-    weft_mutex_lock(&p->lock);
     if (p->w[i].pidfd >= 0)
         close(p->w[i].pidfd);
     p->w[i].pidfd = -1;
@@ -495,6 +498,9 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
         p->st.crashed++;
     bool shut = p->shut;
     weft_mutex_unlock(&p->lock);
+    if (claimed >= 0)
+        fail_job(p, (uint32_t)claimed, x.error);
+    weft__arena_free_owner(p->h, m->tag);
     atomic_store(&s->state, WS_EMPTY);
 
     if (!p->start_done) {
@@ -1186,7 +1192,6 @@ int weft_proc_pool_create(weft_proc_pool_t **out, const weft_proc_opts_t *opts)
         memcpy(wp_at(h, off_init), opts->init_arg, h->init_len);
     h->max_tasks = opts->max_tasks_per_worker;
     h->server_pid = weft_proc_server_pid();
-    h->eventfd = p->efd;
 
     weft_mutex_init(&p->lock);
     weft_event_init(&p->started);

@@ -24,6 +24,7 @@ struct weft_proc_task {
 };
 
 static int g_worker_index = -1;
+static int g_efd = -1; /* the dispatcher's eventfd, as numbered here */
 static unsigned char *g_scratch;
 static size_t g_scratch_cap;
 
@@ -101,7 +102,7 @@ static void wake_dispatcher(struct wp_hdr *h)
      * (Dekker's pattern): either it sees our update, or we see its flag. */
     if (atomic_load(&h->disp_sleeping) && atomic_exchange(&h->disp_sleeping, 0)) {
         uint64_t one = 1;
-        ssize_t r = write(h->eventfd, &one, sizeof one);
+        ssize_t r = write(g_efd, &one, sizeof one);
         (void)r;
     }
 }
@@ -246,8 +247,9 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
         _exit(WP_EXIT_MAPFAIL);
     close(fds[0]);
     struct wp_hdr *h = p;
-    if (h->magic != WP_MAGIC || m->slot >= h->nworkers || fds[1] != h->eventfd)
+    if (h->magic != WP_MAGIC || m->slot >= h->nworkers)
         _exit(WP_EXIT_BADMSG);
+    g_efd = fds[1];
     struct wp_slot *slot = &wp_slots(h)[m->slot];
     uint32_t tag = m->tag;
     g_worker_index = (int)m->slot;
