@@ -895,7 +895,23 @@ int main(void)
     RUN(test_bad_input);
     RUN(test_kill_during_map);
     RUN(test_parent_death);
+    /* A child forked after weft_proc_init holds a copy of the server's
+     * socket: fini must still stop the server (it does not wait for EOF). */
+    int hold[2];
+    CHECK(pipe(hold) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        char b;
+        close(hold[1]);
+        ssize_t r = read(hold[0], &b, 1);
+        _exit(r < 0);
+    }
+    close(hold[0]);
+    int server = weft_proc_server_pid();
     CHECK_OK(weft_proc_fini());
+    CHECK(kill(server, 0) != 0); /* reaped */
+    close(hold[1]);
+    waitpid(child, NULL, 0);
     CHECK_INT(weft_proc_server_pid(), ==, 0);
     return check_done();
 }

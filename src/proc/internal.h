@@ -145,7 +145,7 @@ struct wp_item {
 };
 
 /* Messages on a pool's connection to the fork server (SOCK_SEQPACKET). */
-enum { WM_NEWCONN = 1, WM_SPAWN = 2, WM_SPAWNED = 3, WM_EXITED = 4 };
+enum { WM_NEWCONN = 1, WM_SPAWN = 2, WM_SPAWNED = 3, WM_EXITED = 4, WM_QUIT = 5, WM_BYE = 6 };
 struct wp_msg {
     uint32_t type;
     uint32_t slot;

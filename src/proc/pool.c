@@ -1057,8 +1057,12 @@ static void pool_release_resources(struct weft_proc_pool *p)
         close(p->memfd);
     if (p->efd >= 0)
         close(p->efd);
-    if (p->conn >= 0)
+    if (p->conn >= 0) {
+        struct wp_msg m = {0};
+        m.type = WM_BYE;
+        weft__proc_send(p->conn, &m, NULL, 0);
         close(p->conn);
+    }
     if (p->w)
         for (int i = 0; i < p->nworkers; i++)
             if (p->w[i].pidfd >= 0)

@@ -56,6 +56,7 @@
 static weft_mutex_t g_lock = WEFT_MUTEX_INIT;
 static int g_ctl = -1;       /* parent's end of the control socket */
 static pid_t g_server;       /* the server's pid, 0 if none */
+static pid_t g_owner;        /* the process that started it */
 static _Atomic int g_pools;  /* pools alive */
 
 /* ---- messages with descriptors ---------------------------------------------- */
@@ -278,7 +279,13 @@ static _Noreturn void server_main(int ctl, pid_t parent)
                 s.conns[i] = -1;
                 continue;
             }
-            if (m.type == WM_SPAWN && nfds >= 2 && (uint32_t)nfds == m.nfds)
+            if (m.type == WM_BYE) {
+                /* The pool is done (a copy of the socket may live on in a
+                 * child the program forked, so EOF may never come). */
+                srv_kill_conn(&s, i);
+                close(s.conns[i]);
+                s.conns[i] = -1;
+            } else if (m.type == WM_SPAWN && nfds >= 2 && (uint32_t)nfds == m.nfds)
                 srv_spawn(&s, i, &m, fds, nfds);
             else
                 for (int k = 0; k < nfds; k++)
@@ -290,8 +297,12 @@ static _Noreturn void server_main(int ctl, pid_t parent)
             ssize_t r = weft__proc_recv(ctl, &m, fds, 1, &nfds, false);
             if (r == -EAGAIN)
                 continue;
-            if (r <= 0) {
-                /* The parent is gone or said goodbye: take everyone down. */
+            if (r <= 0 || m.type == WM_QUIT) {
+                /* The parent is gone or said goodbye: take everyone down.
+                 * (weft_proc_fini says so with QUIT: a child the program
+                 * forked may hold a copy of the socket, so EOF may not come.) */
+                for (int k = 0; k < nfds; k++)
+                    close(fds[k]);
                 for (int i = 0; i < s.nkids; i++)
                     syscall(SYS_pidfd_send_signal, s.kids[i].pidfd, SIGKILL, NULL, 0);
                 while (s.nkids > 0)
@@ -342,10 +353,24 @@ static int count_threads(void)
     return n;
 }
 
+/* In a child forked by the program after weft_proc_init, the server and
+ * the control socket are the parent's: forget them (without telling the
+ * server anything). Under g_lock. */
+static void forget_inherited(void)
+{
+    if (g_server > 0 && g_owner != getpid()) {
+        close(g_ctl);
+        g_ctl = -1;
+        g_server = 0;
+        atomic_store(&g_pools, 0);
+    }
+}
+
 int weft_proc_init(void)
 {
     weft_mutex_lock(&g_lock);
     int rc = 0;
+    forget_inherited();
     if (g_server > 0)
         goto out;
     int n = count_threads();
@@ -386,6 +411,7 @@ int weft_proc_init(void)
     close(sv[1]);
     g_ctl = sv[0];
     g_server = pid;
+    g_owner = parent;
 out:
     weft_mutex_unlock(&g_lock);
     return rc;
@@ -395,13 +421,17 @@ int weft_proc_fini(void)
 {
     weft_mutex_lock(&g_lock);
     int rc = 0;
+    forget_inherited();
     if (g_server <= 0)
         goto out;
     if (atomic_load(&g_pools) > 0) {
         rc = -EBUSY;
         goto out;
     }
-    close(g_ctl); /* the server sees EOF, kills leftovers and exits */
+    struct wp_msg m = {0};
+    m.type = WM_QUIT;
+    weft__proc_send(g_ctl, &m, NULL, 0); /* it kills leftovers and exits */
+    close(g_ctl);
     g_ctl = -1;
     while (waitpid(g_server, NULL, 0) < 0 && errno == EINTR)
         ;
@@ -414,6 +444,7 @@ out:
 int weft_proc_server_pid(void)
 {
     weft_mutex_lock(&g_lock);
+    forget_inherited();
     int p = g_server;
     weft_mutex_unlock(&g_lock);
     return p;
