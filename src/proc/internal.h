@@ -18,9 +18,10 @@
  *   runlen[P]    length in pages of the run starting at each page
  *   arena        P pages of 64 KiB for buffers too large for the rings
  *
- * The mapping is at the same address in the parent and in every worker
- * (the worker maps it with MAP_FIXED_NOREPLACE at the parent's address), so
- * the two sides compute the same pointers from the same offsets.
+ * Everything in the mapping is found by offsets, never by pointers, so a
+ * worker may map it anywhere (it tries the parent's address first). The
+ * user's weft_shm regions are different: they must be at the parent's
+ * address, so that pointers into them mean the same everywhere.
  *
  * Why claims are compare-and-swaps on the job's state word, not a pop from
  * a queue: a worker can be killed at any instruction. After a CAS from

@@ -161,6 +161,7 @@ struct weft_proc_pool {
     int start_err;
     weft_event_t finished;
     _Atomic uint32_t poke; /* something for the dispatcher under lock */
+    _Atomic uint64_t tasks_done; /* st.tasks_done, counted without the lock */
 
     /* Dispatcher only. */
     struct jlocal jl[WP_JOBS];
@@ -363,7 +364,7 @@ static bool drain_slot(struct weft_proc_pool *p, int i)
             }
             if (r->last) {
                 finish_job(p, r->job);
-                p->st.tasks_done++;
+                atomic_fetch_add_explicit(&p->tasks_done, 1, memory_order_relaxed);
             }
         }
         head += r->size;
@@ -618,8 +619,10 @@ static void fail_pending(struct weft_proc_pool *p, int err)
                 weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
         } else {
             struct pmap *m = t->map;
-            while (m->next < m->n)
-                map_outcome(m, m->next++, err, NULL, 0);
+            size_t from = m->next, n = m->n;
+            m->next = n;
+            for (size_t i = from; i < n; i++)
+                map_outcome(m, i, err, NULL, 0); /* m may be freed after the last */
         }
         free(t);
         t = nx;
@@ -780,8 +783,11 @@ static int dispatch(struct weft_proc_pool *p)
             weft_mutex_unlock(&p->lock);
             break;
         }
-        bool pop = t->kind == WK_CALL || t->map->next >= t->map->n || atomic_load(&t->map->cancel);
-        if (pop) {
+        /* A map stays at the head of the list until its last chunk is
+         * out (or it is cancelled); it is popped then, before anything
+         * that may complete it: once its last item has an outcome, its
+         * caller may free it. */
+        if (t->kind == WK_CALL) {
             p->phead = t->next;
             if (!p->phead)
                 p->ptail = NULL;
@@ -793,27 +799,37 @@ static int dispatch(struct weft_proc_pool *p)
         uint64_t off = 0;
         if (t->kind == WK_MAP) {
             struct pmap *m = t->map;
-            if (atomic_load(&m->cancel)) {
-                while (m->next < m->n)
-                    map_outcome(m, m->next++, -ECANCELED, NULL, 0);
-            }
-            if (m->next >= m->n) {
-                free(t);
-                continue;
-            }
+            bool cancel = atomic_load(&m->cancel);
             size_t k = m->chunk < m->n - m->next ? m->chunk : m->n - m->next;
-            if (place(p, l, m->items + m->next * m->item_size, k * m->item_size, &off) < 0)
-                break;
-            p->nfree--;
-            p->injobs++;
-            l->kind = WK_MAP;
-            l->map = m;
-            l->first = m->next;
-            l->n = (uint32_t)k;
-            l->timeout = p->timeout;
-            publish(p, j, m->fn, off, k * m->item_size, m->item_size, (uint32_t)k, WK_MAP);
-            m->next += k;
-            published++;
+            if (!cancel) {
+                if (place(p, l, m->items + m->next * m->item_size, k * m->item_size, &off) < 0)
+                    break;
+                p->nfree--;
+                p->injobs++;
+                l->kind = WK_MAP;
+                l->map = m;
+                l->first = m->next;
+                l->n = (uint32_t)k;
+                l->timeout = p->timeout;
+                publish(p, j, m->fn, off, k * m->item_size, m->item_size, (uint32_t)k, WK_MAP);
+                m->next += k;
+                published++;
+                if (m->next < m->n)
+                    continue;
+            }
+            weft_mutex_lock(&p->lock);
+            p->phead = t->next;
+            if (!p->phead)
+                p->ptail = NULL;
+            atomic_fetch_sub(&p->npending, 1);
+            weft_mutex_unlock(&p->lock);
+            free(t);
+            if (cancel) {
+                size_t from = m->next, n = m->n;
+                m->next = n;
+                for (size_t i = from; i < n; i++)
+                    map_outcome(m, i, -ECANCELED, NULL, 0); /* m may be freed after the last */
+            }
             continue;
         }
         if (!t->running && weft_future_set_running(t->f) != 0) {
@@ -1650,6 +1666,7 @@ int weft_proc_stats(weft_proc_pool_t *p, weft_proc_stats_t *out)
     weft_mutex_lock(&p->lock);
     *out = p->st;
     out->workers = p->nworkers;
+    out->tasks_done = atomic_load_explicit(&p->tasks_done, memory_order_relaxed);
     weft_mutex_unlock(&p->lock);
     return 0;
 }

@@ -241,9 +241,15 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
             _exit(WP_EXIT_MAPFAIL);
         close(fds[2 + i]);
     }
+    /* The pool's own memory is addressed by offsets only: the parent's
+     * address is preferred (it makes debugging easier), any will do. It
+     * may be taken here: the worker has the mappings the program had at
+     * weft_proc_init, which the parent may have released and reused. */
     void *p = mmap((void *)(uintptr_t)m->base, m->size, PROT_READ | PROT_WRITE,
                    MAP_SHARED | MAP_FIXED_NOREPLACE, fds[0], 0);
-    if (p != (void *)(uintptr_t)m->base)
+    if (p == MAP_FAILED)
+        p = mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+    if (p == MAP_FAILED)
         _exit(WP_EXIT_MAPFAIL);
     close(fds[0]);
     struct wp_hdr *h = p;
