@@ -619,6 +619,84 @@ static void test_initializer_and_recycling(void)
     CHECK_INT(alive + zombies, ==, 0);
 }
 
+/* Succeeds for the first two workers only: the count lives in a region
+ * whose address comes as the initializer's argument. */
+static int init_twice(const void *a, size_t n)
+{
+    _Atomic int *count;
+    if (n != sizeof count)
+        return -EINVAL;
+    memcpy(&count, a, sizeof count);
+    return atomic_fetch_add(count, 1) < 2 ? 0 : -EMFILE;
+}
+
+/* Counts itself started in the region (pointer in the argument), then
+ * sleeps until killed. */
+static int block_forever(weft_proc_task_t *t, const void *a, size_t n)
+{
+    (void)t;
+    _Atomic int *count;
+    if (n != sizeof count)
+        return -EINVAL;
+    memcpy(&count, a, sizeof count);
+    atomic_fetch_add(&count[16], 1);
+    for (;;)
+        pause();
+}
+
+static void test_broken_by_replacement_initializer(void)
+{
+    weft_shm_t *r;
+    CHECK_OK(weft_shm_create(&r, 4096, "weft-test-init"));
+    _Atomic int *count = weft_shm_alloc(r, 32 * sizeof *count, 64);
+    weft_shm_t *regions[1] = {r};
+    weft_proc_opts_t o = {.workers = 2, .initializer = init_twice, .init_arg = &count,
+                          .init_arg_len = sizeof count, .shm = regions, .nshm = 1};
+    weft_proc_pool_t *p;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    /* Both workers blocked, five tasks queued behind them; then one worker
+     * is killed and its replacement's initializer fails: the pool is
+     * broken, the queued tasks fail with WEFT_EINITFAILED. */
+    weft_future_t *blocked[2], *queued[5];
+    for (int i = 0; i < 2; i++)
+        CHECK_OK(weft_proc_submit(p, block_forever, &count, sizeof count, &blocked[i]));
+    for (int i = 0; i < 5; i++)
+        CHECK_OK(weft_proc_submit(p, nothing, NULL, 0, &queued[i]));
+    for (int i = 0; i < 10000 && atomic_load(&count[16]) < 2; i++)
+        usleep(1000);
+    CHECK_INT(atomic_load(&count[16]), ==, 2);
+    CHECK_OK(weft_proc_signal_worker(p, 0, SIGKILL));
+    for (int i = 0; i < 5; i++) {
+        CHECK_RC(weft_proc_result(queued[i], NULL, NULL), WEFT_EINITFAILED);
+        weft_future_release(queued[i]);
+    }
+    weft_future_t *f = NULL;
+    CHECK_RC(weft_proc_submit(p, nothing, NULL, 0, &f), WEFT_EINITFAILED);
+    CHECK(f == NULL);
+    CHECK_INT(atomic_load(count), ==, 3);
+    /* One blocked task died with its worker; the other is still running
+     * until terminated. */
+    int crashed = 0;
+    for (int i = 0; i < 2; i++)
+        if (weft_future_done(blocked[i])) {
+            CHECK_RC(weft_proc_result(blocked[i], NULL, NULL), WEFT_ECRASHED);
+            crashed++;
+        }
+    CHECK_INT(crashed, <=, 1);
+    CHECK_OK(weft_proc_shutdown(p, WEFT_PROC_WAIT | WEFT_PROC_TERMINATE));
+    int ecrashed = 0, ecanceled = 0;
+    for (int i = 0; i < 2; i++) {
+        int rc = weft_proc_result(blocked[i], NULL, NULL);
+        ecrashed += rc == WEFT_ECRASHED;
+        ecanceled += rc == -ECANCELED;
+        weft_future_release(blocked[i]);
+    }
+    CHECK_INT(ecrashed, ==, 1);
+    CHECK_INT(ecanceled, ==, 1);
+    CHECK_OK(weft_proc_pool_free(p));
+    CHECK_OK(weft_shm_free(r));
+}
+
 static void test_shutdown(void)
 {
     /* WAIT: queued tasks still run. */
@@ -925,6 +1003,7 @@ int main(void)
     RUN(test_crashes);
     RUN(test_deadline_and_cancel);
     RUN(test_initializer_and_recycling);
+    RUN(test_broken_by_replacement_initializer);
     RUN(test_shutdown);
     RUN(test_bad_input);
     RUN(test_kill_during_map);
