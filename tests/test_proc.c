@@ -495,6 +495,45 @@ static void test_crashes(void)
     CHECK_OK(weft_proc_pool_free(p));
 }
 
+static int crash_once(weft_proc_task_t *t, const void *a, size_t n)
+{
+    _Atomic int *count;
+    if (n != sizeof count)
+        return -EINVAL;
+    memcpy(&count, a, sizeof count);
+    if (atomic_fetch_add(count, 1) == 0)
+        raise(SIGSEGV);
+    return weft_proc_reply(t, "second time", 11);
+}
+
+static void test_retry(void)
+{
+    weft_shm_t *r;
+    CHECK_OK(weft_shm_create(&r, 4096, "weft-test-retry"));
+    _Atomic int *count = weft_shm_alloc(r, sizeof *count, 64);
+    weft_proc_opts_t o = {.workers = 1, .max_retries = 1, .shm = &r, .nshm = 1};
+    weft_proc_pool_t *p;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    weft_future_t *f;
+    CHECK_OK(weft_proc_submit(p, crash_once, &count, sizeof count, &f));
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_proc_result(f, &d, &len));
+    CHECK_INT(len, ==, 11);
+    CHECK_INT(atomic_load(count), ==, 2);
+    weft_proc_exit_t x;
+    CHECK_OK(weft_proc_exit_info(p, f, &x)); /* the crash it survived */
+    CHECK_INT(x.signal, ==, SIGSEGV);
+    weft_future_release(f);
+    /* A task killed by its deadline is not retried. */
+    int forever = 100000;
+    CHECK_OK(weft_proc_submit_ex(p, sleep_ms, &forever, sizeof forever, 50000000, 0, &f));
+    CHECK_RC(weft_proc_result(f, NULL, NULL), -ETIMEDOUT);
+    weft_future_release(f);
+    CHECK_OK(weft_proc_pool_free(p));
+    CHECK_OK(weft_shm_free(r));
+}
+
 static void test_deadline_and_cancel(void)
 {
     weft_proc_opts_t o = {.workers = 2, .task_timeout_ns = 100000000};
@@ -890,6 +929,39 @@ static void test_kill_during_map(void)
         weft_future_release(fs[i]);
     }
     CHECK_OK(weft_proc_pool_free(p));
+
+    /* With retries asked for, every item succeeds despite the kills. */
+    weft_proc_opts_t ro = {.workers = 3, .max_retries = 1000000};
+    CHECK_OK(weft_proc_pool_create(&p, &ro));
+    k = (struct killer){p, 0, 0};
+    CHECK(pthread_create(&th, NULL, killer_main, &k) == 0);
+    rc = weft_proc_map(p, square_slow, in, 8, n, out, 8, errs, chunk);
+    atomic_store(&k.stop, 1);
+    pthread_join(th, NULL);
+    if (rc) {
+        size_t bad = 0, first = n;
+        for (size_t i = 0; i < n; i++)
+            if (errs[i]) {
+                bad++;
+                if (first == n)
+                    first = i;
+            }
+        weft_proc_exit_t lx;
+        weft_proc_last_exit(p, &lx);
+        fprintf(stderr, "  retry map: %zu items failed, first %zu (%d); last exit pid %d sig %d "
+                        "code %d err %d\n", bad, first, errs[first], lx.pid, lx.signal,
+                lx.exit_code, lx.error);
+    }
+    CHECK_OK(rc);
+    for (size_t i = 0; i < n; i++) {
+        CHECK_INT(errs[i], ==, 0);
+        CHECK_INT(out[i], ==, in[i] * in[i]);
+    }
+    weft_proc_stats_t st;
+    CHECK_OK(weft_proc_stats(p, &st));
+    fprintf(stderr, "  with retries: %d kills, %llu crashes seen, every item right\n", k.kills,
+            (unsigned long long)st.crashed);
+    CHECK_OK(weft_proc_pool_free(p));
     free(in);
     free(out);
     free(errs);
@@ -1001,6 +1073,7 @@ int main(void)
     RUN(test_large_buffers);
     RUN(test_map);
     RUN(test_crashes);
+    RUN(test_retry);
     RUN(test_deadline_and_cancel);
     RUN(test_initializer_and_recycling);
     RUN(test_broken_by_replacement_initializer);

@@ -182,6 +182,13 @@ typedef struct weft_proc_opts {
     struct weft_shm *const *shm;  /* regions mapped in every worker at the
                                      parent's address (weft/shm.h) */
     int nshm;                     /* how many; at most 16 */
+    unsigned max_retries;         /* a task (or map chunk) whose worker died
+                                     unasked is run again, up to this many
+                                     times, before it fails with
+                                     WEFT_ECRASHED; 0: never. Tasks killed
+                                     by the pool (deadline, cancel) are not
+                                     retried. A retried map chunk resumes
+                                     after its last item reported. */
 } weft_proc_opts_t;
 
 #define WEFT_PROC_MAX_WORKERS 256
@@ -348,7 +355,8 @@ typedef struct weft_proc_exit {
 
 /*
  * How the worker that ran f's task ended, for a future that failed with
- * WEFT_ECRASHED, -ETIMEDOUT or -ECANCELED because its worker was killed.
+ * WEFT_ECRASHED, -ETIMEDOUT or -ECANCELED because its worker was killed
+ * (or whose task was retried after a crash: then the last crash).
  * The pool keeps a reference to each such future (and this record) until
  * it is freed. 0; -ENOENT (f's task did not kill its worker); -EINVAL.
  */

@@ -94,6 +94,8 @@ struct jlocal {
     int64_t timeout;
     int kill_reason;     /* set when the pool killed the worker running it */
     uint32_t gen;
+    unsigned retries;    /* times it was run again after a crash */
+    bool retry_pending;  /* to be published again (REVOKED meanwhile) */
 };
 
 /* The argument ring's allocator: FIFO allocation, frees in any order; the
@@ -137,6 +139,7 @@ struct weft_proc_pool {
     int memfd, efd, conn;
     int nworkers;
     int64_t timeout;
+    unsigned max_retries;
     int nshm;
     int shm_fds[WP_MAX_SHM];
     uint64_t rbase[WP_MAX_SHM], rsize[WP_MAX_SHM];
@@ -175,6 +178,7 @@ struct weft_proc_pool {
     bool cancelled_all;
     bool terminated;
     uint32_t injobs;    /* job slots in use */
+    uint32_t nretry;    /* jobs with retry_pending */
 };
 
 static const weft_proc_opts_t g_default_opts;
@@ -351,15 +355,18 @@ static bool drain_slot(struct weft_proc_pool *p, int i)
             for (uint32_t k = 0; k < r->count; k++) {
                 const struct wp_item *e = (const struct wp_item *)it;
                 const void *data = e->arena ? wp_at(h, e->arena - 1) : (const void *)(e + 1);
-                if (l->kind == WK_CALL) {
-                    if (l->reported == 0)
+                /* Items below reported were delivered by an earlier run
+                 * of a retried job: skip them. */
+                uint32_t item = r->first + k;
+                if (item >= l->reported && item < l->n) {
+                    if (l->kind == WK_CALL)
                         call_outcome(l->f, e->status, data, (size_t)e->len);
-                } else if (r->first + k < l->n) {
-                    map_outcome(l->map, l->first + r->first + k, e->status, data, (size_t)e->len);
+                    else
+                        map_outcome(l->map, l->first + item, e->status, data, (size_t)e->len);
+                    l->reported = item + 1;
                 }
                 if (e->arena)
                     weft__arena_free(h, e->arena - 1, 0);
-                l->reported = r->first + k + 1;
                 it += e->span;
             }
             if (r->last) {
@@ -437,6 +444,53 @@ static void kill_tag(struct weft_proc_pool *p, uint32_t tag)
 }
 
 static void set_broken(struct weft_proc_pool *p, int err);
+static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint64_t off,
+                    size_t len, size_t item_size, uint32_t n, int kind);
+static bool queue_room(struct weft_proc_pool *p);
+
+/* Run job j again (its worker died unasked): same descriptor, a new
+ * generation, at the back of the queue. */
+static int publish_retries(struct weft_proc_pool *p);
+static bool retry_job(struct weft_proc_pool *p, uint32_t j)
+{
+    struct jlocal *l = &p->jl[j];
+    if (l->kill_reason || l->retries >= p->max_retries || p->terminated || p->broken)
+        return false;
+    l->retries++;
+    /* Off the dead worker's books at once (REVOKED is invisible to
+     * workers); published again now if the queue has room, else by the
+     * next round of the dispatcher. */
+    struct wp_job *job = &wp_jobs(p->h)[j];
+    atomic_store(&job->state, WJ_MAKE(l->gen, 0, WJ_REVOKED));
+    l->retry_pending = true;
+    p->nretry++;
+    if (publish_retries(p) > 0) {
+        atomic_fetch_add(&p->h->sq_seq, 1);
+        weft__futex_wake(&p->h->sq_seq, 1, true);
+    }
+    return true;
+}
+
+/* Publish the jobs waiting to be retried, as far as the queue has room. */
+static int publish_retries(struct weft_proc_pool *p);
+static int publish_retries(struct weft_proc_pool *p)
+{
+    int n = 0;
+    for (uint32_t j = 0; j < WP_JOBS && p->nretry > 0; j++) {
+        struct jlocal *l = &p->jl[j];
+        if (!l->retry_pending)
+            continue;
+        if (!queue_room(p))
+            break;
+        struct wp_job *job = &wp_jobs(p->h)[j];
+        l->retry_pending = false;
+        p->nretry--;
+        publish(p, j, (weft_proc_fn)(uintptr_t)job->fn, job->arg_off, (size_t)job->arg_len,
+                (size_t)job->item_size, job->nitems, (int)job->kind);
+        n++;
+    }
+    return n;
+}
 
 /* Worker i (tag) has exited and been reaped. */
 static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
@@ -499,7 +553,7 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
         p->st.crashed++;
     bool shut = p->shut;
     weft_mutex_unlock(&p->lock);
-    if (claimed >= 0)
+    if (claimed >= 0 && !retry_job(p, (uint32_t)claimed))
         fail_job(p, (uint32_t)claimed, x.error);
     weft__arena_free_owner(p->h, m->tag);
     atomic_store(&s->state, WS_EMPTY);
@@ -519,7 +573,7 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
     }
     if (p->terminated || p->broken)
         return;
-    bool need = !atomic_load(&p->h->closing) || queue_nonempty(p);
+    bool need = !atomic_load(&p->h->closing) || queue_nonempty(p) || p->nretry > 0;
     if (shut && p->cancelled_all && !queue_nonempty(p))
         need = false;
     if (need && spawn(p, i) < 0)
@@ -631,9 +685,15 @@ static void fail_pending(struct weft_proc_pool *p, int err)
 
 static void revoke_all(struct weft_proc_pool *p, int err)
 {
-    for (uint32_t j = 0; j < WP_JOBS; j++)
-        if (p->jl[j].kind && job_revoke(p, j))
+    for (uint32_t j = 0; j < WP_JOBS; j++) {
+        if (p->jl[j].retry_pending) {
+            p->jl[j].retry_pending = false;
+            p->nretry--;
             fail_job(p, j, err);
+        } else if (p->jl[j].kind && job_revoke(p, j)) {
+            fail_job(p, j, err);
+        }
+    }
 }
 
 static void set_broken(struct weft_proc_pool *p, int err)
@@ -677,6 +737,12 @@ static int cancel_one(struct weft_proc_pool *p, weft_future_t *f, bool kill)
     for (uint32_t j = 0; j < WP_JOBS; j++) {
         if (p->jl[j].kind != WK_CALL || p->jl[j].f != f)
             continue;
+        if (p->jl[j].retry_pending) {
+            p->jl[j].retry_pending = false;
+            p->nretry--;
+            fail_job(p, j, -ECANCELED);
+            return 0;
+        }
         if (job_revoke(p, j)) {
             fail_job(p, j, -ECANCELED);
             return 0;
@@ -775,7 +841,7 @@ static int place(struct weft_proc_pool *p, struct jlocal *l, const void *src, si
 
 static int dispatch(struct weft_proc_pool *p)
 {
-    int published = 0;
+    int published = p->nretry ? publish_retries(p) : 0;
     while (p->nfree > 0 && atomic_load(&p->npending) > 0 && queue_room(p)) {
         weft_mutex_lock(&p->lock);
         struct ptask *t = p->phead;
@@ -1130,6 +1196,7 @@ int weft_proc_pool_create(weft_proc_pool_t **out, const weft_proc_opts_t *opts)
     p->conn = conn;
     p->nworkers = opts->workers ? opts->workers : env_workers();
     p->timeout = opts->task_timeout_ns;
+    p->max_retries = opts->max_retries;
     p->w = calloc((size_t)p->nworkers, sizeof *p->w);
     if (!p->w) {
         rc = -ENOMEM;
