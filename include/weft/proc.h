@@ -339,7 +339,8 @@ WEFT_API int weft_proc_shutdown(weft_proc_pool_t *pool, unsigned how);
 
 /* Shut down with WAIT (tasks still queued run), stop the dispatcher, free
  * everything. 0; -EINVAL; -EDEADLK (from the dispatcher thread: nothing is
- * freed). Not concurrently with other calls on the same pool. */
+ * freed). Not concurrently with other calls on the same pool; free its
+ * iterators first. Futures of the pool stay valid (they own their bytes). */
 WEFT_API int weft_proc_pool_free(weft_proc_pool_t *pool);
 
 /* ---- looking inside ------------------------------------------------------------- */

@@ -65,6 +65,7 @@ struct ires {
 };
 
 struct pmap {
+    struct weft_proc_pool *pool;
     weft_proc_fn fn;
     const unsigned char *items;
     size_t item_size, n, chunk;
@@ -1521,6 +1522,7 @@ static int map_start(struct weft_proc_pool *p, weft_proc_fn fn, const void *item
     struct pmap *m = calloc(1, sizeof *m);
     if (!m)
         return -ENOMEM;
+    m->pool = p;
     m->fn = fn;
     m->items = items;
     m->item_size = item_size;
@@ -1658,6 +1660,7 @@ int weft_proc_iter_free(weft_proc_iter_t *it)
     if (!it)
         return -EINVAL;
     atomic_store(&it->m->cancel, true);
+    poke(it->m->pool);
     weft_event_wait(&it->m->done);
     free(it->cur);
     map_free(it->m);
