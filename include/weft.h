@@ -20,5 +20,7 @@
 #include <weft/loop.h>
 #include <weft/co.h>
 #include <weft/net.h>
+#include <weft/shm.h>
+#include <weft/proc.h>
 
 #endif /* WEFT_H */

@@ -35,6 +35,10 @@ extern "C" {
 enum {
     WEFT_EBROKEN = -1001,  /* the barrier is broken (aborted, reset or timed out) */
     WEFT_ECRASHED = -1002, /* the worker running the task died */
+    WEFT_ETHREADED = -1003, /* the program already runs threads: no fork
+                               server was started (weft_proc_init) and
+                               forking now would not be safe */
+    WEFT_EINITFAILED = -1004, /* a process-pool worker's initializer failed */
 };
 
 /*

@@ -25,6 +25,8 @@ const char *weft_strerror(int err)
     case -EDEADLK: return "would wait for itself";
     case WEFT_EBROKEN: return "barrier broken";
     case WEFT_ECRASHED: return "worker crashed";
+    case WEFT_ETHREADED: return "program already runs threads (call weft_proc_init first)";
+    case WEFT_EINITFAILED: return "worker initializer failed";
     default: break;
     }
     /* strerrordesc_np returns a static string and is thread-safe, unlike
