@@ -18,7 +18,8 @@
  *
  * A program calls weft_proc_init() at the top of main, while it has one
  * thread. `weft tour` runs many lessons in one process (some leave threads
- * behind), so this file does it in a constructor, before main.
+ * behind), so this lesson says WEFT_LESSON_USES_PROCESSES and the tour
+ * starts the fork server before its first lesson.
  *
  * Build and run: build/examples/proc_cpu, or `weft demo proc_cpu`.
  */
@@ -29,11 +30,6 @@
 #include <weft.h>
 
 #include "lesson.h"
-
-__attribute__((constructor)) static void proc_cpu_start_fork_server(void)
-{
-    weft_proc_init();
-}
 
 static int64_t count_primes(int64_t lo, int64_t hi)
 {
@@ -172,3 +168,4 @@ static int proc_cpu_lesson(lesson_run_t *run)
 
 WEFT_LESSON(130, "proc_cpu", "CPU-bound work: one thread, threads, processes (and their costs)",
             proc_cpu_lesson)
+WEFT_LESSON_USES_PROCESSES(proc_cpu_lesson)

@@ -23,11 +23,6 @@
 #include "lesson.h"
 
 /* See proc_cpu.c: the fork server must start while there is one thread. */
-__attribute__((constructor)) static void proc_crash_start_fork_server(void)
-{
-    weft_proc_init();
-}
-
 static int work(weft_proc_task_t *t, const void *arg, size_t len)
 {
     int64_t x;
@@ -107,3 +102,4 @@ static int proc_crash_lesson(lesson_run_t *run)
 
 WEFT_LESSON(131, "proc_crash", "Crash isolation: a task segfaults, the pool reports it and goes on",
             proc_crash_lesson)
+WEFT_LESSON_USES_PROCESSES(proc_crash_lesson)

@@ -315,6 +315,16 @@ static int run_list(const lesson_opts_t *opts, const lesson_t **list, size_t n, 
         return 1;
     }
     FILE *w = opts->json ? stderr : stdout;
+    /* Before the first lesson starts a thread: the process pool's fork
+     * server, if a lesson of this run uses processes. */
+    for (size_t i = 0; i < n; i++) {
+        if (list[i]->processes) {
+            int r = weft_proc_init();
+            if (r < 0)
+                fprintf(stderr, "weft: cannot start the fork server: %s\n", weft_strerror(r));
+            break;
+        }
+    }
     int cpus = weft_cpu_count();
     fprintf(w, "weft %s: %zu lesson%s, %d CPU%s usable, scale %g\n", weft_version(), n,
             n == 1 ? "" : "s", cpus, cpus == 1 ? "" : "s", opts->scale);

@@ -56,6 +56,9 @@ typedef struct lesson {
     const char *title;   /* one line of plain words */
     lesson_fn fn;        /* the lesson itself */
     const char *file;    /* the source file, shown by `weft list` */
+    bool processes;      /* needs the process pool's fork server, started
+                            before the first lesson runs (while the program
+                            has one thread); set by WEFT_LESSON_USES_PROCESSES */
     struct lesson *next; /* registry link (private) */
 } lesson_t;
 
@@ -134,12 +137,23 @@ const char *lesson_fmt_time(char *buf, size_t size, double seconds);
  * lesson, at file scope, at the end of the file. */
 #define WEFT_LESSON(order_, name_, title_, fn_)                                  \
     static lesson_t lesson_desc_##fn_ = {(order_), (name_), (title_), (fn_),     \
-                                         __FILE__, NULL};                        \
+                                         __FILE__, false, NULL};                 \
     __attribute__((constructor)) static void lesson_register_##fn_(void)         \
     {                                                                            \
         lesson_register(&lesson_desc_##fn_);                                     \
     }                                                                            \
     WEFT_LESSON_MAIN_(fn_)
+
+/* After a WEFT_LESSON line: the lesson uses weft's process pool, whose fork
+ * server must start while the program still has one thread. The tour (and
+ * `weft demo`, and the standalone example) then calls weft_proc_init() once,
+ * before the first lesson of the run, and only when such a lesson is in it:
+ * `weft list` or a threads-only demo forks nothing. */
+#define WEFT_LESSON_USES_PROCESSES(fn_)                                          \
+    __attribute__((constructor)) static void lesson_processes_##fn_(void)       \
+    {                                                                            \
+        lesson_desc_##fn_.processes = true;                                      \
+    }
 
 #ifdef __cplusplus
 }
