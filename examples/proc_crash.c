@@ -22,7 +22,8 @@
 
 #include "lesson.h"
 
-/* See proc_cpu.c: the fork server must start while there is one thread. */
+/* The fork server must start while there is one thread: see the
+ * WEFT_LESSON_USES_PROCESSES line at the end, and proc_cpu.c. */
 static int work(weft_proc_task_t *t, const void *arg, size_t len)
 {
     int64_t x;
