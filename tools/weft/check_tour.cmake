@@ -37,8 +37,8 @@ if(NOT rc EQUAL 0)
   fail("weft list: exit ${rc}")
 endif()
 foreach(name start_new_thread start_new_threads thread_visits thread_safe_visits
-             thread_local producer_consumer cpu_bound_pool io_bound chunk_size amdahl
-             when_not_to_bother)
+             thread_local producer_consumer cpu_bound_pool io_bound chunk_size
+             co_starvation co_visits amdahl proc_cpu proc_crash when_not_to_bother)
   if(NOT out MATCHES " ${name} ")
     fail("weft list does not list ${name}")
   endif()
@@ -117,6 +117,19 @@ foreach(pair "io_bound;io_sequential" "io_bound;io_threads" "io_bound;io_corouti
     fail("${l} printed no ${k}")
   endif()
 endforeach()
+# Coroutines: no lock and still exact; the watchdog named the hog.
+figure(co_visits expected co_expected)
+figure(co_visits cooperative_total co_total)
+message("co_visits: expected ${co_expected}, total without a lock ${co_total}")
+if(co_expected STREQUAL "" OR NOT co_total STREQUAL co_expected)
+  fail("co_visits: the cooperative total ${co_total} is not exactly ${co_expected}")
+endif()
+figure(co_starvation hog_reports co_reports)
+message("co_starvation: watchdog reports naming the cruncher: ${co_reports}")
+if(co_reports STREQUAL "" OR co_reports LESS 1)
+  fail("co_starvation: the watchdog did not name the cruncher")
+endif()
+
 figure(cpu_bound_pool serial_fraction s)
 figure(amdahl serial_fraction s2)
 foreach(x ${s} ${s2})
