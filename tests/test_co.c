@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <unistd.h>
+#include <stdatomic.h>
 #include <weft.h>
 
 #include "co_check.h"
@@ -161,11 +162,18 @@ static void test_await(void)
 }
 
 /* A thread resolves a future; the coroutine awaits it without blocking the
- * loop (another coroutine keeps ticking meanwhile). */
+ * loop (another coroutine keeps ticking meanwhile). The thread resolves once
+ * it has seen three ticks (or after 10 s: the check below then fails), so
+ * the test does not depend on how fast a loaded machine ticks. */
+static _Atomic int ticks_seen;
+static weft_future_t *await_fut;
 static void *resolve_later(void *arg)
 {
-    weft_sleep(0.02);
-    weft_future_set_result(arg, (void *)0x77);
+    (void)arg;
+    weft_time_t give_up = weft_now() + 10000000000LL;
+    while (atomic_load(&ticks_seen) <= 2 && weft_now() < give_up)
+        weft_sleep(0.001);
+    weft_future_set_result(await_fut, (void *)0x77);
     return NULL;
 }
 static int ticker(void *arg, void **result)
@@ -173,7 +181,7 @@ static int ticker(void *arg, void **result)
     (void)result;
     int *ticks = arg;
     while (weft_co_sleep(0.001) == 0)
-        (*ticks)++;
+        atomic_store(&ticks_seen, ++(*ticks));
     return 0;
 }
 static int main_await_future(void *arg, void **result)
@@ -181,10 +189,12 @@ static int main_await_future(void *arg, void **result)
     (void)arg;
     (void)result;
     int ticks = 0;
+    atomic_store(&ticks_seen, 0);
     weft_task_t *tk;
     CHECK_OK(weft_co_spawn(&tk, ticker, &ticks, "ticker", 0));
     weft_future_t *f;
     CHECK_OK(weft_future_create(&f));
+    await_fut = f;
     pthread_t th;
     pthread_create(&th, NULL, resolve_later, f);
     void *v;

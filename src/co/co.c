@@ -193,7 +193,9 @@ int weft__co_create(struct weft__co **out, weft__co_fn fn, void *arg, const char
     /* Keep the stack's own fields (map, map_size, lo, size); reset the rest. */
     char *map = co->map, *lo = co->lo;
     size_t map_size = co->map_size, size = co->size;
+    bool chunked = co->chunked;
     memset(co, 0, sizeof *co);
+    co->chunked = chunked;
     co->map = map;
     co->map_size = map_size;
     co->lo = lo;
