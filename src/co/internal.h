@@ -123,7 +123,7 @@ struct weft__co {
     size_t size;                /* usable stack bytes, [lo, lo + size) */
     struct weft__co *pool_next; /* link while the stack sits in the pool */
     bool chunked;               /* the slot belongs to a chunk (stack.c) */
-    uint64_t id;                /* unique per process, for default names */
+    uint64_t id;                /* unique per process, for default names (0 if named) */
     uint64_t fpctl;             /* FP control state when last resumed (checked if WEFT_CO_FPCHECK) */
     void *asan_fake;            /* ASan fake-stack save slot while suspended */
     const void *asan_bottom;    /* ASan: this context's stack bottom and size */

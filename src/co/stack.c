@@ -60,6 +60,7 @@
 #include <weft/sync.h>
 
 #include "../platform/platform.h"
+#include "../sync/internal.h"
 
 #if WEFT_CO_ASAN
 #include <sanitizer/asan_interface.h>
@@ -155,9 +156,10 @@ static _Atomic size_t cfg_pool_max = POOL_AUTO;
 static _Atomic size_t cfg_guard = WEFT__CO_GUARD_DEFAULT;
 static _Atomic int guard_madvise = 1; /* 0 once MADV_GUARD_INSTALL was refused */
 
-static size_t round_up(size_t n, size_t to)
+/* to is a power of two (a page size). */
+static inline size_t round_up(size_t n, size_t to)
 {
-    return (n + to - 1) / to * to;
+    return (n + to - 1) & ~(to - 1);
 }
 
 static void flush_thread(void *arg);
@@ -265,7 +267,7 @@ static void flush_thread(void *arg)
 {
     struct tcache *t = arg;
     struct weft__co *rest = NULL;
-    weft_mutex_lock(&pool_lock);
+    weft__mutex_lock_nc(&pool_lock);
     for (int i = 0; i < TCACHE_CLASSES; i++) {
         if (t->cls[i].head)
             gl_push_list(t->cls[i].size, t->cls[i].head, t->cls[i].count, &rest);
@@ -282,7 +284,7 @@ static void flush_thread(void *arg)
 
 static void drain_at_exit(void)
 {
-    weft_mutex_lock(&pool_lock);
+    weft__mutex_lock_nc(&pool_lock);
     pool_closed = true;
     weft_mutex_unlock(&pool_lock);
     weft__co_stack_pool_trim();
@@ -293,7 +295,7 @@ size_t weft__co_stack_pool_trim(void)
     /* The calling thread's cache first (other threads' caches are theirs:
      * they reach the pool when those threads exit). */
     struct weft__co *rest = NULL;
-    weft_mutex_lock(&pool_lock);
+    weft__mutex_lock_nc(&pool_lock);
     for (int i = 0; i < TCACHE_CLASSES; i++) {
         if (tc.cls[i].head)
             gl_push_list(tc.cls[i].size, tc.cls[i].head, tc.cls[i].count, &rest);
@@ -472,7 +474,7 @@ static WEFT_NOINLINE int get_slow(size_t size, bool auto_pool, struct weft__co *
     bool chunk = size <= WEFT__CO_CHUNK_STACK_MAX;
     struct weft__co *co = NULL;
     struct stat_block *b = stats();
-    weft_mutex_lock(&pool_lock);
+    weft__mutex_lock_nc(&pool_lock);
     if (chunk) {
         struct freelist *g = gl_class(size, false);
         if (g && g->head) {
@@ -562,7 +564,7 @@ static WEFT_NOINLINE void put_slow(struct weft__co *co, struct freelist *t)
     size_t max = atomic_load_explicit(&cfg_pool_max, memory_order_relaxed);
     struct weft__co *rest = NULL; /* pooled stacks with no class: unmapped */
     bool pooled = true;
-    weft_mutex_lock(&pool_lock);
+    weft__mutex_lock_nc(&pool_lock);
     if (t) {
         /* The thread's cache is full: half of it goes to the pool. */
         struct weft__co *list = NULL;
