@@ -100,8 +100,8 @@ enum weft__co_state {
 
 /*
  * A context. For a coroutine the record lives at the top of its own stack
- * mapping (one mmap per coroutine, nothing malloc'd), so freeing the
- * coroutine returns record and stack together. Fields are read by the loop
+ * slot (carved from a shared chunk, or mapped alone; nothing malloc'd), so
+ * freeing the coroutine returns record and stack together. Fields are read by the loop
  * but written only through the functions below.
  */
 struct weft__co {
@@ -140,8 +140,9 @@ struct weft__co {
  * run until something switches to it. Any thread may create; the stack comes
  * from the pool when one of the same size is free.
  * Returns 0 and *out, or -EINVAL (out or fn NULL, stack_size above
- * WEFT__CO_STACK_MAX), -ENOMEM (no memory or no mapping left: each stack
- * takes two mappings and vm.max_map_count bounds them).
+ * WEFT__CO_STACK_MAX), -ENOMEM (no memory or no mapping left: without
+ * MADV_GUARD_INSTALL each stack takes two mappings and vm.max_map_count
+ * bounds them).
  */
 int weft__co_create(struct weft__co **out, weft__co_fn fn, void *arg, const char *name,
                     size_t stack_size);
