@@ -10,6 +10,7 @@
 #include <weft.h>
 
 #include "co_check.h"
+#include "park/park.h"
 
 /* ---- weft_sleep in a coroutine suspends only the coroutine ---------------- */
 
@@ -296,7 +297,12 @@ static int ev_waiter(void *arg, void **result)
 static void *ev_setter(void *arg)
 {
     struct evt *e = arg;
-    weft_sleep(0.01);
+    /* Set it once coroutines wait on it (so that the wake-up crosses from
+     * this thread to the loop), however slowly the loop gets there; give
+     * up after 10 s (the remote_wakes check then fails). */
+    weft_time_t give_up = weft_now() + 10000000000LL;
+    while (!weft__is_parked(&e->ev) && weft_now() < give_up)
+        weft_sleep(0.001);
     weft_event_set(&e->ev);
     return NULL;
 }
