@@ -19,5 +19,6 @@
 #include <weft/tune.h>
 #include <weft/loop.h>
 #include <weft/co.h>
+#include <weft/net.h>
 
 #endif /* WEFT_H */

@@ -24,4 +24,27 @@
             longjmp(check_case_jmp, 1);                                         \
     } while (0)
 
+/*
+ * Every loop test runs once per backend: ctest registers test_loop* and
+ * test_co* twice, the second time as NAME_uring with WEFT_BACKEND=uring
+ * (tests/CMakeLists.txt). Call this first in main: it returns the backend
+ * the loops of this run must use ("epoll" or "io_uring"), and skips the
+ * test (exit 77, with the reason) when io_uring was asked for but is not
+ * built in or cannot start on this machine.
+ */
+#include "loop/backend.h"
+
+static inline const char *co_check_backend(void)
+{
+    const char *b = getenv("WEFT_BACKEND");
+    if (b && (strcmp(b, "uring") == 0 || strcmp(b, "io_uring") == 0)) {
+        char why[160];
+        if (weft__backend_probe("uring", why, sizeof why) != 0)
+            check_skip(why);
+        fprintf(stderr, "backend io_uring\n");
+        return "io_uring";
+    }
+    return "epoll";
+}
+
 #endif

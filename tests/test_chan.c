@@ -9,9 +9,14 @@
 
 /* Wait (without sleeping for a fixed time) until n nodes are registered on
  * ch: the callers are queued and about to sleep or asleep. */
+/* Wait until n callers are blocked on ch with their nodes queued. `inside`
+ * alone is not enough: weft__chan_register counts a caller in before it
+ * takes the lock and queues its node, so a _try in that window finds no
+ * partner. The queue counts are set under the lock by q_push. */
 static void wait_inside(weft_chan_t *ch, uint64_t n)
 {
-    while ((atomic_load(&ch->inside) & ~WEFT__CHAN_ORPHAN) < n)
+    while ((atomic_load(&ch->inside) & ~WEFT__CHAN_ORPHAN) < n ||
+           (uint64_t)atomic_load(&ch->nsend) + atomic_load(&ch->nrecv) < n)
         sched_yield();
 }
 

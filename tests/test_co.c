@@ -26,6 +26,27 @@ static int fail_with(void *arg, void **result)
     return (int)(intptr_t)arg;
 }
 
+static const char *expected_backend;
+
+static int main_backend(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    const char *b = weft_loop_backend(weft_loop_current());
+    CHECK(b != NULL && strcmp(b, expected_backend) == 0);
+    return 0;
+}
+
+/* The loops of this run use the backend that ctest asked for. */
+static void test_backend_used(void)
+{
+    weft_loop_stats_t st;
+    weft_loop_opts_t o = {.stats = &st};
+    CHECK_OK(weft_loop_run(main_backend, NULL, &o));
+    CHECK(strcmp(st.backend, expected_backend) == 0);
+    CHECK_INT(st.backend_note[0], ==, 0);
+}
+
 static void test_run_returns_main(void)
 {
     CHECK_OK(weft_loop_run(ret_arg, NULL, NULL));
@@ -713,6 +734,8 @@ static void test_wait_fd(void)
 
 int main(void)
 {
+    expected_backend = co_check_backend();
+    RUN(test_backend_used);
     RUN(test_run_returns_main);
     RUN(test_spawn_parked_fifo);
     RUN(test_sleep_order);

@@ -432,6 +432,7 @@ static void test_await_across_loops(void)
 
 int main(void)
 {
+    co_check_backend();
     RUN(test_weft_sleep_suspends);
     RUN(test_mutex_threads_and_coroutines);
     RUN(test_mutex_owner_is_coroutine);

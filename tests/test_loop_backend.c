@@ -5,6 +5,14 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -141,24 +149,235 @@ static void test_after_fork(void)
     B->fini(b);
 }
 
+/* Arming an armed fd replaces its events and data: one report, the new. */
+static void test_rearm_replaces(void)
+{
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    int p[2];
+    CHECK_OK(pipe(p));
+    int tag1, tag2;
+    struct weft__io_event ev[8];
+    CHECK_OK(B->arm(b, p[0], WEFT__IO_READ, &tag1));
+    CHECK_OK(B->arm(b, p[0], WEFT__IO_READ, &tag2));
+    CHECK_INT(write(p[1], "x", 1), ==, 1);
+    CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 8), ==, 1);
+    CHECK(ev[0].data == &tag2);
+    CHECK_INT(B->poll(b, 0, ev, 8), ==, 0);
+    /* Many fds at once, reported in batches no larger than max. */
+    enum { N = 40 };
+    int q[N][2];
+    int tags[N];
+    for (int i = 0; i < N; i++) {
+        CHECK_OK(pipe(q[i]));
+        CHECK_OK(B->arm(b, q[i][0], WEFT__IO_READ, &tags[i]));
+        CHECK_INT(write(q[i][1], "y", 1), ==, 1);
+    }
+    int seen[N] = {0}, total = 0;
+    while (total < N) {
+        int n = B->poll(b, weft_deadline_in(5), ev, 8);
+        CHECK_INT(n, >, 0);
+        CHECK_INT(n, <=, 8);
+        for (int i = 0; i < n; i++) {
+            int k = (int *)ev[i].data - tags;
+            CHECK(k >= 0 && k < N);
+            seen[k]++;
+        }
+        total += n;
+    }
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(seen[i], ==, 1);
+        close(q[i][0]);
+        close(q[i][1]);
+    }
+    close(p[0]);
+    close(p[1]);
+    B->fini(b);
+}
+
+/* A regular file cannot be polled: -EPERM, as epoll_ctl says. */
+static void test_regular_file(void)
+{
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    char path[] = "/tmp/weft-backend-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK_INT(fd, >=, 0);
+    unlink(path);
+    int tag;
+    CHECK_RC(B->arm(b, fd, WEFT__IO_READ, &tag), -EPERM);
+    close(fd);
+    B->fini(b);
+}
+
+struct fop {
+    struct weft__file_op op;
+    int done;
+};
+static void fop_done(struct weft__file_op *op)
+{
+    ((struct fop *)op)->done++;
+}
+
+/* file_rw (backends that have it): pread/pwrite semantics, done once. */
+static void test_file_rw(void)
+{
+    if (!B->file_rw)
+        return;
+    int fds0 = check_fd_count();
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    char path[] = "/tmp/weft-backend-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK_INT(fd, >=, 0);
+    unlink(path);
+    struct weft__io_event ev[4];
+    struct fop w = {.op.done = fop_done};
+    CHECK_OK(B->file_rw(b, &w.op, true, fd, "hello world", 11, 5));
+    while (!w.done)
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), >=, 0);
+    CHECK_INT(w.done, ==, 1);
+    CHECK_INT(w.op.res, ==, 11);
+    char buf[32] = {0};
+    struct fop r = {.op.done = fop_done};
+    CHECK_OK(B->file_rw(b, &r.op, false, fd, buf, sizeof buf, 5));
+    while (!r.done)
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), >=, 0);
+    CHECK_INT(r.op.res, ==, 11);
+    CHECK(memcmp(buf, "hello world", 11) == 0);
+    CHECK_INT(lseek(fd, 0, SEEK_CUR), ==, 0); /* the position is not used */
+    /* Errors come back in res. */
+    struct fop e = {.op.done = fop_done};
+    CHECK_OK(B->file_rw(b, &e.op, false, 1000000, buf, 4, 0));
+    while (!e.done)
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), >=, 0);
+    CHECK_INT(e.op.res, ==, -EBADF);
+    /* A cancel on a finished or unstarted request: done exactly once. */
+    struct fop c = {.op.done = fop_done};
+    CHECK_OK(B->file_rw(b, &c.op, false, fd, buf, 4, 0));
+    B->file_cancel(b, &c.op);
+    while (!c.done)
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), >=, 0);
+    CHECK(c.op.res == 4 || c.op.res == -ECANCELED);
+    CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+    CHECK_INT(c.done, ==, 1);
+    close(fd);
+    B->fini(b);
+    CHECK_INT(check_fd_count(), ==, fds0);
+}
+
 static void test_choose(void)
 {
     CHECK(weft__backend_choose(NULL) != NULL);
     CHECK(weft__backend_choose("no-such-backend") == &weft__epoll_backend);
     CHECK(weft__backend_choose("epoll") == &weft__epoll_backend);
+    const struct weft__backend_ops *u = weft__backend_find("uring");
+    CHECK(weft__backend_choose("uring") == (u ? u : &weft__epoll_backend));
+    CHECK(weft__backend_find("io_uring") == u);
+    CHECK(weft__backend_find("nope") == NULL);
+}
+
+/* io_uring that cannot start (the test hook: as an old kernel, seccomp or
+ * io_uring_disabled would) falls back to epoll and says why. */
+static void test_open_fallback(void)
+{
+    int fds0 = check_fd_count();
+    const struct weft__backend_ops *ops;
+    struct weft__backend *b;
+    char note[96];
+    atomic_store(&weft__uring_init_fail, -ENOSYS);
+    CHECK_OK(weft__backend_open("uring", &ops, &b, note, sizeof note));
+    CHECK(ops == &weft__epoll_backend);
+    fprintf(stderr, "  note: %s\n", note);
+    CHECK(strstr(note, "epoll") != NULL);
+    CHECK(strstr(note, weft__backend_find("uring") ? "unavailable" : "not built in") != NULL);
+    ops->fini(b);
+    char why[128];
+    if (weft__backend_find("uring"))
+        CHECK_RC(weft__backend_probe("uring", why, sizeof why), -ENOSYS);
+    atomic_store(&weft__uring_init_fail, 0);
+    CHECK_OK(weft__backend_open("no-such", &ops, &b, note, sizeof note));
+    CHECK(ops == &weft__epoll_backend);
+    CHECK(strstr(note, "unknown backend") != NULL);
+    ops->fini(b);
+    CHECK_OK(weft__backend_open("epoll", &ops, &b, note, sizeof note));
+    CHECK_INT(note[0], ==, 0);
+    ops->fini(b);
+    CHECK_RC(weft__backend_probe("nope", why, sizeof why), -ENOENT);
+    CHECK_INT(check_fd_count(), ==, fds0);
+}
+
+/* A real seccomp filter that refuses io_uring_setup (as container runtimes
+ * do), in a child: a loop asked for io_uring runs on epoll and says why. */
+static int main_note(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return weft_co_yield();
+}
+
+static void test_seccomp_fallback(void)
+{
+#if defined(__NR_io_uring_setup) && defined(SECCOMP_MODE_FILTER)
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+            _exit(77);
+        int fds0 = check_fd_count();
+        weft_loop_stats_t st;
+        weft_loop_opts_t o = {.backend = "uring", .stats = &st};
+        int ok = weft_loop_run(main_note, NULL, &o) == 0;
+        ok = ok && strcmp(st.backend, "epoll") == 0;
+        fprintf(stderr, "  child: backend %s, note: %s\n", st.backend, st.backend_note);
+        if (weft__backend_find("uring"))
+            ok = ok && strstr(st.backend_note, "Operation not permitted") != NULL;
+        ok = ok && check_fd_count() == fds0;
+        _exit(ok ? 0 : 1);
+    }
+    CHECK_INT(pid, >, 0);
+    int st;
+    CHECK_INT(waitpid(pid, &st, 0), ==, pid);
+    CHECK(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 77)
+        fprintf(stderr, "  (seccomp not available here: not checked)\n");
+    else
+        CHECK_INT(WEXITSTATUS(st), ==, 0);
+#endif
 }
 
 int main(void)
 {
-    const struct weft__backend_ops *all[] = {&weft__epoll_backend};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    const struct weft__backend_ops *all[2] = {&weft__epoll_backend, NULL};
+    size_t n = 1;
+    char why[160];
+    if (weft__backend_probe("uring", why, sizeof why) == 0)
+        all[n++] = weft__backend_find("uring");
+    else if (getenv("WEFT_BACKEND") && strcmp(getenv("WEFT_BACKEND"), "uring") == 0)
+        check_skip(why); /* the _uring variant (every backend is tested anyway) */
+    else
+        fprintf(stderr, "io_uring not tested: %s\n", why);
+    for (size_t i = 0; i < n; i++) {
         B = all[i];
         fprintf(stderr, "backend %s\n", B->name);
         RUN(test_oneshot_read);
         RUN(test_deadline_not_early);
         RUN(test_wake_other_thread);
         RUN(test_after_fork);
+        RUN(test_rearm_replaces);
+        RUN(test_regular_file);
+        RUN(test_file_rw);
     }
     RUN(test_choose);
+    RUN(test_open_fallback);
+    RUN(test_seccomp_fallback);
     return check_done();
 }

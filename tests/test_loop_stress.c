@@ -184,6 +184,7 @@ static void test_stress(void)
 
 int main(void)
 {
+    co_check_backend();
     RUN(test_stress);
     return check_done();
 }

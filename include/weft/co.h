@@ -14,6 +14,8 @@
  *   asyncio.shield / cleanup            weft_co_shield_begin / weft_co_scope_end
  *   async with asyncio.timeout(s):      weft_co_scope_begin(&s, weft_deadline_in(s))
  *   async with asyncio.TaskGroup():     weft_co_group_create / _spawn / _wait
+ *   loop.add_signal_handler(sig, ...)   weft_co_signal_wait(WEFT_SIGNAL(sig))
+ *   aiofiles / run_in_executor(pread)   weft_co_file_read / weft_co_file_write
  *
  * A coroutine runs on one loop's thread and switches only at SUSPENSION
  * POINTS: the weft_co_* calls below that wait (yield, sleep, await, wait_fd,
@@ -204,10 +206,68 @@ WEFT_API int weft_co_run_in_pool(weft_pool_t *pool, weft_task_fn fn, void *arg,
  * directions), -EPERM (not in a coroutine; or the fd does not support
  * readiness, such as a regular file), -EBADF (not an open fd), -ENOMEM.
  * The fd should be non-blocking for the read or write that follows.
- * Closing an fd while a coroutine waits on it is undefined at the kernel
- * level (epoll forgets the fd silently): wake the waiter first (cancel it).
+ * Closing an fd with close(2) while a coroutine waits on it is undefined at
+ * the kernel level (epoll forgets the fd silently): close it with
+ * weft_net_close (weft/net.h) on the loop's thread, which wakes the waiter
+ * (this call then returns WEFT_IO_ERROR), or wake the waiter first (cancel it).
  */
 WEFT_API int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline);
+
+/* ---- signals ------------------------------------------------------------------ */
+
+/* A set of signals for weft_co_signal_wait: WEFT_SIGNAL(SIGINT) |
+ * WEFT_SIGNAL(SIGTERM). Signals 1 to 64. */
+#define WEFT_SIGNAL(signo) (UINT64_C(1) << ((signo) - 1))
+
+/*
+ * Suspend until one of the signals in `signals` (a WEFT_SIGNAL set) is
+ * delivered to the process, or the deadline; returns its number (> 0).
+ * Signals go through a signalfd on the loop. The first wait for a signal
+ * makes the loop its owner until the run ends: the signal is blocked on
+ * the loop's thread, a handler forwards it there from other threads, and
+ * one delivery wakes EVERY coroutine of the loop waiting for it; one that
+ * arrives while none waits is kept (once, as the kernel keeps a pending
+ * signal) for the next wait. When the run ends the previous handlers and
+ * the thread's signal mask are restored (a signal kept but never waited
+ * for then meets the previous disposition). Awaiting SIGINT turns the
+ * loop's built-in SIGINT handling (weft_loop_opts_t.sigint) off.
+ * Returns the signal; -ETIMEDOUT; -ECANCELED; -EINVAL (empty set, a
+ * signal that cannot be caught or is synchronous: SIGKILL, SIGSTOP,
+ * SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, or reserved by the C library;
+ * negative deadline); -EBUSY (another loop owns one of the signals);
+ * -EPERM (not in a coroutine); -EMFILE/-ENFILE/-ENOMEM.
+ */
+WEFT_API int weft_co_signal_wait(uint64_t signals);
+WEFT_API int weft_co_signal_wait_until(uint64_t signals, weft_time_t deadline);
+
+/* ---- regular files ------------------------------------------------------------- */
+
+/*
+ * pread / pwrite that do not block the loop: the coroutine suspends while
+ * the I/O runs, through io_uring (IORING_OP_READ / WRITE) when the loop's
+ * backend is io_uring, else on a thread of the default pool. Reads up to
+ * len bytes from fd at offset into buf (write: writes from buf); the file
+ * position is not used or changed. Returns the bytes moved (>= 0; short
+ * counts as with pread/pwrite, at most 0x7ffff000 per call; 0 at end of
+ * file) or a negative errno from the kernel (-EBADF, -EISDIR, -EIO, ...).
+ * fd is a regular file or a block device; for pipes and sockets use
+ * weft_co_wait_fd (through the pool they give -ESPIPE; through io_uring
+ * the offset is ignored).
+ * Cancellation and deadlines: -ECANCELED / -ETIMEDOUT (also an enclosing
+ * scope's) if the I/O did not happen; the kernel or the pool thread is
+ * stopped, or waited for, before the call returns, so buf is never touched
+ * after it. If the I/O had already happened its count is returned, and the
+ * cancellation is seen at the next suspension point (level-triggered).
+ * Also -EINVAL (fd < 0, offset < 0, buf NULL with len > 0, negative
+ * deadline); -EPERM (not in a coroutine); -EPIPE (pool path: the default
+ * pool is shut down); -ENOMEM.
+ */
+WEFT_API int64_t weft_co_file_read(int fd, void *buf, size_t len, int64_t offset);
+WEFT_API int64_t weft_co_file_read_until(int fd, void *buf, size_t len, int64_t offset,
+                                         weft_time_t deadline);
+WEFT_API int64_t weft_co_file_write(int fd, const void *buf, size_t len, int64_t offset);
+WEFT_API int64_t weft_co_file_write_until(int fd, const void *buf, size_t len, int64_t offset,
+                                          weft_time_t deadline);
 
 /* ---- scopes: deadlines and shields ----------------------------------------- */
 

@@ -73,13 +73,29 @@ typedef struct weft_loop_stats {
                                    measured only with timing (opts.timing, or the
                                    watchdog on), else 0 */
     char longest_run_task[48];  /* its name */
+    uint64_t file_ops;       /* weft_co_file_read/write calls that did I/O */
+    uint64_t signals;        /* signals received through the loop's signalfd */
+    const char *backend;     /* the backend that ran ("epoll", "io_uring"; static) */
+    char backend_note[96];   /* "" or why it is not the one asked for, e.g.
+                                "io_uring unavailable (Operation not permitted):
+                                using epoll" */
 } weft_loop_stats_t;
+
+/* weft_loop_opts_t.sigint. */
+#define WEFT_LOOP_SIGINT_AUTO 0 /* on when run on the process's main thread
+                                   and SIGINT has its default disposition */
+#define WEFT_LOOP_SIGINT_ON 1   /* on (unless another loop already handles it) */
+#define WEFT_LOOP_SIGINT_OFF (-1)
 
 /* Options for weft_loop_run. NULL or a zeroed struct gives the defaults. */
 typedef struct weft_loop_opts {
     const char *name;       /* shown in reports; copied; NULL = "loop" */
-    const char *backend;    /* "epoll"; NULL = WEFT_BACKEND or epoll; an
-                               unknown or unavailable one falls back to epoll */
+    const char *backend;    /* "epoll" or "uring" (also "io_uring"); NULL =
+                               the WEFT_BACKEND variable, else epoll. One not
+                               built in (no liburing) or that cannot start here
+                               (old kernel, seccomp, the io_uring_disabled
+                               sysctl) falls back to epoll: stats.backend says
+                               which runs and stats.backend_note why */
     size_t main_stack_size; /* the main coroutine's stack; 0 = default (256 KiB) */
     int slow_ms;            /* starvation watchdog threshold in ms: a report when
                                one coroutine runs longer without yielding. 0 =
@@ -97,6 +113,14 @@ typedef struct weft_loop_opts {
                                -ECANCELED); NULL = one line on stderr */
     void *on_failure_arg;
     weft_loop_stats_t *stats; /* if not NULL, filled when the run ends */
+    int sigint;             /* asyncio.run's Ctrl-C: WEFT_LOOP_SIGINT_AUTO (0,
+                               the default), _ON or _OFF. When on, the first
+                               SIGINT cancels the main task (weft_loop_run then
+                               returns -EINTR if main returns -ECANCELED) and
+                               a second one gets SIGINT's previous disposition
+                               (by default: the process ends by SIGINT), even
+                               if a coroutine never yields. The previous
+                               handler is restored when the run ends. */
 } weft_loop_opts_t;
 
 /*
@@ -107,8 +131,13 @@ typedef struct weft_loop_opts {
  * the call_soon_threadsafe functions that were accepted, and close the
  * loop. Detached tasks that failed are reported as they fail (on_failure).
  *
+ * SIGINT (opts.sigint, on by default on the main thread as in asyncio.run):
+ * the first cancels main, a second interrupts; see weft_loop_opts_t. Any
+ * signal handler or signal mask the loop changed is restored when it ends.
+ *
  * Returns main_fn's return value (0 or its negative error; -ECANCELED if it
- * was cancelled), or, with nothing run: -EINVAL (main_fn NULL), -EBUSY (a
+ * was cancelled; -EINTR if a SIGINT cancelled it and it returned
+ * -ECANCELED), or, with nothing run: -EINVAL (main_fn NULL), -EBUSY (a
  * loop already runs on this thread: loops do not nest), -ENOMEM, or the
  * backend's error (-EMFILE...). main's result pointer is not returned: let
  * main store what it produces through arg.
@@ -143,7 +172,8 @@ WEFT_API int weft_loop_call_soon_threadsafe(weft_loop_t *loop, void (*fn)(void *
  * thread holding a reference. 0, -EINVAL. */
 WEFT_API int weft_loop_stats(weft_loop_t *loop, weft_loop_stats_t *out);
 
-/* The backend the loop uses ("epoll"), or NULL for a NULL loop. */
+/* The backend the loop uses ("epoll" or "io_uring"), or NULL for a NULL
+ * loop. */
 WEFT_API const char *weft_loop_backend(const weft_loop_t *loop);
 
 #ifdef __cplusplus

@@ -4,7 +4,7 @@
  *
  * A backend watches file descriptors for readiness and sleeps until one is
  * ready, a deadline passes, or another thread wakes it. Each backend is one
- * translation unit (epoll.c; an io_uring one may be added as uring.c) that
+ * translation unit (epoll.c; uring.c when liburing is built in) that
  * fills a struct weft__backend_ops; the loop never calls the kernel for
  * readiness itself. The interface follows redis's aeApi* and libuv's
  * uv__io_poll: init, fini, arm, disarm, poll, wake, after-fork.
@@ -24,6 +24,9 @@
 #ifndef WEFT_LOOP_BACKEND_H
 #define WEFT_LOOP_BACKEND_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <weft/time.h>
 
@@ -39,6 +42,17 @@ struct weft__io_event {
 };
 
 struct weft__backend;
+
+/*
+ * Optional: positional file I/O that the backend completes itself (io_uring
+ * does; epoll cannot, and the loop hands such I/O to the pool). The caller
+ * owns the record and keeps it (and the buffer) alive until done has run.
+ */
+struct weft__file_op {
+    void (*done)(struct weft__file_op *op); /* called on the loop's thread, from
+                                               poll, once res is set */
+    int64_t res; /* bytes moved, or a negative errno */
+};
 
 struct weft__backend_ops {
     const char *name; /* "epoll", "io_uring" */
@@ -72,16 +86,57 @@ struct weft__backend_ops {
      * parent and make fresh ones; every fd must be armed again. 0 or a
      * negative errno (the backend is then unusable but may be fini'd). */
     int (*after_fork)(struct weft__backend *b);
+    /*
+     * Optional (NULL: the backend has no file I/O). Start pread (write
+     * false) or pwrite of len bytes at offset off on fd into / from buf;
+     * op->done runs from a later poll with op->res. Reported by poll as
+     * neither a report nor a wake: poll may return 0 after running done.
+     * 0 (started: done WILL run); -ENOTSUP (this kernel lacks it: use the
+     * pool; done never runs); -ENOMEM.
+     */
+    int (*file_rw)(struct weft__backend *b, struct weft__file_op *op, bool write, int fd,
+                   void *buf, size_t len, int64_t off);
+    /* Ask the kernel to stop op early. done still runs exactly once, with
+     * -ECANCELED or with what the I/O did before it could be stopped. */
+    void (*file_cancel)(struct weft__backend *b, struct weft__file_op *op);
 };
 
-/* The backends built in. */
+/* The backends built in (weft__uring_backend only with WEFT_HAVE_URING). */
 extern const struct weft__backend_ops weft__epoll_backend;
+#ifdef WEFT_HAVE_URING
+extern const struct weft__backend_ops weft__uring_backend;
+#endif
+
+/* The backend called `name` ("epoll"; "uring" or "io_uring"), or NULL if
+ * no such backend is built in. */
+const struct weft__backend_ops *weft__backend_find(const char *name);
 
 /*
- * The backend to use: `name` ("epoll"; NULL or "" = the WEFT_BACKEND
- * environment variable, else epoll). An unknown or unavailable name falls
- * back to epoll. Never NULL.
+ * The backend to use: `name` ("epoll", "uring"; NULL or "" = the
+ * WEFT_BACKEND environment variable, else epoll). An unknown name, or one
+ * not built in, falls back to epoll. Never NULL.
  */
 const struct weft__backend_ops *weft__backend_choose(const char *name);
+
+/*
+ * Open the backend chosen for `name` (as weft__backend_choose), falling
+ * back to epoll when it cannot start (io_uring: an old kernel, seccomp,
+ * the io_uring_disabled sysctl). *ops and *out on success; note (cap
+ * bytes) receives "" or one line saying what was asked for and why another
+ * backend runs. Returns 0 or the epoll backend's error.
+ */
+int weft__backend_open(const char *name, const struct weft__backend_ops **ops,
+                       struct weft__backend **out, char *note, size_t cap);
+
+/*
+ * Can backend `name` run here? 0; or a negative errno with the reason in
+ * why (cap bytes): -ENOENT (not built in) or the backend's init error.
+ * For tests that must skip a backend the machine lacks.
+ */
+int weft__backend_probe(const char *name, char *why, size_t cap);
+
+/* Test hook: when not 0, the io_uring backend's init fails with this
+ * (negative) error, as on a kernel without io_uring. */
+extern _Atomic int weft__uring_init_fail;
 
 #endif /* WEFT_LOOP_BACKEND_H */

@@ -192,12 +192,6 @@ const struct weft__backend_ops weft__epoll_backend = {
     .poll = ep_poll,
     .wake = ep_wake,
     .after_fork = ep_after_fork,
+    .file_rw = NULL, /* epoll has no file I/O: the loop uses the pool */
+    .file_cancel = NULL,
 };
-
-const struct weft__backend_ops *weft__backend_choose(const char *name)
-{
-    if (!name || !*name)
-        name = getenv("WEFT_BACKEND");
-    (void)name; /* only epoll is built in so far: every name falls back to it */
-    return &weft__epoll_backend;
-}

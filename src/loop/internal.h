@@ -3,7 +3,9 @@
  *
  * Files: loop.c (run, scheduling, timers, the remote queue, parking ops,
  * the watchdog), task.c (spawn, await, cancel, scopes, groups, fds),
- * backend.h + epoll.c (readiness).
+ * backend.h + backend.c (choosing, fallback) + epoll.c + uring.c
+ * (readiness, file I/O on io_uring), signal.c (signalfd waits, Ctrl-C),
+ * file.c (weft_co_file_read/write).
  *
  * Who touches what. A loop and its tasks belong to the loop's thread: run
  * queue, timer heap, scopes, cancellation flags and fd watches are plain
@@ -36,7 +38,7 @@ struct weft__rnode {
     struct weft__rnode *next;
     int kind; /* RN_TASK, RN_CALL */
 };
-enum { RN_TASK = 1, RN_CALL = 2 };
+enum { RN_TASK = 1, RN_CALL = 2, RN_SIGINT = 3 /* signal.c: the first SIGINT */ };
 
 /* Why a suspended task was resumed (written by whoever claimed it). */
 enum { R_WAKE = 0, R_TIMEOUT = 1, R_CANCEL = 2 };
@@ -155,6 +157,11 @@ struct weft_loop {
     _Atomic uint32_t wd_stop;
     pthread_t wd_thread;
     bool wd_started;
+    /* Backends, signals, file I/O (backend.c, signal.c, file.c). */
+    char backend_note[96];       /* why another backend than the one asked for runs */
+    struct weft__loop_signals *sig; /* NULL until signals are handled (signal.c) */
+    struct weft__rnode sigint_node; /* pushed by the SIGINT handler, once */
+    _Atomic uint64_t st_file_ops, st_signals;
 };
 
 /* The loop of the calling thread while one runs. */
@@ -174,6 +181,17 @@ void weft__loop_unref(struct weft_loop *L);
 int weft__cotask_spawn(struct weft_loop *L, struct weft_task **out, weft_co_fn fn, void *arg,
                      const char *name, size_t stack_size, struct weft_co_group *g);
 void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev);
+
+/* signal.c (loop thread). start: the built-in SIGINT handling per opts
+ * (after main is spawned); stop: undo everything signal.c did on this
+ * thread and process (before the backend closes), true if a SIGINT
+ * cancelled main; fd_event: true if fd was the loop's signalfd (handled);
+ * sigint_event: the RN_SIGINT node came through the remote queue. */
+struct weft__loop_signals;
+void weft__loop_signals_start(struct weft_loop *L, const weft_loop_opts_t *o);
+bool weft__loop_signals_stop(struct weft_loop *L);
+bool weft__loop_signal_fd_event(struct weft_loop *L, int fd);
+void weft__loop_sigint_event(struct weft_loop *L);
 
 /* task.c: a child of g finished (loop thread). */
 void weft__group_child_done(struct weft_co_group *g, struct weft_task *t);

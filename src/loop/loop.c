@@ -419,6 +419,8 @@ static int drain_remote(struct weft_loop *L, struct weft__rnode *replace)
             struct weft_task *t = (struct weft_task *)((char *)n - offsetof(struct weft_task, rnode));
             stat_inc(&L->st_remote_wakes);
             weft__loop_runq_push(L, t);
+        } else if (n->kind == RN_SIGINT) {
+            weft__loop_sigint_event(L); /* signal.c; the node is not ours to free */
         } else {
             struct call_node *c = (struct call_node *)n;
             stat_inc(&L->st_callbacks);
@@ -969,6 +971,10 @@ static void fill_stats(struct weft_loop *L, weft_loop_stats_t *o)
     o->longest_run_ns = atomic_load_explicit(&L->st_longest, memory_order_relaxed);
     if (weft__loop_tls == L)
         memcpy(o->longest_run_task, L->longest_name, sizeof o->longest_run_task);
+    o->file_ops = atomic_load_explicit(&L->st_file_ops, memory_order_relaxed);
+    o->signals = atomic_load_explicit(&L->st_signals, memory_order_relaxed);
+    o->backend = L->bops->name;
+    memcpy(o->backend_note, L->backend_note, sizeof o->backend_note);
 }
 
 int weft_loop_stats(weft_loop_t *L, weft_loop_stats_t *out)
@@ -996,12 +1002,8 @@ int weft_loop_run(weft_co_fn main_fn, void *arg, const weft_loop_opts_t *opts)
         return -ENOMEM;
     atomic_init(&L->refs, 1);
     snprintf(L->name, sizeof L->name, "%s", o.name ? o.name : "loop");
-    L->bops = weft__backend_choose(o.backend);
-    int r = L->bops->init(&L->be);
-    if (r && L->bops != &weft__epoll_backend) {
-        L->bops = &weft__epoll_backend;
-        r = L->bops->init(&L->be);
-    }
+    int r = weft__backend_open(o.backend, &L->bops, &L->be, L->backend_note,
+                               sizeof L->backend_note);
     if (r) {
         free(L);
         return r;
@@ -1032,8 +1034,11 @@ int weft_loop_run(weft_co_fn main_fn, void *arg, const weft_loop_opts_t *opts)
         if (L->slow_ms > 0 &&
             pthread_create(&L->wd_thread, NULL, watchdog, L) == 0)
             L->wd_started = true;
+        weft__loop_signals_start(L, &o);
         schedule(L);
         r = L->main_rc;
+        if (weft__loop_signals_stop(L) && r == -ECANCELED)
+            r = -EINTR; /* asyncio.run's KeyboardInterrupt */
         weft__cotask_unref(main_task);
     }
     if (L->wd_started) {

@@ -299,6 +299,8 @@ static void rearm(struct weft_loop *L, int fd)
 
 void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev)
 {
+    if (L->sig && weft__loop_signal_fd_event(L, fd))
+        return; /* the loop's signalfd (signal.c) */
     if (fd < 0 || fd >= L->nwatch)
         return;
     struct weft__watch *w = &L->watch[fd];

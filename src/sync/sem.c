@@ -158,15 +158,25 @@ int weft_sem_acquire_until(weft_sem_t *s, weft_time_t deadline)
     return acquire_slow(s, deadline);
 }
 
-/* Under the bucket lock, with the word PARKED: give one unit to the waiter
- * being unparked; leave PARKED only if others remain. With nobody found
- * (they timed out, or one is between marking and validating), the word
- * goes back to 0 and the caller adds its units the ordinary way. */
+/* Under the bucket lock: give one unit to the waiter being unparked; leave
+ * PARKED only if others remain. With nobody found (they timed out, or one
+ * is between marking and validating), the word goes back to 0 and the
+ * caller adds its units the ordinary way.
+ *
+ * The word is PARKED here only if it still is: the release saw PARKED
+ * before taking the bucket lock, and meanwhile the last parked waiter may
+ * have timed out (its callback turns PARKED into 0 under this lock) and a
+ * fast-path release may have added a unit to that 0. Hence a CAS from
+ * PARKED, never a plain store, which would wipe that unit out. With a
+ * waiter found the word is certainly PARKED (a parked waiter implies it). */
 static uintptr_t handoff_cb(void *arg, struct weft__unpark_result r)
 {
     weft_sem_t *s = arg;
-    if (!r.unparked || !r.have_more)
-        atomic_store_explicit(count_of(s), 0, memory_order_relaxed);
+    if (!r.unparked || !r.have_more) {
+        uint32_t c = PARKED;
+        atomic_compare_exchange_strong_explicit(count_of(s), &c, 0, memory_order_relaxed,
+                                                memory_order_relaxed);
+    }
     return r.unparked ? TOKEN_HANDOFF : TOKEN_RETRY;
 }
 

@@ -9,7 +9,9 @@
 # libraries, weft.pc, the CMake package); the SONAME; the exported symbols
 # (check-symbols.sh); every public header compiles on its own, as C11 with
 # -Wpedantic and weft.h as C++; hello.c built with `pkg-config --cflags
-# --libs weft` and run against the shared library; hello.c built by a small
+# --libs weft` and run against the shared library; a loop program linked with
+# libweft.a and `pkg-config --static --libs weft` (liburing when built in);
+# hello.c built by a small
 # CMake project with find_package(weft) against weft::weft and weft::static.
 # Exit 0 when everything holds; the first failure stops with a message.
 set -euo pipefail
@@ -116,6 +118,24 @@ for cc in $compilers; do
     needs_libweft "$tmp/hello-pc-$cc" || fail "hello (pkg-config, $cc) does not link libweft.so.$major"
     run_hello "$tmp/hello-pc-$cc"
 done
+
+# ---- a static link needs what Libs.private lists (liburing with io_uring) ----------
+step "static libweft.a with \$(pkg-config --static --libs weft): a loop on each backend"
+cat > "$tmp/loop.c" <<'EOF'
+#include <weft.h>
+static int main_co(void *arg, void **result) { (void)arg; (void)result; return weft_co_yield(); }
+int main(void)
+{
+    weft_loop_opts_t e = {.backend = "epoll"}, u = {.backend = "uring"};
+    return weft_loop_run(main_co, 0, &e) == 0 && weft_loop_run(main_co, 0, &u) == 0 ? 0 : 1;
+}
+EOF
+# shellcheck disable=SC2046  # word splitting of pkg-config output is intended
+"$CC" -Wall -Wextra -Werror -o "$tmp/loop-static" "$tmp/loop.c" $(pkg-config --cflags weft) \
+    "$libdir/libweft.a" $(pkg-config --static --libs weft | sed 's/-L[^ ]*//g; s/-lweft\b//') ||
+    fail "a loop program does not link statically with pkg-config --static"
+if needs_libweft "$tmp/loop-static"; then fail "the static loop program linked libweft.so"; fi
+"$tmp/loop-static" || fail "the static loop program failed"
 
 # ---- hello.c through find_package(weft) -----------------------------------------
 step "CMake project: find_package(weft), weft::weft and weft::static"

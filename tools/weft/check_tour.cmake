@@ -37,7 +37,7 @@ if(NOT rc EQUAL 0)
   fail("weft list: exit ${rc}")
 endif()
 foreach(name start_new_thread start_new_threads thread_visits thread_safe_visits
-             thread_local producer_consumer cpu_bound_pool chunk_size amdahl
+             thread_local producer_consumer cpu_bound_pool io_bound chunk_size amdahl
              when_not_to_bother)
   if(NOT out MATCHES " ${name} ")
     fail("weft list does not list ${name}")
@@ -105,7 +105,9 @@ endforeach()
 
 # The pool lessons report their fits and timings (values depend on the
 # machine; only their presence and range are checked).
-foreach(pair "cpu_bound_pool;serial_fraction" "cpu_bound_pool;speedup_w1" "chunk_size;adaptive"
+foreach(pair "io_bound;io_sequential" "io_bound;io_threads" "io_bound;io_coroutines"
+             "io_bound;cpu_sequential" "io_bound;cpu_threads" "io_bound;cpu_coroutines"
+             "cpu_bound_pool;serial_fraction" "cpu_bound_pool;speedup_w1" "chunk_size;adaptive"
              "amdahl;serial_fraction" "amdahl;serial_share" "when_not_to_bother;tiny_ratio")
   list(GET pair 0 l)
   list(GET pair 1 k)

@@ -1,0 +1,352 @@
+/*
+ * io_bound.c - I/O-bound work: overlapping the waits is what speeds it up.
+ *
+ * Python (the notes' "download many sites"):
+ *   for url in urls: download(url)                          # sequential
+ *   with ThreadPoolExecutor(20) as ex: ex.map(download, urls) # threads
+ *   await asyncio.gather(*(download(u) for u in urls))       # coroutines
+ *
+ * weft: a local HTTP server (coroutines on its own thread's loop) whose
+ * handler waits 10 ms before it answers, like a distant site. A client
+ * fetches 200 pages (scaled) from it three ways with the SAME fetch
+ * function (weft_net_* calls block a plain thread and suspend a
+ * coroutine): one after another; on a pool of 20 threads; as 200
+ * coroutines on one thread. Then the same three ways for CPU-bound jobs,
+ * where only the threads help (and only with more than one core):
+ * coroutines share one thread, so computing never overlaps. Only loopback
+ * (127.0.0.1) is used. Build and run: build/examples/io_bound, or
+ * `weft demo io_bound`.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <weft.h>
+
+#include "lesson.h"
+
+#define SERVER_WAIT 0.010 /* each answer takes 10 ms to "arrive" */
+#define POOL_THREADS 20
+
+/* ---- the server ------------------------------------------------------------ */
+
+struct server {
+    int lfd;
+    weft_addr_t addr;
+    uint64_t served; /* written by the server's thread, read after join */
+};
+
+static int handle(void *arg, void **result)
+{
+    (void)result;
+    int fd = (int)(intptr_t)arg;
+    char req[512];
+    ssize_t n = weft_net_read_until(fd, req, sizeof req - 1, weft_deadline_in(10));
+    int page = -1;
+    if (n > 0) {
+        req[n] = '\0';
+        sscanf(req, "GET /%d", &page);
+    }
+    if (page >= 0 && weft_co_sleep(SERVER_WAIT) == 0) {
+        char body[64], resp[256];
+        int bl = snprintf(body, sizeof body, "page %d\n", page);
+        int rl = snprintf(resp, sizeof resp,
+                          "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+                          bl, body);
+        weft_net_write_all(fd, resp, (size_t)rl, NULL);
+    }
+    weft_net_close(fd);
+    return page >= 0 ? 0 : -EPROTO;
+}
+
+static int serve(void *arg, void **result)
+{
+    (void)result;
+    struct server *s = arg;
+    for (;;) {
+        int c = weft_net_accept(s->lfd, NULL);
+        if (c < 0)
+            return 0; /* the lesson shut the listener down */
+        s->served++;
+        if (weft_co_spawn(NULL, handle, (void *)(intptr_t)c, "page", 64 * 1024) != 0)
+            weft_net_close(c);
+    }
+}
+
+static void *server_thread(void *arg)
+{
+    weft_loop_run(serve, arg, NULL);
+    return NULL;
+}
+
+/* ---- one fetch, the same code on a thread and in a coroutine ---------------- */
+
+struct fetches {
+    weft_addr_t addr;
+    _Atomic int wrong; /* pages whose body was not the page asked for */
+    int base;          /* page numbers of this round start here */
+};
+
+static int fetch(struct fetches *f, int page)
+{
+    int fd = weft_net_connect_until(&f->addr, weft_deadline_in(10));
+    if (fd < 0)
+        return fd;
+    char req[64], resp[512], want[32];
+    int n = snprintf(req, sizeof req, "GET /%d HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", page);
+    ssize_t r = weft_net_write_all(fd, req, (size_t)n, NULL);
+    size_t have = 0;
+    while (r >= 0 && have < sizeof resp - 1) {
+        r = weft_net_read_until(fd, resp + have, sizeof resp - 1 - have, weft_deadline_in(10));
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+    }
+    weft_net_close(fd);
+    if (r < 0)
+        return (int)r;
+    resp[have] = '\0';
+    snprintf(want, sizeof want, "\r\n\r\npage %d\n", page);
+    if (!strstr(resp, want))
+        f->wrong++;
+    return 0;
+}
+
+static int fetch_task(void *arg, void **result)
+{
+    (void)result;
+    struct fetches *f = *(struct fetches **)arg;
+    return fetch(f, (int)((intptr_t *)arg)[1]);
+}
+
+struct co_job {
+    struct fetches *f;
+    int page;
+};
+
+static int fetch_co(void *arg, void **result)
+{
+    (void)result;
+    struct co_job *j = arg;
+    return fetch(j->f, j->page);
+}
+
+struct co_all {
+    struct fetches *f;
+    int pages;
+    struct co_job *jobs;
+};
+
+static int fetch_all_co(void *arg, void **result)
+{
+    (void)result;
+    struct co_all *a = arg;
+    weft_co_group_t *g;
+    int r = weft_co_group_create(&g);
+    if (r)
+        return r;
+    for (int i = 0; i < a->pages && r == 0; i++) {
+        a->jobs[i] = (struct co_job){a->f, a->f->base + i};
+        r = weft_co_group_spawn(g, NULL, fetch_co, &a->jobs[i], "fetch", 64 * 1024);
+    }
+    int w = weft_co_group_wait(g);
+    weft_co_group_free(g);
+    return r ? r : w;
+}
+
+/* ---- CPU-bound jobs ----------------------------------------------------------- */
+
+static uint64_t crunch(uint64_t seed)
+{
+    /* A millisecond or two of arithmetic with nothing to wait for. */
+    uint64_t x = seed | 1;
+    for (int i = 0; i < 1000000; i++)
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return x;
+}
+
+static int crunch_task(void *arg, void **result)
+{
+    *result = (void *)(uintptr_t)crunch((uint64_t)(uintptr_t)arg);
+    return 0;
+}
+
+struct crunch_co_arg {
+    int n;
+    uint64_t sum;
+};
+
+static int crunch_one_co(void *arg, void **result)
+{
+    *result = (void *)(uintptr_t)crunch((uint64_t)(uintptr_t)arg);
+    return 0;
+}
+
+static int crunch_all_co(void *arg, void **result)
+{
+    (void)result;
+    struct crunch_co_arg *a = arg;
+    weft_task_t **t = calloc((size_t)a->n, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    for (int i = 0; i < a->n; i++)
+        weft_co_spawn(&t[i], crunch_one_co, (void *)(uintptr_t)(i + 1), "crunch", 0);
+    for (int i = 0; i < a->n; i++) {
+        void *v = NULL;
+        if (t[i] && weft_co_await(t[i], &v) == 0)
+            a->sum += (uint64_t)(uintptr_t)v;
+        weft_task_release(t[i]);
+    }
+    free(t);
+    return 0;
+}
+
+/* ---- the lesson --------------------------------------------------------------- */
+
+static int io_bound_lesson(lesson_run_t *run)
+{
+    int pages = (int)lesson_scaled(run, 200);
+    lesson_say(run, "A local web server answers each page after waiting %d ms, like a distant",
+               (int)(SERVER_WAIT * 1000));
+    lesson_say(run, "site. Fetch %d pages: one after another, with %d threads, with coroutines.",
+               pages, POOL_THREADS);
+
+    struct server s = {0};
+    weft_addr_t any;
+    weft_addr_ip(&any, "127.0.0.1", 0);
+    s.lfd = weft_net_listen(&any, 0);
+    if (s.lfd < 0)
+        return lesson_fail_rc(run, "weft_net_listen", s.lfd);
+    weft_net_local_addr(s.lfd, &s.addr);
+    pthread_t th;
+    if (pthread_create(&th, NULL, server_thread, &s) != 0) {
+        weft_net_close(s.lfd);
+        return lesson_fail(run, "cannot start the server thread");
+    }
+    struct fetches f = {.addr = s.addr};
+    int rc = 0;
+
+    /* 1. Sequential, on this thread (the weft_net calls block it). */
+    weft_time_t t0 = weft_now();
+    for (int i = 0; i < pages && rc == 0; i++)
+        rc = fetch(&f, i);
+    double seq = weft_seconds_between(t0, weft_now());
+
+    /* 2. A pool of threads, each fetch a task. */
+    double thr = 0;
+    weft_pool_t *pool = NULL;
+    weft_pool_opts_t po = {.workers = POOL_THREADS};
+    intptr_t(*args)[2] = calloc((size_t)pages, sizeof *args);
+    weft_future_t **futs = calloc((size_t)pages, sizeof *futs);
+    if (rc == 0 && (!args || !futs || (rc = weft_pool_create(&pool, &po)) != 0))
+        rc = rc ? rc : -ENOMEM;
+    if (rc == 0) {
+        f.base = pages;
+        t0 = weft_now();
+        for (int i = 0; i < pages && rc == 0; i++) {
+            args[i][0] = (intptr_t)&f;
+            args[i][1] = f.base + i;
+            rc = weft_pool_submit(pool, fetch_task, args[i], &futs[i]);
+        }
+        for (int i = 0; i < pages; i++)
+            if (futs[i]) {
+                int r = weft_future_get(futs[i], NULL);
+                if (r && !rc)
+                    rc = r;
+                weft_future_release(futs[i]);
+            }
+        thr = weft_seconds_between(t0, weft_now());
+    }
+
+    /* 3. Coroutines: every fetch at once, all on this one thread. */
+    double cor = 0;
+    struct co_all ca = {&f, pages, calloc((size_t)pages, sizeof(struct co_job))};
+    if (rc == 0 && !ca.jobs)
+        rc = -ENOMEM;
+    if (rc == 0) {
+        f.base = 2 * pages;
+        t0 = weft_now();
+        rc = weft_loop_run(fetch_all_co, &ca, NULL);
+        cor = weft_seconds_between(t0, weft_now());
+    }
+    free(ca.jobs);
+    free(futs);
+
+    weft_net_shutdown(s.lfd, SHUT_RDWR); /* wakes the server's accept */
+    pthread_join(th, NULL);
+    weft_net_close(s.lfd);
+    if (rc != 0) {
+        free(args);
+        if (pool)
+            weft_pool_free(pool);
+        return lesson_fail_rc(run, "fetching a page", rc);
+    }
+    if (f.wrong)
+        return lesson_fail(run, "%d pages came back with the wrong body", (int)f.wrong);
+    if (s.served != (uint64_t)(3 * pages))
+        return lesson_fail(run, "the server saw %llu connections, expected %d",
+                           (unsigned long long)s.served, 3 * pages);
+
+    lesson_figure_count(run, "pages", "pages fetched per way (each checked)", (uint64_t)pages);
+    lesson_figure_time(run, "io_sequential", "I/O-bound, sequential", seq);
+    char label[80];
+    snprintf(label, sizeof label, "I/O-bound, pool of %d threads", POOL_THREADS);
+    lesson_figure_time(run, "io_threads", label, thr);
+    lesson_figure_time(run, "io_coroutines", "I/O-bound, coroutines on one thread", cor);
+    lesson_figure_num(run, "io_threads_speedup", "threads: speedup over sequential", seq / thr, "x");
+    lesson_figure_num(run, "io_coroutines_speedup", "coroutines: speedup over sequential",
+                      seq / cor, "x");
+    lesson_say(run, "While one fetch waits, the others go on: %d threads overlap %d waits at a time,",
+               POOL_THREADS, POOL_THREADS);
+    lesson_say(run, "the coroutines overlap all %d, on one thread, with no lock.", pages);
+
+    /* CPU-bound: the same three ways. */
+    int jobs = (int)lesson_scaled(run, 100);
+    if (jobs < 1)
+        jobs = 1;
+    int cpus = weft_cpu_count();
+    lesson_say(run, "Now %d CPU-bound jobs (a millisecond or two of arithmetic each), same three ways:",
+               jobs);
+    uint64_t want = 0, got_thr = 0;
+    t0 = weft_now();
+    for (int i = 0; i < jobs; i++)
+        want += crunch((uint64_t)(i + 1));
+    double cseq = weft_seconds_between(t0, weft_now());
+    weft_pool_resize(pool, cpus);
+    weft_future_t **cf = calloc((size_t)jobs, sizeof *cf);
+    t0 = weft_now();
+    for (int i = 0; i < jobs && cf; i++)
+        weft_pool_submit(pool, crunch_task, (void *)(uintptr_t)(i + 1), &cf[i]);
+    for (int i = 0; i < jobs && cf; i++) {
+        void *v = NULL;
+        if (cf[i] && weft_future_get(cf[i], &v) == 0)
+            got_thr += (uint64_t)(uintptr_t)v;
+        weft_future_release(cf[i]);
+    }
+    double cthr = weft_seconds_between(t0, weft_now());
+    free(cf);
+    weft_pool_free(pool);
+    free(args);
+    struct crunch_co_arg cc = {jobs, 0};
+    t0 = weft_now();
+    weft_loop_run(crunch_all_co, &cc, NULL);
+    double ccor = weft_seconds_between(t0, weft_now());
+    if (got_thr != want || cc.sum != want)
+        return lesson_fail(run, "the CPU-bound results differ between the three ways");
+    lesson_figure_time(run, "cpu_sequential", "CPU-bound, sequential", cseq);
+    snprintf(label, sizeof label, "CPU-bound, pool of %d thread%s (one per CPU)", cpus,
+             cpus > 1 ? "s" : "");
+    lesson_figure_time(run, "cpu_threads", label, cthr);
+    lesson_figure_time(run, "cpu_coroutines", "CPU-bound, coroutines on one thread", ccor);
+    lesson_say(run, "Coroutines take turns on one thread: computing never overlaps, so they do not");
+    lesson_say(run, "help CPU-bound work. Threads do, on several cores (in C there is no GIL)%s.",
+               cpus > 1 ? "" : "; this machine lets us use only one");
+    lesson_say(run, "(Processes, the third way of the notes, come with weft's process pool.)");
+    lesson_key(run, "I/O: threads %.1fx, coroutines %.1fx; CPU: threads %.1fx, coroutines %.1fx",
+               seq / thr, seq / cor, cseq / cthr, cseq / ccor);
+    return 0;
+}
+
+WEFT_LESSON(85, "io_bound", "I/O-bound work: overlap the waits (threads or coroutines)",
+            io_bound_lesson)

@@ -1,0 +1,59 @@
+/*
+ * loop/net_support.c - the two things the socket layer (src/net) needs from
+ * the loop that the public co API does not give: a cancellation checkpoint
+ * that does not suspend, and "this fd is being closed: wake whoever waits on
+ * it". Both act only on the calling thread's loop, from its own thread.
+ */
+#include "internal.h"
+
+#include <errno.h>
+
+#include "net_support.h"
+
+int weft__co_checkpoint(void)
+{
+    struct weft_loop *L = weft__loop_tls;
+    struct weft_task *t = L ? L->current : NULL;
+    if (!t)
+        return -EPERM;
+    /* The same trick as weft_co_yield: a waiter that is already WOKEN makes
+     * weft__cotask_wait check cancellation and expired scopes and then
+     * return without suspending. */
+    struct weft__waiter w;
+    weft__waiter_init(&w);
+    atomic_store_explicit(&w.state, WEFT__W_WOKEN, memory_order_relaxed);
+    int r = weft__cotask_wait(t, &w, WEFT__W_WAITING, WEFT_FOREVER, W_CO);
+    if (r == WEFT__SCOPE_EXPIRED)
+        return -ETIMEDOUT;
+    return r < 0 ? r : 0;
+}
+
+int weft__loop_fd_forget(int fd)
+{
+    struct weft_loop *L = weft__loop_tls;
+    if (!L || fd < 0)
+        return 0;
+    int woken = 0;
+    if (fd < L->nwatch) {
+        /* A woken waiter sees WEFT_IO_ERROR from weft_co_wait_fd; its slot is
+         * cleared here, exactly as the loop's own dispatch does. */
+        struct weft__watch *w = &L->watch[fd];
+        struct weft__fdwait *rd = w->rd, *wr = w->wr;
+        w->rd = w->wr = NULL;
+        if (rd) {
+            rd->got = WEFT__IO_ERROR;
+            weft__waiter_finish(&rd->w, WEFT__W_WOKEN);
+            woken++;
+        }
+        if (wr && wr != rd) {
+            wr->got = WEFT__IO_ERROR;
+            weft__waiter_finish(&wr->w, WEFT__W_WOKEN);
+            woken++;
+        }
+    }
+    /* The fd may have been armed earlier and reported nothing yet: forget it
+     * in the kernel before it is closed, so that a later fd with the same
+     * number starts clean. */
+    L->bops->disarm(L->be, fd);
+    return woken;
+}

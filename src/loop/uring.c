@@ -1,0 +1,409 @@
+/*
+ * uring.c - the io_uring backend (liburing), chosen at run time with
+ * opts.backend = "uring" or WEFT_BACKEND=uring. Built only with
+ * WEFT_HAVE_URING (liburing found at configure time); otherwise this file
+ * is empty and backend.c falls back to epoll.
+ *
+ * Readiness. backend.h's one-shot arm is IORING_OP_POLL_ADD, which is
+ * one-shot by nature: one completion per request. An arm only queues the
+ * SQE; the next poll submits the whole batch and waits in the same
+ * io_uring_enter, so a turn that re-arms many fds costs one system call
+ * (epoll pays one epoll_ctl per arm). Each fd has a small record (gen,
+ * armed, data); a request's user_data is POLL_BIT | fd << 32 | gen, and a
+ * completion whose gen is not the fd's current one (re-armed, disarmed) is
+ * stale and ignored. Re-arming an armed fd queues a POLL_REMOVE for the old
+ * request before the new POLL_ADD. disarm submits its POLL_REMOVE at once,
+ * so that the kernel drops its reference to the file before the caller
+ * closes the fd (a pending poll would otherwise keep a closed socket open).
+ *
+ * Errors that epoll gives at arm time are checked once per fd with fstat
+ * (-EBADF; -EPERM for regular files and directories, which cannot be
+ * polled): after that the fd is "known" until disarm. An fd closed and
+ * reopened as a regular file under the same number without a disarm
+ * between is then reported ready at once (regular files always are).
+ *
+ * Wake-ups from other threads: an eventfd watched by a POLL_ADD with
+ * user_data WAKE, drained and re-armed after each report; eventfd writes
+ * are async-signal-safe, as backend.h requires.
+ *
+ * Deadlines: io_uring_submit_and_wait_timeout with a relative timeout
+ * computed from the absolute deadline just before entering (the kernel's
+ * hrtimer starts later, so the wait never ends early); a wait woken only
+ * by stale completions waits again for the rest of the time.
+ *
+ * File I/O (backend.h's file_rw): IORING_OP_READ / WRITE with the record's
+ * address as user_data (user addresses never have bit 63 set, and are
+ * never 1 or 2), cancelled with IORING_OP_ASYNC_CANCEL.
+ *
+ * Fork: the rings are shared memory; the child must not touch the
+ * parent's queues. after_fork unmaps and closes the child's copies without
+ * submitting anything and builds a fresh ring.
+ */
+#ifdef WEFT_HAVE_URING
+
+#include "backend.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../platform/platform.h"
+
+#define RING_ENTRIES 256
+#define UD_WAKE 1ull
+#define UD_IGNORE 2ull
+#define UD_POLL (1ull << 63)
+#define MAX_RW 0x7ffff000u /* Linux's MAX_RW_COUNT: one read moves at most this */
+
+/* One fd's readiness request. */
+struct ufd {
+    uint32_t gen; /* the current request's generation (stale ones differ) */
+    bool armed;   /* a POLL_ADD with gen is pending */
+    bool known;   /* fstat said pollable; cleared by disarm */
+    void *data;   /* what arm was given */
+};
+
+struct weft__backend {
+    struct io_uring ring;
+    bool ring_open;
+    int evfd;         /* wake eventfd */
+    bool wake_armed;  /* a POLL_ADD on evfd is queued or pending */
+    bool have_rw;     /* IORING_OP_READ/WRITE/ASYNC_CANCEL supported */
+    struct ufd *fds;  /* by fd */
+    int nfds;
+};
+
+static inline uint64_t poll_ud(int fd, uint32_t gen)
+{
+    return UD_POLL | ((uint64_t)(uint32_t)fd << 32) | gen;
+}
+
+static void close_ring(struct weft__backend *b)
+{
+    if (b->ring_open)
+        io_uring_queue_exit(&b->ring);
+    b->ring_open = false;
+    if (b->evfd >= 0)
+        close(b->evfd);
+    b->evfd = -1;
+}
+
+static int open_ring(struct weft__backend *b)
+{
+    int f = atomic_load_explicit(&weft__uring_init_fail, memory_order_relaxed);
+    if (f)
+        return f < 0 ? f : -f;
+    int r = io_uring_queue_init(RING_ENTRIES, &b->ring, 0);
+    if (r < 0)
+        return r; /* -ENOSYS (old kernel, seccomp), -EPERM (io_uring_disabled), -ENOMEM */
+    b->ring_open = true;
+    /* The probe itself needs 5.6; POLL_ADD is 5.1, READ/WRITE 5.6. */
+    struct io_uring_probe *p = io_uring_get_probe_ring(&b->ring);
+    if (!p || !io_uring_opcode_supported(p, IORING_OP_POLL_ADD) ||
+        !io_uring_opcode_supported(p, IORING_OP_POLL_REMOVE)) {
+        if (p)
+            io_uring_free_probe(p);
+        close_ring(b);
+        return -ENOSYS;
+    }
+    b->have_rw = io_uring_opcode_supported(p, IORING_OP_READ) &&
+                 io_uring_opcode_supported(p, IORING_OP_WRITE) &&
+                 io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
+    io_uring_free_probe(p);
+    b->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (b->evfd < 0) {
+        int e = -errno;
+        close_ring(b);
+        return e;
+    }
+    b->wake_armed = false;
+    return 0;
+}
+
+static int ur_init(struct weft__backend **out)
+{
+    struct weft__backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return -ENOMEM;
+    b->evfd = -1;
+    int r = open_ring(b);
+    if (r) {
+        free(b);
+        return r;
+    }
+    *out = b;
+    return 0;
+}
+
+static void ur_fini(struct weft__backend *b)
+{
+    if (!b)
+        return;
+    close_ring(b); /* the kernel cancels what is still pending */
+    free(b->fds);
+    free(b);
+}
+
+/* An SQE, submitting the queue to make room if it is full. NULL if even
+ * that fails. */
+static struct io_uring_sqe *get_sqe(struct weft__backend *b)
+{
+    struct io_uring_sqe *s = io_uring_get_sqe(&b->ring);
+    if (!s) {
+        io_uring_submit(&b->ring);
+        s = io_uring_get_sqe(&b->ring);
+    }
+    return s;
+}
+
+static int grow(struct weft__backend *b, int fd)
+{
+    if (fd < b->nfds)
+        return 0;
+    int n = b->nfds ? b->nfds : 64;
+    while (n <= fd)
+        n *= 2;
+    struct ufd *f = realloc(b->fds, (size_t)n * sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    memset(f + b->nfds, 0, (size_t)(n - b->nfds) * sizeof *f);
+    b->fds = f;
+    b->nfds = n;
+    return 0;
+}
+
+static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
+{
+    if (!(events & (WEFT__IO_READ | WEFT__IO_WRITE)) || !data)
+        return -EINVAL;
+    if (fd < 0)
+        return -EBADF;
+    if (fd >= b->nfds || !b->fds[fd].known) {
+        /* Before growing the table: a bad fd number must not size it. */
+        struct stat st;
+        if (fstat(fd, &st) != 0)
+            return -errno;
+        if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+            return -EPERM; /* as epoll_ctl says for files that cannot be polled */
+        int r = grow(b, fd);
+        if (r)
+            return r;
+        b->fds[fd].known = true;
+    }
+    struct ufd *u = &b->fds[fd];
+    if (u->armed) {
+        struct io_uring_sqe *s = get_sqe(b);
+        if (!s)
+            return -ENOMEM;
+        io_uring_prep_poll_remove(s, poll_ud(fd, u->gen));
+        s->user_data = UD_IGNORE;
+        u->armed = false;
+        u->gen++;
+    }
+    struct io_uring_sqe *s = get_sqe(b);
+    if (!s)
+        return -ENOMEM;
+    unsigned mask = 0;
+    if (events & WEFT__IO_READ)
+        mask |= POLLIN | POLLRDHUP;
+    if (events & WEFT__IO_WRITE)
+        mask |= POLLOUT;
+    u->gen++;
+    u->armed = true;
+    u->data = data;
+    io_uring_prep_poll_add(s, fd, mask);
+    s->user_data = poll_ud(fd, u->gen);
+    return 0;
+}
+
+static int ur_disarm(struct weft__backend *b, int fd)
+{
+    if (fd < 0 || fd >= b->nfds)
+        return 0;
+    struct ufd *u = &b->fds[fd];
+    u->known = false;
+    if (!u->armed)
+        return 0;
+    struct io_uring_sqe *s = get_sqe(b);
+    if (s) {
+        io_uring_prep_poll_remove(s, poll_ud(fd, u->gen));
+        s->user_data = UD_IGNORE;
+    }
+    u->armed = false;
+    u->gen++; /* whatever completes for the old request is stale */
+    /* Now, not at the next poll: the kernel's reference to the file goes
+     * with the request, and the caller may be about to close the fd. */
+    io_uring_submit(&b->ring);
+    return 0;
+}
+
+static void arm_wake(struct weft__backend *b)
+{
+    struct io_uring_sqe *s = get_sqe(b);
+    if (!s)
+        return; /* retried at the next poll */
+    io_uring_prep_poll_add(s, b->evfd, POLLIN);
+    s->user_data = UD_WAKE;
+    b->wake_armed = true;
+}
+
+static uint32_t poll_events(int res)
+{
+    if (res < 0)
+        return WEFT__IO_READ | WEFT__IO_WRITE | WEFT__IO_ERROR;
+    uint32_t ev = 0;
+    if (res & (POLLIN | POLLRDHUP | POLLHUP | POLLERR))
+        ev |= WEFT__IO_READ;
+    if (res & (POLLOUT | POLLHUP | POLLERR))
+        ev |= WEFT__IO_WRITE;
+    if (res & (POLLERR | POLLHUP))
+        ev |= WEFT__IO_ERROR;
+    return ev;
+}
+
+/* Take completions: readiness reports into out (at most max), wake-ups and
+ * file I/O completions handled here (*other set). Returns the reports. */
+static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bool *other)
+{
+    unsigned head, seen = 0;
+    int k = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&b->ring, head, cqe)
+    {
+        uint64_t ud = cqe->user_data;
+        if (ud == LIBURING_UDATA_TIMEOUT || ud == UD_IGNORE || ud == 0) {
+            seen++;
+        } else if (ud & UD_POLL) {
+            if (k == max)
+                break; /* the rest stays for the next poll */
+            seen++;
+            int fd = (int)((ud >> 32) & 0x7fffffffu);
+            uint32_t gen = (uint32_t)ud;
+            if (fd < b->nfds && b->fds[fd].armed && b->fds[fd].gen == gen) {
+                b->fds[fd].armed = false;
+                out[k].data = b->fds[fd].data;
+                out[k].events = poll_events(cqe->res);
+                k++;
+            }
+        } else if (ud == UD_WAKE) {
+            seen++;
+            uint64_t v;
+            while (read(b->evfd, &v, sizeof v) > 0)
+                ;
+            b->wake_armed = false;
+            *other = true;
+        } else {
+            seen++;
+            struct weft__file_op *op = (struct weft__file_op *)(uintptr_t)ud;
+            op->res = cqe->res;
+            op->done(op); /* finishes a waiter: never re-enters the backend */
+            *other = true;
+        }
+    }
+    io_uring_cq_advance(&b->ring, seen);
+    return k;
+}
+
+static int ur_poll(struct weft__backend *b, weft_time_t deadline, struct weft__io_event *out,
+                   int max)
+{
+    if (max <= 0)
+        return -EINVAL;
+    for (;;) {
+        if (!b->wake_armed)
+            arm_wake(b);
+        bool other = false;
+        int k = reap(b, out, max, &other);
+        if (k > 0 || other)
+            return k;
+        weft_time_t now = weft_now();
+        if (deadline != WEFT_FOREVER && deadline <= now) {
+            /* Do not wait: submit what is queued (a poll on a ready fd
+             * completes inside the submit) and take what is there. */
+            if (io_uring_sq_ready(&b->ring))
+                io_uring_submit(&b->ring);
+            return reap(b, out, max, &other);
+        }
+        struct __kernel_timespec ts, *tsp = NULL;
+        if (deadline != WEFT_FOREVER) {
+            weft_time_t rel = deadline - now;
+            ts.tv_sec = rel / 1000000000;
+            ts.tv_nsec = rel % 1000000000;
+            tsp = &ts;
+        }
+        struct io_uring_cqe *cqe;
+        int r = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, tsp, NULL);
+        if (r == -ETIME || r == -EINTR)
+            return reap(b, out, max, &other); /* the deadline, or a signal */
+        if (r < 0 && r != -EAGAIN && r != -EBUSY)
+            return r;
+        /* Something completed (maybe only stale requests): look again. */
+    }
+}
+
+static void ur_wake(struct weft__backend *b)
+{
+    uint64_t one = 1;
+    /* EAGAIN means the counter is saturated: a wake is pending anyway. */
+    ssize_t r = write(b->evfd, &one, sizeof one);
+    (void)r;
+}
+
+static int ur_after_fork(struct weft__backend *b)
+{
+    /* Unmap and close the child's copies; nothing is submitted on the
+     * parent's (shared) queues. Every fd must be armed again. */
+    close_ring(b);
+    for (int i = 0; i < b->nfds; i++)
+        b->fds[i] = (struct ufd){.gen = b->fds[i].gen + 1};
+    return open_ring(b);
+}
+
+static int ur_file_rw(struct weft__backend *b, struct weft__file_op *op, bool write, int fd,
+                      void *buf, size_t len, int64_t off)
+{
+    if (!b->have_rw)
+        return -ENOTSUP;
+    struct io_uring_sqe *s = get_sqe(b);
+    if (!s)
+        return -ENOMEM;
+    unsigned n = len > MAX_RW ? MAX_RW : (unsigned)len;
+    if (write)
+        io_uring_prep_write(s, fd, buf, n, (uint64_t)off);
+    else
+        io_uring_prep_read(s, fd, buf, n, (uint64_t)off);
+    s->user_data = (uint64_t)(uintptr_t)op;
+    return 0;
+}
+
+static void ur_file_cancel(struct weft__backend *b, struct weft__file_op *op)
+{
+    struct io_uring_sqe *s = get_sqe(b);
+    if (!s)
+        return; /* the I/O runs to its end; done still runs */
+    io_uring_prep_cancel64(s, (uint64_t)(uintptr_t)op, 0);
+    s->user_data = UD_IGNORE;
+}
+
+const struct weft__backend_ops weft__uring_backend = {
+    .name = "io_uring",
+    .init = ur_init,
+    .fini = ur_fini,
+    .arm = ur_arm,
+    .disarm = ur_disarm,
+    .poll = ur_poll,
+    .wake = ur_wake,
+    .after_fork = ur_after_fork,
+    .file_rw = ur_file_rw,
+    .file_cancel = ur_file_cancel,
+};
+
+#else
+/* Without liburing this translation unit is empty (ISO C wants a declaration). */
+typedef int weft__uring_not_built;
+#endif /* WEFT_HAVE_URING */

@@ -1,0 +1,60 @@
+/*
+ * net/internal.h - what the socket layer's files share: one "operation" on
+ * an fd, which knows whether it runs in a coroutine or on a plain thread,
+ * and how it waits for readiness in each case.
+ *
+ * Files: addr.c (addresses, name resolution on the pool), io.c (the wait,
+ * read/write and their exact/all forms, datagrams), sock.c (listen, accept,
+ * connect, shutdown, close, adopt, udp).
+ *
+ * Close generations. weft_net_close on a loop's thread must make every call
+ * of that loop still in progress on the fd fail with -EPIPE, even one that
+ * was already woken (and so is no longer in the loop's fd table) and has
+ * not run yet, and even if the fd number is reused by then. Each thread
+ * keeps a table of per-fd generations: a call records the generation of its
+ * fd when it starts, weft_net_close bumps it, and a call compares the two
+ * after every wait. All of this happens on the loop's thread only, so the
+ * table needs no atomics; it is thread-local (freed when the thread exits).
+ */
+#ifndef WEFT_NET_INTERNAL_H
+#define WEFT_NET_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <weft/net.h>
+
+/* One call in progress on fd. */
+struct weft__net_op {
+    int fd;
+    bool co;              /* in a coroutine (else a plain thread) */
+    uint32_t gen;         /* fd's close generation when the call started */
+    weft_time_t deadline; /* absolute; WEFT_FOREVER for none */
+};
+
+/*
+ * Start a call: -EINVAL (fd < 0, negative deadline); -EPERM (a loop's
+ * thread outside a coroutine); in a coroutine, a checkpoint (-ECANCELED,
+ * -ETIMEDOUT for an expired scope). 0 when the call may go on.
+ */
+int weft__net_begin(struct weft__net_op *op, int fd, weft_time_t deadline);
+
+/*
+ * Wait until op->fd is ready for events (WEFT_IO_READ or WEFT_IO_WRITE) or
+ * the deadline passes. 0: try the system call again; -ETIMEDOUT,
+ * -ECANCELED, -EBUSY, -EPIPE (closed by weft_net_close meanwhile), or
+ * another error.
+ */
+int weft__net_wait(struct weft__net_op *op, unsigned events);
+
+/* A short pause (1 ms, or to the deadline) in either mode: for the one
+ * case with no readiness to wait for (a Unix listener's full backlog). */
+int weft__net_pause(struct weft__net_op *op);
+
+/* The current close generation of fd on this thread; bump it. */
+uint32_t weft__net_gen(int fd);
+void weft__net_gen_bump(int fd);
+
+/* Set TCP_NODELAY on an IP stream socket (ignored for others). */
+void weft__net_nodelay(int fd, int family);
+
+#endif /* WEFT_NET_INTERNAL_H */

@@ -1,0 +1,368 @@
+/*
+ * net/io.c - waiting for an fd in a coroutine or on a thread, and the calls
+ * that move bytes: read, write, read_exact, write_all, sendto, recvfrom.
+ *
+ * Every call first tries the system call and waits only on EAGAIN (the
+ * common case on a busy connection costs no wait at all); in a coroutine
+ * the wait is weft_co_wait_fd, so the call works on every loop backend.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <weft/co.h>
+#include <weft/loop.h>
+
+#include "../loop/net_support.h"
+
+/* ---- close generations (see internal.h) ------------------------------------ */
+
+struct gentab {
+    uint32_t *gen;
+    int n;
+};
+
+static _Thread_local struct gentab *tl_gens;
+static pthread_key_t gens_key;
+static pthread_once_t gens_once = PTHREAD_ONCE_INIT;
+
+static void gens_free(void *p)
+{
+    struct gentab *t = p;
+    free(t->gen);
+    free(t);
+}
+
+static void gens_key_make(void)
+{
+    pthread_key_create(&gens_key, gens_free);
+}
+
+uint32_t weft__net_gen(int fd)
+{
+    struct gentab *t = tl_gens;
+    return t && fd >= 0 && fd < t->n ? t->gen[fd] : 0;
+}
+
+void weft__net_gen_bump(int fd)
+{
+    if (fd < 0)
+        return;
+    struct gentab *t = tl_gens;
+    if (!t) {
+        pthread_once(&gens_once, gens_key_make);
+        t = calloc(1, sizeof *t);
+        if (!t)
+            return; /* degraded: a woken waiter then sees -EBADF, not -EPIPE */
+        tl_gens = t;
+        pthread_setspecific(gens_key, t);
+    }
+    if (fd >= t->n) {
+        int n = t->n ? t->n : 256;
+        while (n <= fd)
+            n *= 2;
+        uint32_t *g = realloc(t->gen, (size_t)n * sizeof *g);
+        if (!g)
+            return;
+        memset(g + t->n, 0, (size_t)(n - t->n) * sizeof *g);
+        t->gen = g;
+        t->n = n;
+    }
+    t->gen[fd]++;
+}
+
+/* ---- the wait ------------------------------------------------------------------ */
+
+int weft__net_begin(struct weft__net_op *op, int fd, weft_time_t deadline)
+{
+    if (fd < 0 || deadline < 0)
+        return -EINVAL;
+    op->fd = fd;
+    op->deadline = deadline;
+    op->gen = 0;
+    if (weft_co_current()) {
+        op->co = true;
+        int r = weft__co_checkpoint();
+        if (r)
+            return r;
+        op->gen = weft__net_gen(fd);
+        return 0;
+    }
+    if (weft_loop_current())
+        return -EPERM; /* a call_soon function: waiting would stall the loop */
+    op->co = false;
+    return 0;
+}
+
+/* Milliseconds until the deadline for poll(2), rounded up (never early);
+ * -1 for none; 0 when it has passed. */
+static int ms_until(weft_time_t deadline)
+{
+    if (deadline == WEFT_FOREVER)
+        return -1;
+    weft_time_t now = weft_now();
+    if (now >= deadline)
+        return 0;
+    weft_time_t ms = (deadline - now + 999999) / 1000000;
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static int thread_wait(int fd, unsigned events, weft_time_t deadline)
+{
+    struct pollfd p = {.fd = fd,
+                       .events = (short)(((events & WEFT_IO_READ) ? POLLIN : 0) |
+                                         ((events & WEFT_IO_WRITE) ? POLLOUT : 0))};
+    for (;;) {
+        int ms = ms_until(deadline);
+        if (ms == 0 && deadline != WEFT_FOREVER)
+            return -ETIMEDOUT;
+        p.revents = 0;
+        int r = poll(&p, 1, ms);
+        if (r > 0)
+            return (p.revents & POLLNVAL) ? -EBADF : 0;
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        /* r == 0 (poll's rounding) or EINTR: the deadline is checked again. */
+    }
+}
+
+int weft__net_wait(struct weft__net_op *op, unsigned events)
+{
+    if (!op->co)
+        return thread_wait(op->fd, events, op->deadline);
+    int r = weft_co_wait_fd(op->fd, events, op->deadline);
+    if (r < 0)
+        return r;
+    /* Woken: by readiness, or by weft_net_close of this fd (which also
+     * bumps its generation; the fd number may already be someone else's). */
+    if (weft__net_gen(op->fd) != op->gen)
+        return -EPIPE;
+    return 0;
+}
+
+int weft__net_pause(struct weft__net_op *op)
+{
+    weft_time_t at = weft_now() + 1000000;
+    if (op->deadline <= weft_now())
+        return -ETIMEDOUT;
+    if (at > op->deadline)
+        at = op->deadline;
+    if (op->co) {
+        int r = weft_co_sleep_until(at);
+        if (r)
+            return r;
+        return weft__net_gen(op->fd) != op->gen ? -EPIPE : 0;
+    }
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
+static inline bool would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK;
+}
+
+/* ---- bytes ------------------------------------------------------------------- */
+
+ssize_t weft_net_read_until(int fd, void *buf, size_t n, weft_time_t deadline)
+{
+    if (!buf && n)
+        return -EINVAL;
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, fd, deadline);
+    if (r)
+        return r;
+    for (;;) {
+        ssize_t k = read(fd, buf, n);
+        if (k >= 0)
+            return k;
+        if (errno == EINTR)
+            continue;
+        if (!would_block(errno))
+            return -errno;
+        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+            return r;
+    }
+}
+
+ssize_t weft_net_read(int fd, void *buf, size_t n)
+{
+    return weft_net_read_until(fd, buf, n, WEFT_FOREVER);
+}
+
+/* One write: send with MSG_NOSIGNAL on sockets (so a gone peer is -EPIPE,
+ * not SIGPIPE), write(2) on anything else. */
+static ssize_t write_once(int fd, const void *buf, size_t n)
+{
+    ssize_t k = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k < 0 && errno == ENOTSOCK)
+        k = write(fd, buf, n);
+    return k;
+}
+
+ssize_t weft_net_write_until(int fd, const void *buf, size_t n, weft_time_t deadline)
+{
+    if (!buf && n)
+        return -EINVAL;
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, fd, deadline);
+    if (r)
+        return r;
+    for (;;) {
+        ssize_t k = write_once(fd, buf, n);
+        if (k >= 0)
+            return k;
+        if (errno == EINTR)
+            continue;
+        if (!would_block(errno))
+            return -errno;
+        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+            return r;
+    }
+}
+
+ssize_t weft_net_write(int fd, const void *buf, size_t n)
+{
+    return weft_net_write_until(fd, buf, n, WEFT_FOREVER);
+}
+
+ssize_t weft_net_read_exact_until(int fd, void *buf, size_t n, size_t *done,
+                                  weft_time_t deadline)
+{
+    size_t got = 0;
+    if (done)
+        *done = 0;
+    if ((!buf && n) || n > (size_t)SSIZE_MAX)
+        return -EINVAL;
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, fd, deadline);
+    if (r)
+        return r;
+    while (got < n) {
+        ssize_t k = read(fd, (char *)buf + got, n - got);
+        if (k > 0) {
+            got += (size_t)k;
+            if (done)
+                *done = got;
+            continue;
+        }
+        if (k == 0)
+            return -EPIPE; /* end of file before n bytes */
+        if (errno == EINTR)
+            continue;
+        if (!would_block(errno))
+            return -errno;
+        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+            return r;
+    }
+    return (ssize_t)n;
+}
+
+ssize_t weft_net_read_exact(int fd, void *buf, size_t n, size_t *done)
+{
+    return weft_net_read_exact_until(fd, buf, n, done, WEFT_FOREVER);
+}
+
+ssize_t weft_net_write_all_until(int fd, const void *buf, size_t n, size_t *done,
+                                 weft_time_t deadline)
+{
+    size_t put = 0;
+    if (done)
+        *done = 0;
+    if ((!buf && n) || n > (size_t)SSIZE_MAX)
+        return -EINVAL;
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, fd, deadline);
+    if (r)
+        return r;
+    while (put < n) {
+        ssize_t k = write_once(fd, (const char *)buf + put, n - put);
+        if (k >= 0) {
+            put += (size_t)k;
+            if (done)
+                *done = put;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (!would_block(errno))
+            return -errno;
+        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+            return r;
+    }
+    return (ssize_t)n;
+}
+
+ssize_t weft_net_write_all(int fd, const void *buf, size_t n, size_t *done)
+{
+    return weft_net_write_all_until(fd, buf, n, done, WEFT_FOREVER);
+}
+
+/* ---- datagrams ------------------------------------------------------------------ */
+
+ssize_t weft_net_sendto_until(int fd, const void *buf, size_t n, const weft_addr_t *to,
+                              weft_time_t deadline)
+{
+    if ((!buf && n) || (to && (to->len == 0 || to->len > sizeof to->u)))
+        return -EINVAL;
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, fd, deadline);
+    if (r)
+        return r;
+    for (;;) {
+        ssize_t k = sendto(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT, to ? &to->u.sa : NULL,
+                           to ? to->len : 0);
+        if (k >= 0)
+            return k;
+        if (errno == EINTR)
+            continue;
+        if (!would_block(errno))
+            return -errno;
+        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+            return r;
+    }
+}
+
+ssize_t weft_net_sendto(int fd, const void *buf, size_t n, const weft_addr_t *to)
+{
+    return weft_net_sendto_until(fd, buf, n, to, WEFT_FOREVER);
+}
+
+ssize_t weft_net_recvfrom_until(int fd, void *buf, size_t n, weft_addr_t *from,
+                                weft_time_t deadline)
+{
+    if (!buf && n)
+        return -EINVAL;
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, fd, deadline);
+    if (r)
+        return r;
+    for (;;) {
+        socklen_t len = sizeof from->u;
+        ssize_t k = recvfrom(fd, buf, n, MSG_DONTWAIT, from ? &from->u.sa : NULL,
+                             from ? &len : NULL);
+        if (k >= 0) {
+            if (from)
+                from->len = len;
+            return k;
+        }
+        if (errno == EINTR)
+            continue;
+        if (!would_block(errno))
+            return -errno;
+        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+            return r;
+    }
+}
+
+ssize_t weft_net_recvfrom(int fd, void *buf, size_t n, weft_addr_t *from)
+{
+    return weft_net_recvfrom_until(fd, buf, n, from, WEFT_FOREVER);
+}

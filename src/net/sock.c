@@ -1,0 +1,216 @@
+/*
+ * net/sock.c - making and ending sockets: listen, accept, connect, udp,
+ * shutdown, close, adopt.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+#include <weft/co.h>
+#include <weft/loop.h>
+
+#include "../loop/net_support.h"
+
+static bool addr_ok(const weft_addr_t *a)
+{
+    if (!a || a->len == 0 || a->len > sizeof a->u)
+        return false;
+    int f = a->u.sa.sa_family;
+    return f == AF_INET || f == AF_INET6 || f == AF_UNIX;
+}
+
+void weft__net_nodelay(int fd, int family)
+{
+    /* Small writes (a request, a reply) go out at once, as asyncio does by
+     * default: Nagle's algorithm would hold them for the peer's ACK. */
+    if (family == AF_INET || family == AF_INET6) {
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+}
+
+/* close(2) that keeps errno (for error paths). */
+static void close_keep_errno(int fd)
+{
+    int e = errno;
+    close(fd);
+    errno = e;
+}
+
+int weft_net_listen(const weft_addr_t *addr, int backlog)
+{
+    if (!addr_ok(addr))
+        return -EINVAL;
+    int fam = addr->u.sa.sa_family;
+    int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (fam != AF_UNIX) {
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
+    if (bind(fd, &addr->u.sa, addr->len) != 0 ||
+        listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int weft_net_accept_until(int fd, weft_addr_t *peer, weft_time_t deadline)
+{
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, fd, deadline);
+    if (r)
+        return r;
+    for (;;) {
+        weft_addr_t a;
+        socklen_t len = sizeof a.u;
+        int c = accept4(fd, &a.u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c >= 0) {
+            a.len = len;
+            weft__net_nodelay(c, len ? a.u.sa.sa_family : AF_UNIX);
+            if (peer)
+                *peer = a;
+            return c;
+        }
+        switch (errno) {
+        case EINTR:
+        case ECONNABORTED: /* reset before we took it: take the next */
+        case EPROTO:
+            continue;
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+            if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+                return r;
+            continue;
+        default:
+            return -errno;
+        }
+    }
+}
+
+int weft_net_accept(int fd, weft_addr_t *peer)
+{
+    return weft_net_accept_until(fd, peer, WEFT_FOREVER);
+}
+
+int weft_net_connect_until(const weft_addr_t *addr, weft_time_t deadline)
+{
+    if (!addr_ok(addr) || deadline < 0)
+        return -EINVAL;
+    int fam = addr->u.sa.sa_family;
+    /* Check the context before making anything: nothing to undo then. */
+    struct weft__net_op op;
+    int r = weft__net_begin(&op, 0, deadline);
+    if (r)
+        return r;
+    int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    op.fd = fd;
+    op.gen = op.co ? weft__net_gen(fd) : 0;
+    weft__net_nodelay(fd, fam);
+    for (;;) {
+        if (connect(fd, &addr->u.sa, addr->len) == 0)
+            return fd;
+        if (errno == EINTR || errno == EINPROGRESS)
+            break; /* the handshake goes on: wait for it below */
+        if (fam == AF_UNIX && errno == EAGAIN) {
+            /* The listener's backlog is full. A Unix socket reports no
+             * readiness for that: look again shortly. */
+            if ((r = weft__net_pause(&op)) != 0)
+                goto fail;
+            continue;
+        }
+        r = -errno;
+        goto fail;
+    }
+    for (;;) {
+        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+            goto fail;
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+            r = -errno;
+            goto fail;
+        }
+        if (err == 0)
+            return fd;
+        if (err != EINPROGRESS && err != EALREADY) {
+            r = -err;
+            goto fail;
+        }
+    }
+fail:
+    /* -EPIPE from the wait means somebody weft_net_close'd our fd (it was
+     * never handed out, but a stray close can still hit its number): it is
+     * not ours to close again. */
+    if (r != -EPIPE || !op.co || weft__net_gen(fd) == op.gen)
+        close_keep_errno(fd);
+    return r;
+}
+
+int weft_net_connect(const weft_addr_t *addr)
+{
+    return weft_net_connect_until(addr, WEFT_FOREVER);
+}
+
+int weft_net_udp(const weft_addr_t *addr)
+{
+    if (!addr_ok(addr))
+        return -EINVAL;
+    int fd = socket(addr->u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, &addr->u.sa, addr->len) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int weft_net_shutdown(int fd, int how)
+{
+    if (fd < 0 || (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR))
+        return -EINVAL;
+    return shutdown(fd, how) == 0 ? 0 : -errno;
+}
+
+int weft_net_close(int fd)
+{
+    if (fd < 0)
+        return -EINVAL;
+    if (weft_loop_current()) {
+        /* On the loop's thread: make every call of this loop on fd fail
+         * with -EPIPE (generation), wake the ones that wait, and forget fd
+         * in the backend before the number can be reused. */
+        weft__net_gen_bump(fd);
+        weft__loop_fd_forget(fd);
+    }
+    /* Linux releases the fd even when close reports EINTR: never retry. */
+    if (close(fd) != 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
+int weft_net_adopt(int fd)
+{
+    if (fd < 0)
+        return -EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -errno;
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        return -errno;
+    int fdfl = fcntl(fd, F_GETFD);
+    if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) != 0)
+        return -errno;
+    return 0;
+}
