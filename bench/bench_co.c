@@ -1,55 +1,103 @@
 /*
- * bench_co.c - coroutines on the loop: spawning many (each yields once and
- * finishes), and a ping-pong through unbuffered weft channels between two
- * coroutines of one loop, with two OS threads on the same channels as the
- * peer in the same run. (Go goroutines and Python asyncio peers: not yet.)
+ * bench_co.c - coroutines on the loop (issue 4's benchmarks):
+ *
+ *   co_spawn       spawn N coroutines that each yield once and finish; the
+ *                  spawner yields after every 1,000 spawns (a cooperative
+ *                  program lets what it spawned run, as Go's scheduler does
+ *                  by itself), so about 1,000 are alive at a time. ns per
+ *                  coroutine; peer: Go goroutines (bench/go), Python asyncio
+ *                  (bench/bench_asyncio.py, smaller N).
+ *   co_spawn_all   the same with all N spawned before any runs: N alive at
+ *                  once (N stacks), the worst case for memory.
+ *   co_spawn_rss / co_spawn_all_rss
+ *                  peak RSS (getrusage ru_maxrss, KiB) of the process after
+ *                  the runs of each (a high-water mark: co_spawn runs first).
+ *   chan_pingpong_co
+ *                  two coroutines of one loop bounce a long through two
+ *                  unbuffered weft channels, ns per round trip; peers: Go
+ *                  unbuffered channels, a pthread mutex+condvar pair, weft
+ *                  channels between two OS threads.
+ *   timers         C coroutines each sleep K times for a random 0-50 us:
+ *                  C*K timers armed and fired. ns of CPU (user+sys) per
+ *                  timer; wall time per timer as a note. Peer: Go, the
+ *                  same shape with goroutines and time.Sleep.
+ *
+ * Coroutine stacks are 16 KiB (stated as a parameter).
  *
  * bench-needs: src/loop
  */
+#include <sys/resource.h>
 #include <weft.h>
 
 #include "bench.h"
 
-static long long n_spawn, n_pp;
+#define STACK (16 * 1024)
+#define BATCH 1000
+
+static long long n_spawn, n_spawn_all, n_pp, n_tco, n_tk;
+
+static long peak_rss_kib(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static double cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
+}
+
+/* ---- spawn ----------------------------------------------------------------- */
+
+static long long finished;
 
 static int yield_once(void *arg, void **result)
 {
     (void)arg;
     (void)result;
     weft_co_yield();
+    finished++; /* one loop: no race */
     return 0;
 }
+
+struct spawn_arg {
+    long long n;
+    bool all;
+};
 
 static int spawn_main(void *arg, void **result)
 {
     (void)result;
-    double *ns = arg;
-    int64_t t0 = bench_now();
-    /* Spawn in batches: a parked task costs no stack, but a task that has
-     * run once holds one until it finishes. */
-    const long long batch = 10000;
-    for (long long i = 0; i < n_spawn; i += batch) {
-        for (long long k = i; k < i + batch && k < n_spawn; k++)
-            if (weft_co_spawn(NULL, yield_once, NULL, "y", 16 * 1024) != 0)
-                bench_die("spawn", k);
-        weft_co_sleep(0); /* let them all run and finish */
-        weft_co_yield();
-        weft_co_yield();
+    struct spawn_arg *a = arg;
+    finished = 0;
+    for (long long i = 0; i < a->n; i++) {
+        if (weft_co_spawn(NULL, yield_once, NULL, "y", STACK) != 0)
+            bench_die("spawn", i);
+        if (!a->all && (i + 1) % BATCH == 0)
+            weft_co_yield(); /* let them start; they finish on our next yield */
     }
-    *ns = (double)(bench_now() - t0) / (double)n_spawn;
+    while (finished < a->n)
+        weft_co_yield();
     return 0;
 }
 
 static double run_spawn(void *arg)
 {
-    (void)arg;
-    double ns = 0;
+    struct spawn_arg *a = arg;
     weft_loop_stats_t st;
     weft_loop_opts_t o = {.stats = &st};
-    if (weft_loop_run(spawn_main, &ns, &o) != 0 || st.tasks_finished != (uint64_t)n_spawn + 1)
+    int64_t t0 = bench_now();
+    if (weft_loop_run(spawn_main, a, &o) != 0 || st.tasks_finished != (uint64_t)a->n + 1 ||
+        finished != a->n)
         bench_die("spawn count", (long long)st.tasks_finished);
-    return ns;
+    return (double)(bench_now() - t0) / (double)a->n;
 }
+
+/* ---- ping-pong ----------------------------------------------------------------- */
 
 struct pp {
     weft_chan_t *a, *b;
@@ -78,14 +126,19 @@ static long pinger(struct pp *p)
     return v;
 }
 
+static double pp_ns;
+
 static int pp_main(void *arg, void **result)
 {
     (void)result;
     weft_task_t *t;
     if (weft_co_spawn(&t, ponger, arg, "ponger", 0) != 0)
         bench_die("spawn", 0);
+    weft_co_yield(); /* the ponger waits in its first receive */
+    int64_t t0 = bench_now();
     if (pinger(arg) != n_pp)
         bench_die("ping-pong count", 0);
+    pp_ns = (double)(bench_now() - t0) / (double)n_pp;
     weft_co_await(t, NULL);
     weft_task_release(t);
     return 0;
@@ -108,12 +161,10 @@ static double run_pp_co(void *arg)
     (void)arg;
     struct pp p;
     pp_make(&p);
-    int64_t t0 = bench_now();
     if (weft_loop_run(pp_main, &p, NULL) != 0)
         bench_die("loop", 0);
-    double ns = (double)(bench_now() - t0) / (double)n_pp;
     pp_free(&p);
-    return ns;
+    return pp_ns;
 }
 
 static void *ponger_thread(void *arg)
@@ -138,16 +189,145 @@ static double run_pp_threads(void *arg)
     return ns;
 }
 
+/* A pthread mutex + condition variable pair: a turn variable handed back
+ * and forth, the classic way two threads ping-pong without channels. */
+struct cvpp {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    long turn; /* even: the pinger's turn, odd: the ponger's */
+    long v;
+};
+
+static void *cv_ponger(void *arg)
+{
+    struct cvpp *p = arg;
+    pthread_mutex_lock(&p->m);
+    for (long long i = 0; i < n_pp; i++) {
+        while (!(p->turn & 1))
+            pthread_cond_wait(&p->c, &p->m);
+        p->v++;
+        p->turn++;
+        pthread_cond_signal(&p->c);
+    }
+    pthread_mutex_unlock(&p->m);
+    return NULL;
+}
+
+static double run_pp_condvar(void *arg)
+{
+    (void)arg;
+    struct cvpp p = {.turn = 0, .v = 0};
+    pthread_mutex_init(&p.m, NULL);
+    pthread_cond_init(&p.c, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, cv_ponger, &p);
+    int64_t t0 = bench_now();
+    pthread_mutex_lock(&p.m);
+    for (long long i = 0; i < n_pp; i++) {
+        p.turn++; /* odd: the ponger's */
+        pthread_cond_signal(&p.c);
+        while (p.turn & 1)
+            pthread_cond_wait(&p.c, &p.m);
+    }
+    pthread_mutex_unlock(&p.m);
+    double ns = (double)(bench_now() - t0) / (double)n_pp;
+    pthread_join(th, NULL);
+    if (p.v != n_pp)
+        bench_die("condvar ping-pong count", p.v);
+    pthread_cond_destroy(&p.c);
+    pthread_mutex_destroy(&p.m);
+    return ns;
+}
+
+/* ---- timers -------------------------------------------------------------------- */
+
+static long long timers_fired;
+static double timers_wall_ns;
+
+static int sleeper(void *arg, void **result)
+{
+    (void)result;
+    uint64_t x = (uint64_t)(uintptr_t)arg * 0x9e3779b97f4a7c15ull + 1;
+    for (long long k = 0; k < n_tk; k++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        weft_time_t d = weft_now() + (weft_time_t)(x % 50000); /* 0-50 us */
+        if (weft_co_sleep_until(d) != 0)
+            bench_die("sleep", k);
+        if (weft_now() < d)
+            bench_die("timer fired early", k);
+        timers_fired++;
+    }
+    return 0;
+}
+
+static int timers_main_wait(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    timers_fired = 0;
+    weft_co_group_t *g;
+    if (weft_co_group_create(&g) != 0)
+        bench_die("group", 0);
+    for (long long i = 0; i < n_tco; i++)
+        if (weft_co_group_spawn(g, NULL, sleeper, (void *)(uintptr_t)(i + 1), "sleeper",
+                                STACK) != 0)
+            bench_die("spawn", i);
+    if (weft_co_group_wait(g) != 0)
+        bench_die("group wait", 0);
+    weft_co_group_free(g);
+    return 0;
+}
+
+static double run_timers_cpu(void *arg)
+{
+    (void)arg;
+    double c0 = cpu_ns();
+    int64_t t0 = bench_now();
+    if (weft_loop_run(timers_main_wait, NULL, NULL) != 0)
+        bench_die("loop", 0);
+    timers_wall_ns = (double)(bench_now() - t0) / (double)(n_tco * n_tk);
+    if (timers_fired != n_tco * n_tk)
+        bench_die("timers fired", timers_fired);
+    return (cpu_ns() - c0) / (double)(n_tco * n_tk);
+}
+
 int main(int argc, char **argv)
 {
     bench_init(argc, argv);
     n_spawn = bench_size("spawn", 1000000, 10000);
+    n_spawn_all = bench_size("spawn-all", 1000000, 10000);
     n_pp = bench_size("pingpong", 1000000, 10000);
-    bench_json("co_spawn", "weft", BENCH_PARAMS({"n", n_spawn}), "ns_per_op",
-               bench_repeat(run_spawn, NULL, false));
-    bench_json("chan_pingpong_co", "weft_co", BENCH_PARAMS({"iters", n_pp}), "ns_per_op",
-               bench_repeat(run_pp_co, NULL, false));
-    bench_json("chan_pingpong_co", "weft_threads", BENCH_PARAMS({"iters", n_pp}), "ns_per_op",
-               bench_repeat(run_pp_threads, NULL, false));
+    n_tco = bench_size("timer-coroutines", 1000, 10);
+    n_tk = bench_size("timers-each", 1000, 10);
+
+    /* Spawning first: ru_maxrss is a high-water mark. */
+    struct spawn_arg sa = {n_spawn, false};
+    bench_json("co_spawn", "weft", BENCH_PARAMS({"n", n_spawn}),
+               "ns_per_op", bench_repeat(run_spawn, &sa, false));
+    bench_json("co_spawn_rss", "weft", BENCH_PARAMS({"n", n_spawn}), "kib",
+               (double)peak_rss_kib());
+    struct spawn_arg sall = {n_spawn_all, true};
+    bench_json("co_spawn_all", "weft",
+               BENCH_PARAMS({"n", n_spawn_all}), "ns_per_op",
+               bench_repeat(run_spawn, &sall, false));
+    bench_json("co_spawn_all_rss", "weft", BENCH_PARAMS({"n", n_spawn_all}), "kib",
+               (double)peak_rss_kib());
+
+    bench_case_t pp[] = {
+        {"weft_co", run_pp_co, NULL},
+        {"pthread_condvar", run_pp_condvar, NULL},
+        {"weft_threads", run_pp_threads, NULL},
+    };
+    bench_compare("chan_pingpong_co", BENCH_PARAMS({"iters", n_pp}), "ns_per_op", false, pp,
+                  sizeof pp / sizeof pp[0]);
+
+    double cpu = bench_repeat(run_timers_cpu, NULL, false);
+    printf("{\"bench\": \"timers\", \"impl\": \"weft\", \"params\": {\"coroutines\": %lld, "
+           "\"each\": %lld, \"stat\": \"%s\"}, \"ns_per_op\": %.4g, \"wall_ns_per_timer\": %.4g, "
+           "\"runs\": %d}\n",
+           n_tco, n_tk, bench_best_ ? "best" : "median", cpu, timers_wall_ns, bench_runs());
+    fflush(stdout);
     return 0;
 }

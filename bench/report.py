@@ -9,14 +9,15 @@ base, and every other row gets the ratio
 
     weft/peer = weft's cost / the peer's cost
 
-where the cost is ns_per_op or seconds as printed, or 1/req_per_s. Below 1,
+where the cost is ns_per_op, seconds or kib (peak memory) as printed, or
+1/req_per_s. Below 1,
 weft is faster; 0.5 means weft takes half the peer's time. Where the project
 set a target for a pair it is shown, with "ok" or "MISS".
 """
 import json
 import sys
 
-UNITS = ("ns_per_op", "seconds", "req_per_s")
+UNITS = ("ns_per_op", "seconds", "req_per_s", "kib")
 
 # (bench, peer) -> the largest acceptable weft/peer ratio (docs/bench.md).
 TARGETS = {
@@ -27,6 +28,14 @@ TARGETS = {
     ("fib", "tbb"): 0.5,
     ("par_sum", "openmp"): 1.05,
     ("par_sum", "tbb"): 1.05,
+    # Coroutines (issue 4): spawning a million that each yield once at most
+    # 0.2x Go's time with a peak RSS no larger than Go's; a channel round
+    # trip between two coroutines at most 0.3x Go's unbuffered channel.
+    ("co_spawn", "go"): 0.2,
+    ("co_spawn_rss", "go"): 1.0,
+    ("co_spawn_all", "go"): 0.2,
+    ("co_spawn_all_rss", "go"): 1.0,
+    ("chan_pingpong_co", "go"): 0.3,
 }
 
 # (bench, impl) -> the largest acceptable value of weft's own row, in its

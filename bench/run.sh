@@ -10,8 +10,9 @@
 #   other --options are passed to every benchmark (see bench/bench.h)
 #
 # Runs every executable in <builddir>/bench/ (bench_*, and the OpenMP and C++
-# peers), then the Go peers from bench/go/, built into <builddir>/bench/go/
-# when `go` is installed (skipped with a note otherwise). The JSON lines go to
+# peers), the Python peers bench/bench_*.py (asyncio), then the Go peers from
+# bench/go/, built into <builddir>/bench/go/ when `go` is installed (skipped
+# with a note otherwise). The JSON lines go to
 # <builddir>/bench.jsonl; bench/report.py prints the ratios. Exit status: 0,
 # or 1 if any benchmark failed (a failed check, a crash, a timeout).
 set -u
@@ -23,7 +24,7 @@ limit=900
 for a in "$@"; do
     case $a in
     --tiny) args+=("$a"); limit=120 ;;
-    -h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 0 ;;
     --*) args+=("$a") ;;
     *) builddir=$a ;;
     esac
@@ -73,6 +74,16 @@ done
 if [ $found -eq 0 ]; then
     echo "run.sh: no benchmark executables in $benchdir (build first)" >&2
     exit 2
+fi
+
+# The Python peers (bench/bench_*.py, asyncio): standard library only.
+if command -v python3 >/dev/null 2>&1; then
+    for py in "$here"/bench_*.py; do
+        [ -f "$py" ] || continue
+        run "$(basename "$py")" python3 "$py"
+    done
+else
+    echo "note: python3 is not installed: the Python peers are skipped" >&2
 fi
 
 # The Go peers: standard library only, built offline.

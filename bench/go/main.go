@@ -163,6 +163,22 @@ func emit(bench, impl string, params []kv, unit string, value float64) {
 	os.Stdout.WriteString(b.String())
 }
 
+// emitNote is emit with one extra numeric field (a note in report.py).
+func emitNote(bench, impl string, params []kv, unit string, value float64, note string, nv float64) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {", bench, impl)
+	for _, p := range params {
+		fmt.Fprintf(&b, "\"%s\": %d, ", p.key, p.value)
+	}
+	stat := "median"
+	if best {
+		stat = "best"
+	}
+	fmt.Fprintf(&b, "\"stat\": \"%s\"}, \"%s\": %s, \"%s\": %s, \"runs\": %d}\n", stat, unit,
+		strconv.FormatFloat(value, 'g', 4, 64), note, strconv.FormatFloat(nv, 'g', 4, 64), runs)
+	os.Stdout.WriteString(b.String())
+}
+
 func nsPer(d time.Duration, n int64) float64 {
 	return float64(d.Nanoseconds()) / float64(n)
 }
@@ -195,4 +211,5 @@ func main() {
 	fmt.Fprintf(os.Stderr, "go peers: %s, GOMAXPROCS=%d\n", runtime.Version(), runtime.GOMAXPROCS(0))
 	benchMutex()
 	benchChan()
+	benchCo()
 }

@@ -77,7 +77,10 @@ WEFT_API int weft_chan_release(weft_chan_t *ch);
  * weft_chan_send blocks while the channel is full (unbuffered: until a
  * receiver takes it). Returns 0, -EPIPE (closed; the element was not sent),
  * -EINVAL (NULL). _try returns -EAGAIN instead of blocking; _until returns
- * -ETIMEDOUT when the deadline passes (the element was not sent).
+ * -ETIMEDOUT when the deadline passes (the element was not sent). In a
+ * coroutine, the blocking forms return -ECANCELED if the task is cancelled
+ * while waiting: the element was not sent (no receiver gets it), unless a
+ * receiver took it first, and then the call returns 0.
  */
 WEFT_API int weft_chan_send(weft_chan_t *ch, const void *elem);
 WEFT_API int weft_chan_send_try(weft_chan_t *ch, const void *elem);
@@ -86,7 +89,10 @@ WEFT_API int weft_chan_send_until(weft_chan_t *ch, const void *elem, weft_time_t
 /*
  * Receive: copy the oldest element into out (elem_size bytes). Blocks while
  * the channel is empty. Returns 0, -EPIPE (closed and drained), -EINVAL.
- * _try returns -EAGAIN; _until returns -ETIMEDOUT.
+ * _try returns -EAGAIN; _until returns -ETIMEDOUT. In a coroutine, the
+ * blocking forms return -ECANCELED if the task is cancelled while waiting:
+ * nothing was received (no element is lost: it stays for other receivers),
+ * unless an element was handed over first, and then the call returns 0.
  */
 WEFT_API int weft_chan_recv(weft_chan_t *ch, void *out);
 WEFT_API int weft_chan_recv_try(weft_chan_t *ch, void *out);
@@ -133,7 +139,9 @@ typedef struct weft_select_case {
  * uniformly random, so no case starves. Other cases are untouched.
  *
  * weft_chan_select blocks; _try returns -EAGAIN if none is ready (Go's
- * default case); _until returns -ETIMEDOUT at the deadline. All return
+ * default case); _until returns -ETIMEDOUT at the deadline; in a coroutine
+ * both blocking forms return -ECANCELED if the task is cancelled while
+ * waiting (no case was performed, as on a timeout). All return
  * -EINVAL for cases NULL, n == 0, n above 4096, an op that is neither send
  * nor receive, or a NULL elem in a case whose chan is not NULL. -ENOMEM if a
  * large select (more than 4 cases when it must wait, more than 64 for the

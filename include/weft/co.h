@@ -29,18 +29,19 @@
  * cancelled, EVERY unshielded weft_co_* suspension point of the task
  * returns -ECANCELED at once, so a cancellation cannot be lost by code that
  * swallows one error. Shield scopes (weft_co_shield_begin) hold it off for
- * cleanup. The blocking calls of weft primitives cannot return -ECANCELED
- * (their contracts do not have it); in a cancelled coroutine their _until
- * forms with a finite deadline return -ETIMEDOUT early, once per
- * cancellation (weft_co_cancelled() tells why), and forms without a
- * deadline (weft_mutex_lock, weft_chan_send, weft_sleep, ...) are not
- * interrupted: they wait for what they wait for.
+ * cleanup. The blocking calls of weft's primitives are suspension points
+ * too: in a cancelled coroutine a mutex lock, semaphore acquire, condition
+ * / event / barrier / latch / wait-group wait, channel send / receive /
+ * select, future wait or weft_sleep that must wait returns -ECANCELED,
+ * level-triggered as well, leaving the object as a timeout would (see
+ * weft/sync.h). (weft_once and thread joins are not interrupted.)
  *
  * DEADLINE SCOPES cover several operations: every suspension point inside
  * weft_co_scope_begin(&s, deadline) ... weft_co_scope_end(&s) is cut short
  * when the deadline passes (weft_co_* calls return -ETIMEDOUT, level-
  * triggered like cancellation; primitives' finite _until waits return
- * -ETIMEDOUT once), and weft_co_scope_end reports -ETIMEDOUT. A
+ * -ETIMEDOUT once, their waits without a deadline are not cut by scopes),
+ * and weft_co_scope_end reports -ETIMEDOUT. A
  * cancellation always wins over a timeout (the asyncio.wait_for race):
  * scope_end returns -ECANCELED when the task was cancelled, whether or not
  * the deadline also passed, and the cancellation stays pending.

@@ -165,7 +165,8 @@ WEFT_API int weft_future_result(const weft_future_t *f, void **value);
  * outcome: read it with weft_future_result); -ETIMEDOUT if the deadline
  * passed first (_until only); -EINVAL (NULL, deadline < 0); -EDEADLK if
  * the caller is the very task that must resolve it (it is RUNNING on the
- * calling context): waiting would never end.
+ * calling context): waiting would never end. In a coroutine, -ECANCELED if
+ * the task is cancelled while waiting (the future is untouched).
  * A pool worker calling this helps run its pool's tasks while it waits.
  */
 WEFT_API int weft_future_wait(weft_future_t *f);
@@ -206,7 +207,7 @@ WEFT_API int weft_future_wait_all(weft_future_t *const *fs, size_t n, weft_time_
 /*
  * Wait until at least one future of fs[0..n) is resolved
  * (wait(FIRST_COMPLETED)). Returns the index (>= 0) of a resolved one (the
- * lowest index among those resolved when it looked); -ETIMEDOUT; -EINVAL
+ * lowest index among those resolved when it looked); -ETIMEDOUT; -ECANCELED (a cancelled coroutine); -EINVAL
  * (fs NULL, n == 0, n > INT32_MAX, a NULL entry, deadline < 0); -ENOMEM.
  */
 WEFT_API int weft_future_wait_any(weft_future_t *const *fs, size_t n, weft_time_t deadline);
@@ -231,7 +232,8 @@ WEFT_API int weft_as_completed_create(weft_as_completed_t **out, weft_future_t *
 /*
  * The next resolved future, in *f (not a new reference: the iterator's own,
  * valid until the iterator is freed), and returns its index in the set
- * (>= 0). -EPIPE when every future was yielded; -ETIMEDOUT; -EINVAL.
+ * (>= 0). -EPIPE when every future was yielded; -ETIMEDOUT; -ECANCELED (a
+ * cancelled coroutine); -EINVAL.
  * One thread at a time may call next on one iterator.
  */
 WEFT_API int weft_as_completed_next(weft_as_completed_t *it, weft_future_t **f,

@@ -30,6 +30,17 @@
  * _until(..., deadline) blocks until the absolute deadline (weft/time.h) and
  * returns -ETIMEDOUT then. A deadline < 0 gives -EINVAL.
  *
+ * Cancellation: in a coroutine (weft/co.h), every call here that would
+ * wait (plain and _until forms; never _try) returns -ECANCELED if the task
+ * is cancelled while waiting, or already is when it would have to wait
+ * (level-triggered; a shield holds it off). The object is left exactly as
+ * after a timeout: the caller is out of the queue, a unit or a hand-off
+ * that reached it first is kept (the call then succeeds), a mutex it did
+ * not get is not left locked, a condition wait returns with the mutex held,
+ * a barrier breaks (as on a timeout). CHECK the result of a lock in code
+ * that may run in a cancellable coroutine. On a plain thread these calls
+ * never return -ECANCELED. (weft_once is not interrupted.)
+ *
  * Every function taking a pointer returns -EINVAL for NULL (functions that
  * return a value rather than an error code document what they return).
  * Any thread may call any function unless its comment says otherwise.
@@ -86,11 +97,13 @@ WEFT_API int weft_mutex_init(weft_mutex_t *m);
  * waited on; nothing changes), -EINVAL. No memory is held, so a mutex that
  * is never destroyed leaks nothing. */
 WEFT_API int weft_mutex_destroy(weft_mutex_t *m);
-/* Lock, blocking as long as needed. 0, -EDEADLK, -EINVAL. */
+/* Lock, blocking as long as needed. 0, -EDEADLK, -EINVAL; in a coroutine,
+ * -ECANCELED if the task is cancelled while waiting (not locked). */
 WEFT_API int weft_mutex_lock(weft_mutex_t *m);
 /* Lock if free: 0, -EAGAIN (held by someone, including the caller), -EINVAL. */
 WEFT_API int weft_mutex_lock_try(weft_mutex_t *m);
-/* Lock, waiting at most until deadline: 0, -ETIMEDOUT, -EDEADLK, -EINVAL. */
+/* Lock, waiting at most until deadline: 0, -ETIMEDOUT, -EDEADLK, -EINVAL;
+ * in a coroutine, -ECANCELED if the task is cancelled while waiting. */
 WEFT_API int weft_mutex_lock_until(weft_mutex_t *m, weft_time_t deadline);
 /* Unlock: 0, -EPERM (the caller does not hold it), -EINVAL. */
 WEFT_API int weft_mutex_unlock(weft_mutex_t *m);
@@ -117,11 +130,12 @@ typedef struct weft_rmutex {
 WEFT_API int weft_rmutex_init(weft_rmutex_t *m);
 /* 0, -EBUSY (held or waited on), -EINVAL. */
 WEFT_API int weft_rmutex_destroy(weft_rmutex_t *m);
-/* 0, -EOVERFLOW (locked 2^32-1 times already), -EINVAL. */
+/* 0, -EOVERFLOW (locked 2^32-1 times already), -EINVAL; in a coroutine,
+ * -ECANCELED if the task is cancelled while waiting. */
 WEFT_API int weft_rmutex_lock(weft_rmutex_t *m);
 /* 0, -EAGAIN, -EOVERFLOW, -EINVAL. */
 WEFT_API int weft_rmutex_lock_try(weft_rmutex_t *m);
-/* 0, -ETIMEDOUT, -EOVERFLOW, -EINVAL. */
+/* 0, -ETIMEDOUT, -EOVERFLOW, -EINVAL, -ECANCELED (a cancelled coroutine). */
 WEFT_API int weft_rmutex_lock_until(weft_rmutex_t *m, weft_time_t deadline);
 /* 0, -EPERM (not the owner), -EINVAL. */
 WEFT_API int weft_rmutex_unlock(weft_rmutex_t *m);
@@ -161,21 +175,25 @@ typedef struct weft_rwlock {
 WEFT_API int weft_rwlock_init(weft_rwlock_t *l);
 /* 0, -EBUSY (held or waited on), -EINVAL. */
 WEFT_API int weft_rwlock_destroy(weft_rwlock_t *l);
-/* Shared lock. 0, -EOVERFLOW (2^29-1 readers hold it already), -EINVAL. */
+/* Shared lock. 0, -EOVERFLOW (2^29-1 readers hold it already), -EINVAL; in a
+ * coroutine, -ECANCELED if the task is cancelled while waiting. */
 WEFT_API int weft_rwlock_rdlock(weft_rwlock_t *l);
 /* Shared lock if no writer holds or waits for it: 0, -EAGAIN, -EOVERFLOW,
  * -EINVAL. */
 WEFT_API int weft_rwlock_rdlock_try(weft_rwlock_t *l);
-/* Shared lock by the deadline: 0, -ETIMEDOUT, -EOVERFLOW, -EINVAL. */
+/* Shared lock by the deadline: 0, -ETIMEDOUT, -EOVERFLOW, -EINVAL, and
+ * -ECANCELED in a cancelled coroutine. */
 WEFT_API int weft_rwlock_rdlock_until(weft_rwlock_t *l, weft_time_t deadline);
 /* Release a shared lock. 0, -EPERM (no reader holds it), -EINVAL. */
 WEFT_API int weft_rwlock_rdunlock(weft_rwlock_t *l);
-/* Exclusive lock. 0, -EDEADLK (the caller is the writer already), -EINVAL. */
+/* Exclusive lock. 0, -EDEADLK (the caller is the writer already), -EINVAL;
+ * in a coroutine, -ECANCELED if the task is cancelled while waiting. */
 WEFT_API int weft_rwlock_wrlock(weft_rwlock_t *l);
 /* Exclusive lock if nobody holds it: 0, -EAGAIN (held, by the caller too),
  * -EINVAL. */
 WEFT_API int weft_rwlock_wrlock_try(weft_rwlock_t *l);
-/* Exclusive lock by the deadline: 0, -ETIMEDOUT, -EDEADLK, -EINVAL. */
+/* Exclusive lock by the deadline: 0, -ETIMEDOUT, -EDEADLK, -EINVAL, and
+ * -ECANCELED in a cancelled coroutine. */
 WEFT_API int weft_rwlock_wrlock_until(weft_rwlock_t *l, weft_time_t deadline);
 /* Release the exclusive lock. 0, -EPERM (the caller is not the writer),
  * -EINVAL. */
@@ -202,15 +220,18 @@ typedef struct weft_cond {
 WEFT_API int weft_cond_init(weft_cond_t *c);
 /* 0, -EBUSY (threads wait on it), -EINVAL. */
 WEFT_API int weft_cond_destroy(weft_cond_t *c);
-/* Unlock m, wait for a notify, relock m. 0, -EPERM, -EINVAL. */
+/* Unlock m, wait for a notify, relock m. 0, -EPERM, -EINVAL; in a
+ * coroutine, -ECANCELED if the task is cancelled while waiting (m is
+ * relocked all the same). */
 WEFT_API int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m);
 /* The same with a deadline: 0, -ETIMEDOUT (m is relocked either way),
- * -EPERM, -EINVAL. */
+ * -ECANCELED (a cancelled coroutine; m relocked), -EPERM, -EINVAL. */
 WEFT_API int weft_cond_wait_until(weft_cond_t *c, weft_mutex_t *m, weft_time_t deadline);
 /*
  * Wait until pred(arg) returns true (checked with m held, first before any
  * wait): 0 once it holds, -ETIMEDOUT if the deadline passes first (m is held
- * on return either way), -EPERM, -EINVAL. Pass WEFT_FOREVER to wait without
+ * on return either way), -ECANCELED (a cancelled coroutine, and the
+ * predicate still false; m held), -EPERM, -EINVAL. Pass WEFT_FOREVER to wait without
  * a deadline.
  */
 WEFT_API int weft_cond_wait_for(weft_cond_t *c, weft_mutex_t *m,
@@ -251,11 +272,13 @@ WEFT_API int weft_sem_init(weft_sem_t *s, unsigned value);
 WEFT_API int weft_sem_init_bounded(weft_sem_t *s, unsigned value, unsigned max);
 /* 0, -EBUSY (waiters), -EINVAL. */
 WEFT_API int weft_sem_destroy(weft_sem_t *s);
-/* Take one unit, waiting while there is none: 0, -EINVAL. */
+/* Take one unit, waiting while there is none: 0, -EINVAL; in a coroutine,
+ * -ECANCELED if the task is cancelled while waiting (nothing taken). */
 WEFT_API int weft_sem_acquire(weft_sem_t *s);
 /* Take one unit if one is free: 0, -EAGAIN, -EINVAL. */
 WEFT_API int weft_sem_acquire_try(weft_sem_t *s);
-/* Take one unit by the deadline: 0, -ETIMEDOUT, -EINVAL. */
+/* Take one unit by the deadline: 0, -ETIMEDOUT, -EINVAL, -ECANCELED (a
+ * cancelled coroutine; nothing taken). */
 WEFT_API int weft_sem_acquire_until(weft_sem_t *s, weft_time_t deadline);
 /* Add 1 / add n: 0, -EOVERFLOW (past the bound or UINT32_MAX-1; nothing
  * changes), -EINVAL (n == 0). Units go first to waiting callers, oldest
@@ -293,9 +316,10 @@ WEFT_API int weft_event_clear(weft_event_t *e);
 WEFT_API bool weft_event_is_set(const weft_event_t *e);
 /* 0 once set, -EINVAL. A waiter woken by set returns 0 even if the event was
  * cleared again before it ran (as in Python: the flag was set while it
- * waited). */
+ * waited). In a coroutine, -ECANCELED if the task is cancelled while the
+ * flag is clear. */
 WEFT_API int weft_event_wait(weft_event_t *e);
-/* 0 once set, -ETIMEDOUT, -EINVAL. */
+/* 0 once set, -ETIMEDOUT, -EINVAL, -ECANCELED (a cancelled coroutine). */
 WEFT_API int weft_event_wait_until(weft_event_t *e, weft_time_t deadline);
 
 /* ------------------------------------------------------------------------ */
@@ -337,9 +361,12 @@ WEFT_API int weft_barrier_init(weft_barrier_t *b, unsigned parties,
                                void (*action)(void *arg), void *arg);
 /* 0, -EBUSY (callers wait on it), -EINVAL. */
 WEFT_API int weft_barrier_destroy(weft_barrier_t *b);
-/* Arrival index >= 0, WEFT_EBROKEN, -EDEADLK (from the action), -EINVAL. */
+/* Arrival index >= 0, WEFT_EBROKEN, -EDEADLK (from the action), -EINVAL; in
+ * a coroutine, -ECANCELED if the task is cancelled while waiting (the
+ * barrier breaks for the others, as on a timeout). */
 WEFT_API int weft_barrier_wait(weft_barrier_t *b);
-/* Arrival index >= 0, -ETIMEDOUT, WEFT_EBROKEN, -EDEADLK, -EINVAL. */
+/* Arrival index >= 0, -ETIMEDOUT, WEFT_EBROKEN, -EDEADLK, -EINVAL, and
+ * -ECANCELED (a cancelled coroutine; the barrier breaks as on a timeout). */
 WEFT_API int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline);
 /* Break the barrier: waiters return WEFT_EBROKEN. 0, -EDEADLK, -EINVAL. */
 WEFT_API int weft_barrier_abort(weft_barrier_t *b);
@@ -400,9 +427,11 @@ WEFT_API int weft_waitgroup_add(weft_waitgroup_t *wg, int64_t delta);
 /* add(-1): 0, -EOVERFLOW (the count is zero), -EINVAL. */
 WEFT_API int weft_waitgroup_done(weft_waitgroup_t *wg);
 /* Wait until the count is zero: 0, -EINVAL. A waiter released by the count
- * reaching zero returns 0 even if work was added again since. */
+ * reaching zero returns 0 even if work was added again since. In a
+ * coroutine, -ECANCELED if the task is cancelled while waiting. */
 WEFT_API int weft_waitgroup_wait(weft_waitgroup_t *wg);
-/* The same by the deadline: 0, -ETIMEDOUT, -EINVAL. */
+/* The same by the deadline: 0, -ETIMEDOUT, -EINVAL, -ECANCELED (a cancelled
+ * coroutine). */
 WEFT_API int weft_waitgroup_wait_until(weft_waitgroup_t *wg, weft_time_t deadline);
 /* The count now (a hint); 0 for NULL. */
 WEFT_API int64_t weft_waitgroup_count(const weft_waitgroup_t *wg);
@@ -424,14 +453,15 @@ WEFT_API int weft_latch_destroy(weft_latch_t *l);
 /* Subtract n (0 is a no-op): 0, -EOVERFLOW (more than remains; nothing
  * changes), -EINVAL. */
 WEFT_API int weft_latch_count_down(weft_latch_t *l, uint64_t n);
-/* 0 once the count is zero, -EINVAL. */
+/* 0 once the count is zero, -EINVAL; -ECANCELED in a coroutine cancelled
+ * while waiting. */
 WEFT_API int weft_latch_wait(weft_latch_t *l);
-/* 0, -ETIMEDOUT, -EINVAL. */
+/* 0, -ETIMEDOUT, -EINVAL, -ECANCELED (a cancelled coroutine). */
 WEFT_API int weft_latch_wait_until(weft_latch_t *l, weft_time_t deadline);
 /* 0 if the count is zero, -EAGAIN otherwise, -EINVAL. */
 WEFT_API int weft_latch_wait_try(weft_latch_t *l);
 /* count_down(1) then wait: 0, -EOVERFLOW (the count was zero already),
- * -EINVAL. */
+ * -EINVAL, -ECANCELED (a cancelled coroutine; its count_down stands). */
 WEFT_API int weft_latch_arrive_and_wait(weft_latch_t *l);
 
 #ifdef __cplusplus

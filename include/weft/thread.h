@@ -116,7 +116,8 @@ WEFT_API void weft_thread_yield(void);
  * suspends only the coroutine. Never returns early; signals do not shorten
  * the sleep. A zero or past time returns at once without yielding (use
  * weft_thread_yield); +infinity / WEFT_FOREVER sleeps forever. 0, -EINVAL
- * (negative or NaN seconds, negative deadline). */
+ * (negative or NaN seconds, negative deadline); in a coroutine, -ECANCELED
+ * if the task is cancelled while sleeping (never on a plain thread). */
 WEFT_API int weft_sleep(double seconds);
 WEFT_API int weft_sleep_until(weft_time_t deadline);
 

@@ -118,12 +118,20 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
             weft__chan_register(c->chan, nd, c->op == WEFT_SELECT_SEND);
         }
 
+        /* A cancelled coroutine gives up exactly as on a timeout: it claims
+         * itself (WAITING -> TIMEDOUT), so no partner can complete it, and
+         * leaves every queue; an element it was handed first is kept (the
+         * claim fails and the operation completes). */
+        sel.w.cancellable = true;
         int s = weft__waiter_wait(&sel.w, WEFT__W_WAITING, deadline);
-        if (s == -ETIMEDOUT)
+        bool cancelled = s == -ECANCELED;
+        if (s == -ETIMEDOUT || s == -ECANCELED)
             s = weft__waiter_cas(&sel.w, WEFT__W_WAITING, WEFT__W_TIMEDOUT) ? WEFT__W_TIMEDOUT
                                                                              : WEFT__W_BUSY;
         /* Claimed (the wait returns on any change, BUSY included): the
-         * claimer finishes within a few instructions of its unlock. */
+         * claimer finishes within a few instructions of its unlock, and
+         * that wait is not cut short. */
+        sel.w.cancellable = false;
         while (s == WEFT__W_BUSY)
             s = weft__waiter_wait(&sel.w, WEFT__W_BUSY, WEFT_FOREVER);
 
@@ -136,7 +144,7 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
             break;
         }
         if (s == WEFT__W_TIMEDOUT) {
-            result = -ETIMEDOUT;
+            result = cancelled ? -ECANCELED : -ETIMEDOUT;
             break;
         }
         /* WEFT__CHAN_RETRY: start again. */

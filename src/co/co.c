@@ -190,18 +190,23 @@ int weft__co_create(struct weft__co **out, weft__co_fn fn, void *arg, const char
     int rc = weft__co_stack_get(stack_size, &co);
     if (rc)
         return rc;
-    /* Keep the stack's own fields (map, map_size, lo, size); reset the rest. */
-    char *map = co->map, *lo = co->lo;
-    size_t map_size = co->map_size, size = co->size;
-    memset(co, 0, sizeof *co);
-    co->map = map;
-    co->map_size = map_size;
-    co->lo = lo;
-    co->size = size;
+    /* Keep the stack's own fields (map, map_size, lo, size, chunked);
+     * set every other field (no memset: this is on the spawn path). */
+    co->sp = NULL;
+    co->resumer = co->switched_from = co->exit_to = NULL;
+    co->result = co->user = NULL;
+    co->is_thread = false;
+    co->pool_next = NULL;
+    co->fpctl = 0;
+    co->asan_fake = NULL;
+    co->tsan_fiber = NULL;
+    char *lo = co->lo;
+    size_t size = co->size;
     co->fn = fn;
     co->arg = arg;
     co->state = WEFT__CO_CREATED;
-    co->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    /* The id only names an unnamed coroutine: skip the atomic otherwise. */
+    co->id = name ? 0 : atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     copy_name(co->name, name, co->id);
     /* Frames go below the record (stack.c put it at the top). */
     co->sp = weft__ctx_make(lo, co, co_entry, co);

@@ -76,7 +76,12 @@
 #define WEFT__CO_STACK_MIN (16u * 1024u)
 #define WEFT__CO_STACK_MAX ((size_t)1 << 30)
 #define WEFT__CO_GUARD_DEFAULT (64u * 1024u)
-#define WEFT__CO_POOL_DEFAULT 64u
+/* pool_max for weft__co_stack_config: adaptive (keep every freed stack,
+ * thread caches on). The default. */
+#define WEFT__CO_POOL_AUTO ((size_t)-2)
+#define WEFT__CO_POOL_DEFAULT WEFT__CO_POOL_AUTO
+/* Stacks up to this usable size are carved from shared chunks (stack.c). */
+#define WEFT__CO_CHUNK_STACK_MAX ((size_t)512 * 1024)
 
 #define WEFT__CO_NAME_MAX 48
 
@@ -95,8 +100,8 @@ enum weft__co_state {
 
 /*
  * A context. For a coroutine the record lives at the top of its own stack
- * mapping (one mmap per coroutine, nothing malloc'd), so freeing the
- * coroutine returns record and stack together. Fields are read by the loop
+ * slot (carved from a shared chunk, or mapped alone; nothing malloc'd), so
+ * freeing the coroutine returns record and stack together. Fields are read by the loop
  * but written only through the functions below.
  */
 struct weft__co {
@@ -117,7 +122,8 @@ struct weft__co {
     char *lo;                   /* lowest usable stack byte (just above the guard) */
     size_t size;                /* usable stack bytes, [lo, lo + size) */
     struct weft__co *pool_next; /* link while the stack sits in the pool */
-    uint64_t id;                /* unique per process, for default names */
+    bool chunked;               /* the slot belongs to a chunk (stack.c) */
+    uint64_t id;                /* unique per process, for default names (0 if named) */
     uint64_t fpctl;             /* FP control state when last resumed (checked if WEFT_CO_FPCHECK) */
     void *asan_fake;            /* ASan fake-stack save slot while suspended */
     const void *asan_bottom;    /* ASan: this context's stack bottom and size */
@@ -134,8 +140,9 @@ struct weft__co {
  * run until something switches to it. Any thread may create; the stack comes
  * from the pool when one of the same size is free.
  * Returns 0 and *out, or -EINVAL (out or fn NULL, stack_size above
- * WEFT__CO_STACK_MAX), -ENOMEM (no memory or no mapping left: each stack
- * takes two mappings and vm.max_map_count bounds them).
+ * WEFT__CO_STACK_MAX), -ENOMEM (no memory or no mapping left: without
+ * MADV_GUARD_INSTALL each stack takes two mappings and vm.max_map_count
+ * bounds them).
  */
 int weft__co_create(struct weft__co **out, weft__co_fn fn, void *arg, const char *name,
                     size_t stack_size);
@@ -187,16 +194,19 @@ void weft__co_set_exit_to(struct weft__co *co, struct weft__co *exit_to);
 /* ---- stacks ------------------------------------------------------------ */
 
 /* Configure stacks for coroutines created from now on: the default usable
- * size (0 keeps the current), the most stacks the pool keeps (SIZE_MAX keeps
- * the current; 0 disables pooling and empties the pool), and the guard size
- * (0 keeps the current; rounded up to pages). Returns 0 or -EINVAL (a size
+ * size (0 keeps the current), the pool (SIZE_MAX keeps the current;
+ * WEFT__CO_POOL_AUTO, the default: keep every freed stack, with per-thread
+ * caches; any other value: no thread caches and at most that many pooled
+ * stacks, the rest unmapped when freed; 0 disables pooling; setting a bound
+ * empties the pool and the calling thread's cache), and the guard size (0
+ * keeps the current; rounded up to pages). Returns 0 or -EINVAL (a size
  * above WEFT__CO_STACK_MAX or a guard above 64 MiB). Any thread. */
 int weft__co_stack_config(size_t default_size, size_t pool_max, size_t guard_size);
 
 struct weft__co_stack_stats {
     uint64_t mapped;   /* stacks currently mmap'd (in use + pooled) */
     uint64_t in_use;   /* stacks owned by a coroutine record */
-    uint64_t pooled;   /* stacks waiting in the pool */
+    uint64_t pooled;   /* stacks waiting in the pool or a thread's cache */
     uint64_t created;  /* stacks ever mmap'd */
     uint64_t reused;   /* creations served from the pool */
     uint64_t returned; /* stacks given back to the pool (not unmapped) */
@@ -206,8 +216,9 @@ struct weft__co_stack_stats {
  * consistent when no other thread creates or frees). */
 void weft__co_stack_stats(struct weft__co_stack_stats *out);
 
-/* Unmap every pooled stack now. Returns how many were unmapped. Runs by
- * itself at exit. */
+/* Unmap every stack in the pool and in the calling thread's cache now
+ * (other threads' caches reach the pool when those threads exit). Returns
+ * how many were unmapped. Runs by itself at exit. */
 size_t weft__co_stack_pool_trim(void);
 
 /* Internal to src/co: a stack with its record at the top, and back. */

@@ -28,6 +28,7 @@
 #include <weft/sync.h>
 
 #include "../park/park.h"
+#include "../sync/internal.h"
 #include "internal.h"
 
 #define K_PENDING 0u
@@ -37,17 +38,7 @@
 #define K_MASK 3u
 #define F_CANCEL 4u
 #define F_PARKED 8u
-
-struct weft_future {
-    _Atomic uint32_t state;    /* kind and flags, see above */
-    _Atomic uint32_t refs;     /* references; the last release frees */
-    int err;                   /* outcome: 0 or the error; valid once DONE */
-    void *value;               /* outcome value; valid once DONE */
-    void (*value_free)(void *);/* frees value with the future, or NULL */
-    _Atomic uint64_t runner;   /* context id of the producer while RUNNING */
-    weft_mutex_t lock;         /* protects the callback list */
-    struct weft__fnode *cb_head, *cb_tail; /* callbacks, in order added */
-};
+#define F_HASCB 16u /* a callback node was added (set under the lock, before DONE) */
 
 _Atomic(weft__block_fn) weft__future_block;
 
@@ -63,6 +54,19 @@ static inline uint32_t load_state(const weft_future_t *f)
     return atomic_load_explicit(&((weft_future_t *)f)->state, memory_order_acquire);
 }
 
+void weft__future_init(weft_future_t *f, void (*on_free)(weft_future_t *f))
+{
+    atomic_init(&f->state, K_PENDING);
+    atomic_init(&f->refs, 1);
+    f->err = 0;
+    f->value = NULL;
+    f->value_free = NULL;
+    atomic_init(&f->runner, 0);
+    weft_mutex_init(&f->lock);
+    f->cb_head = f->cb_tail = NULL;
+    f->on_free = on_free;
+}
+
 int weft_future_create(weft_future_t **out)
 {
     if (!out)
@@ -70,6 +74,7 @@ int weft_future_create(weft_future_t **out)
     weft_future_t *f = malloc(sizeof *f);
     if (!f)
         return -ENOMEM;
+    f->on_free = NULL;
     atomic_init(&f->state, K_PENDING);
     atomic_init(&f->refs, 1);
     f->err = 0;
@@ -102,7 +107,10 @@ int weft_future_release(weft_future_t *f)
         return 0;
     if (f->value_free)
         f->value_free(f->value);
-    free(f);
+    if (f->on_free)
+        f->on_free(f); /* embedded in its owner's record (a task's future) */
+    else
+        free(f);
     return 0;
 }
 
@@ -152,17 +160,23 @@ static bool resolve(weft_future_t *f, unsigned from, int err, void *value,
     f->err = err;
     f->value = value;
     f->value_free = value_free;
-    /* Release: err and value are visible to whoever sees DONE. PARKED is
-     * cleared: the waiters it announces are woken just below. A CAS loop
-     * rather than an exchange keeps a CANCEL flag set meanwhile. */
+    /* Release: err and value are visible to whoever sees DONE. PARKED and
+     * HASCB are cleared: the waiters and callbacks they announce are dealt
+     * with just below. A CAS loop rather than an exchange keeps a CANCEL
+     * flag set meanwhile. */
     uint32_t old = atomic_load_explicit(&f->state, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&f->state, &old, (old & F_CANCEL) | K_DONE,
                                                   memory_order_acq_rel, memory_order_relaxed))
         ;
     if (old & F_PARKED)
         weft__unpark_all(&f->state, 0);
-
-    weft_mutex_lock(&f->lock);
+    /* Callbacks only if an adder set HASCB before our DONE: an adder sets
+     * it under the lock with a CAS that fails once DONE is published, and
+     * then runs its node itself, so a list nobody announced is empty and
+     * the lock is not needed (the common case: a task nobody awaits). */
+    if (!(old & F_HASCB))
+        return true;
+    weft__mutex_lock_nc(&f->lock);
     struct weft__fnode *n = f->cb_head;
     f->cb_head = f->cb_tail = NULL;
     weft_mutex_unlock(&f->lock);
@@ -296,10 +310,22 @@ static bool validate_wait(void *arg)
     }
 }
 
+static int wait_impl(weft_future_t *f, weft_time_t deadline, bool cancellable);
+
 int weft_future_wait_until(weft_future_t *f, weft_time_t deadline)
 {
     if (!f || deadline < 0)
         return -EINVAL;
+    return wait_impl(f, deadline, true);
+}
+
+int weft__future_wait_nc(weft_future_t *f)
+{
+    return wait_impl(f, WEFT_FOREVER, false);
+}
+
+static int wait_impl(weft_future_t *f, weft_time_t deadline, bool cancellable)
+{
     uint32_t s = load_state(f);
     if (WEFT_LIKELY(kind_of(s) == K_DONE))
         return 0;
@@ -321,11 +347,12 @@ int weft_future_wait_until(weft_future_t *f, weft_time_t deadline)
         weft__cpu_relax();
     }
     for (;;) {
-        int r = weft__park(&f->state, validate_wait, f, NULL, deadline, NULL);
+        int r = cancellable ? weft__park_c(&f->state, validate_wait, f, NULL, deadline, NULL)
+                            : weft__park(&f->state, validate_wait, f, NULL, deadline, NULL);
         if (r == -EAGAIN || kind_of(load_state(f)) == K_DONE)
             return 0;
-        if (r == -ETIMEDOUT)
-            return -ETIMEDOUT;
+        if (r == -ETIMEDOUT || r == -ECANCELED)
+            return r; /* PARKED may stay set: the resolver's unpark finds nobody */
     }
 }
 
@@ -350,11 +377,21 @@ int weft_future_get(weft_future_t *f, void **value)
 void weft__future_add_node(weft_future_t *f, struct weft__fnode *n)
 {
     n->next = NULL;
-    weft_mutex_lock(&f->lock);
-    if (kind_of(load_state(f)) == K_DONE) {
-        weft_mutex_unlock(&f->lock);
-        run_node(f, n);
-        return;
+    weft__mutex_lock_nc(&f->lock);
+    /* Announce the node (HASCB) unless the future is DONE already: the CAS
+     * orders the announcement before the resolver's DONE, which then takes
+     * the list under this lock (after we append). */
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    for (;;) {
+        if (kind_of(s) == K_DONE) {
+            weft_mutex_unlock(&f->lock);
+            run_node(f, n);
+            return;
+        }
+        if ((s & F_HASCB) ||
+            atomic_compare_exchange_weak_explicit(&f->state, &s, s | F_HASCB,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            break;
     }
     if (f->cb_tail)
         f->cb_tail->next = n;
@@ -367,7 +404,7 @@ void weft__future_add_node(weft_future_t *f, struct weft__fnode *n)
 bool weft__future_remove_node(weft_future_t *f, struct weft__fnode *n)
 {
     bool found = false;
-    weft_mutex_lock(&f->lock);
+    weft__mutex_lock_nc(&f->lock);
     struct weft__fnode *prev = NULL;
     for (struct weft__fnode *p = f->cb_head; p; prev = p, p = p->next) {
         if (p != n)
@@ -528,10 +565,10 @@ int weft_as_completed_next(weft_as_completed_t *it, weft_future_t **f, weft_time
         weft__block_fn block = atomic_load_explicit(&weft__future_block, memory_order_acquire);
         int r = block ? block(&it->done_head, validate_empty, ac_nonempty, it, deadline) : -ENOSYS;
         if (r == -ENOSYS)
-            r = weft__park(&it->done_head, validate_empty, it, NULL, deadline, NULL);
-        if (r == -ETIMEDOUT &&
+            r = weft__park_c(&it->done_head, validate_empty, it, NULL, deadline, NULL);
+        if ((r == -ETIMEDOUT || r == -ECANCELED) &&
             atomic_load_explicit(&it->done_head, memory_order_acquire) == NULL)
-            return -ETIMEDOUT;
+            return r;
     }
     struct ac_entry *e = it->local;
     it->local = e->next_done;

@@ -5,8 +5,30 @@
 #ifndef WEFT_FUTURE_INTERNAL_H
 #define WEFT_FUTURE_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <weft/future.h>
+#include <weft/sync.h>
+
+/* The future record (future.c). Visible here so that an owner can embed
+ * one (a coroutine task embeds its own: no malloc per task). */
+struct weft__fnode;
+struct weft_future {
+    _Atomic uint32_t state;    /* kind and flags, see future.c */
+    _Atomic uint32_t refs;     /* references; the last release frees */
+    int err;                   /* outcome: 0 or the error; valid once DONE */
+    void *value;               /* outcome value; valid once DONE */
+    void (*value_free)(void *);/* frees value with the future, or NULL */
+    _Atomic uint64_t runner;   /* context id of the producer while RUNNING */
+    weft_mutex_t lock;         /* protects the callback list */
+    struct weft__fnode *cb_head, *cb_tail; /* callbacks, in order added */
+    void (*on_free)(weft_future_t *f); /* embedded: called instead of free() */
+};
+
+/* Initialise an embedded future (pending, one reference). When its last
+ * reference goes, on_free(f) is called instead of free(). */
+void weft__future_init(weft_future_t *f, void (*on_free)(weft_future_t *f));
 
 /*
  * A callback node. weft_future_on_done allocates one per callback; weft's
@@ -20,6 +42,10 @@ struct weft__fnode {
     void *arg;                /* its argument */
     bool internal;            /* embedded by weft: not freed, no reference */
 };
+
+/* Wait for f without cancellation (weft's own cleanup waits, which must
+ * not end early in a cancelled coroutine). Returns 0. */
+int weft__future_wait_nc(weft_future_t *f);
 
 /* Register node; if the future is already resolved, run it now instead. */
 void weft__future_add_node(weft_future_t *f, struct weft__fnode *node);

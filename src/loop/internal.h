@@ -29,6 +29,7 @@
 #include <weft/loop.h>
 
 #include "../co/internal.h"
+#include "../future/internal.h"
 #include "../park/park.h"
 #include "backend.h"
 
@@ -49,7 +50,9 @@ enum { T_NEW = 0, T_RUNNABLE, T_RUNNING, T_SUSPENDED, T_DONE };
 enum {
     W_CO = 0,    /* a weft_co_* call: -ECANCELED / scope -ETIME, level-triggered */
     W_PRIM = 1,  /* a primitive's park: finite waits interrupted once, -ETIMEDOUT */
-    W_NOINTR = 2 /* not interruptible at all (cleanup waits) */
+    W_NOINTR = 2, /* not interruptible at all (cleanup waits) */
+    W_PRIMC = 3   /* a primitive's cancellable park: -ECANCELED, level-triggered;
+                     finite waits cut once by an expired scope, -ETIMEDOUT */
 };
 /* task_wait's code for "an enclosing scope expired" (mapped by callers). */
 #define WEFT__SCOPE_EXPIRED (-ETIME)
@@ -65,7 +68,8 @@ struct weft_task {
     weft_co_fn fn;               /* body */
     void *arg;
     size_t stack_size;
-    weft_future_t *fut;          /* resolved when the task finishes (a reference) */
+    weft_future_t *fut;          /* resolved when the task finishes (a reference):
+                                    &fut_store, embedded, so no malloc per task */
     _Atomic uint32_t refs;       /* the loop's (until done) + handles */
     int state;                   /* T_* */
     int rc;                      /* fn's return, once done */
@@ -92,6 +96,8 @@ struct weft_task {
     struct weft_task *free_next; /* in the process-wide free list */
     char name[WEFT__CO_NAME_MAX]; /* written with atomic byte stores (the watchdog
                                      reads it from its own thread) */
+    struct weft_future fut_store; /* the task's future; its last release returns
+                                     the record to the free list */
 };
 
 /* A wait on an fd: one reader and one writer slot per fd and loop. */

@@ -74,6 +74,7 @@ static inline void stat_inc(_Atomic uint64_t *c)
 /* ---- task records: type-stable, from a process-wide free list ----------- */
 
 #define TASK_CHUNK 256
+#define TASK_CACHE_MAX 512 /* records a thread keeps for itself */
 struct task_chunk {
     struct task_chunk *next;
     struct weft_task t[TASK_CHUNK];
@@ -81,6 +82,12 @@ struct task_chunk {
 static atomic_flag free_lock = ATOMIC_FLAG_INIT;
 static struct weft_task *free_tasks;
 static struct task_chunk *chunks; /* kept for the life of the process */
+/* A per-thread cache in front of the global list: a loop spawning and
+ * finishing tasks takes and returns records without a lock. Records left
+ * in the cache of a thread that exits stay there (type-stable memory, at
+ * most TASK_CACHE_MAX records per thread that ran tasks). */
+static _Thread_local struct weft_task *task_cache;
+static _Thread_local unsigned task_cache_n;
 
 static void free_lock_acquire(void)
 {
@@ -88,7 +95,9 @@ static void free_lock_acquire(void)
         weft__cpu_relax();
 }
 
-struct weft_task *weft__cotask_alloc(void)
+static void task_future_freed(weft_future_t *f);
+
+static WEFT_NOINLINE struct weft_task *task_alloc_slow(void)
 {
     free_lock_acquire();
     if (!free_tasks) {
@@ -104,9 +113,31 @@ struct weft_task *weft__cotask_alloc(void)
             free_tasks = &c->t[i];
         }
     }
+    /* Take a batch: the next allocations are local. */
     struct weft_task *t = free_tasks;
     free_tasks = t->free_next;
+    for (unsigned k = 0; free_tasks && k < TASK_CACHE_MAX / 2; k++) {
+        struct weft_task *x = free_tasks;
+        free_tasks = x->free_next;
+        x->free_next = task_cache;
+        task_cache = x;
+        task_cache_n++;
+    }
     atomic_flag_clear_explicit(&free_lock, memory_order_release);
+    return t;
+}
+
+struct weft_task *weft__cotask_alloc(void)
+{
+    struct weft_task *t = task_cache;
+    if (WEFT_LIKELY(t != NULL)) {
+        task_cache = t->free_next;
+        task_cache_n--;
+    } else {
+        t = task_alloc_slow();
+        if (!t)
+            return NULL;
+    }
     /* Keep gen_counter (it only grows) and wait_gen (0 in the free list:
      * a stale waker may be CASing it right now, and fails). */
     uint64_t gc = t->gen_counter;
@@ -118,7 +149,8 @@ struct weft_task *weft__cotask_alloc(void)
     t->fn = NULL;
     t->arg = t->result = NULL;
     t->stack_size = 0;
-    t->fut = NULL;
+    weft__future_init(&t->fut_store, task_future_freed);
+    t->fut = &t->fut_store;
     atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
     t->state = T_NEW;
     t->rc = 0;
@@ -140,23 +172,36 @@ struct weft_task *weft__cotask_alloc(void)
 
 static void task_free_record(struct weft_task *t)
 {
+    if (task_cache_n < TASK_CACHE_MAX) {
+        t->free_next = task_cache;
+        task_cache = t;
+        task_cache_n++;
+        return;
+    }
     free_lock_acquire();
     t->free_next = free_tasks;
     free_tasks = t;
     atomic_flag_clear_explicit(&free_lock, memory_order_release);
 }
 
-void weft__cotask_unref(struct weft_task *t)
+/* The last reference to the task's future is gone (the task's own, dropped
+ * when the task's last reference went, or a user's that outlived it). */
+static void task_future_freed(weft_future_t *f)
 {
-    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
-        return;
+    struct weft_task *t =
+        (struct weft_task *)((char *)f - offsetof(struct weft_task, fut_store));
     struct weft_loop *L = t->loop;
-    if (t->fut)
-        weft_future_release(t->fut);
     t->fut = NULL;
     task_free_record(t);
     if (L)
         weft__loop_unref(L);
+}
+
+void weft__cotask_unref(struct weft_task *t)
+{
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    weft_future_release(t->fut); /* usually the last: returns the record */
 }
 
 /* Names are read by the watchdog from its own thread: byte-wise atomics. */
@@ -495,6 +540,27 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
         if (why == CS_SCOPE)
             return WEFT__SCOPE_EXPIRED;
         intr = reach;
+    } else if (mode == W_PRIMC) {
+        /* Cancellation is level-triggered here as for W_CO; scopes cut only
+         * finite waits, once (as W_PRIM), and an infinite wait ignores
+         * their deadlines. Skip the scan when there is nothing to find. */
+        if (t->scope || t->cancelled || weft_future_cancel_requested(t->fut)) {
+            int why = cancel_state(t, &limit, &sc, &reach);
+            if (why == CS_CANCEL)
+                return -ECANCELED;
+            if (deadline == WEFT_FOREVER)
+                limit = WEFT_FOREVER;
+            if (why == CS_SCOPE && deadline != WEFT_FOREVER) {
+                if (!(sc->flags_ & SC_DELIVERED)) {
+                    sc->flags_ |= SC_DELIVERED;
+                    return -ETIMEDOUT;
+                }
+                limit = WEFT_FOREVER;
+            }
+            intr = reach;
+        } else {
+            intr = true;
+        }
     } else if (mode == W_PRIM && deadline != WEFT_FOREVER) {
         int why = cancel_state(t, &limit, &sc, &reach);
         if (why == CS_CANCEL && !t->cancel_prim_delivered) {
@@ -541,7 +607,7 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
     case R_WAKE:
         return 0;
     case R_CANCEL:
-        if (mode == W_CO)
+        if (mode == W_CO || mode == W_PRIMC)
             return -ECANCELED;
         t->cancel_prim_delivered = true;
         return -ETIMEDOUT;
@@ -556,6 +622,8 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
     int why = cancel_state(t, &limit, &sc, &reach);
     if (mode == W_CO)
         return why == CS_CANCEL ? -ECANCELED : why == CS_SCOPE ? WEFT__SCOPE_EXPIRED : 0;
+    if (mode == W_PRIMC && why == CS_CANCEL)
+        return -ECANCELED;
     if (why == CS_SCOPE && !(sc->flags_ & SC_DELIVERED)) {
         sc->flags_ |= SC_DELIVERED;
         return -ETIMEDOUT;
@@ -610,10 +678,11 @@ static int co_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline
     if (!w->ctx)
         return weft__thread_park_ops.wait(w, expect, deadline);
     struct weft_task *t = w->ctx;
+    int mode = w->cancellable ? W_PRIMC : W_PRIM;
     for (;;) {
-        int r = weft__cotask_wait(t, w, expect, deadline, W_PRIM);
-        if (r == -ETIMEDOUT)
-            return -ETIMEDOUT;
+        int r = weft__cotask_wait(t, w, expect, deadline, mode);
+        if (r == -ETIMEDOUT || r == -ECANCELED)
+            return r;
         if (weft__waiter_state(w) != expect)
             return 0;
         if (r == 0)
@@ -750,10 +819,6 @@ int weft__cotask_spawn(struct weft_loop *L, struct weft_task **out, weft_co_fn f
     struct weft_task *t = weft__cotask_alloc();
     if (!t)
         return -ENOMEM;
-    if (weft_future_create(&t->fut) != 0) {
-        weft__cotask_unref(t);
-        return -ENOMEM;
-    }
     t->fn = fn;
     t->arg = arg;
     t->stack_size = stack_size;

@@ -121,6 +121,12 @@ int weft_co_yield(void)
     struct weft_task *t = cur_task();
     if (!t)
         return -EPERM;
+    /* Fast path: no scope and no cancellation (requested on the task or on
+     * its future): nothing to deliver, just go to the back of the queue. */
+    if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft_future_cancel_requested(t->fut))) {
+        weft__cotask_suspend_yield(t);
+        return 0;
+    }
     /* A yield is a suspension point: deliver a pending cancellation. A
      * zero-length wait checks without suspending. */
     struct weft__waiter w;

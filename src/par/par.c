@@ -12,6 +12,7 @@
 #include <string.h>
 #include <weft/par.h>
 
+#include "../future/internal.h"
 #include "../pool/internal.h"
 
 struct pf {
@@ -248,7 +249,9 @@ int weft_par_iter_free(weft_par_iter_t *it)
     if (!it)
         return -EINVAL;
     iter_cancel_all(it);
-    weft_future_wait_all(it->fs, it->nchunks, WEFT_FOREVER);
+    /* Not cancellable: the chunks use what is freed below. */
+    for (size_t i = 0; i < it->nchunks; i++)
+        weft__future_wait_nc(it->fs[i]);
     if (it->ac)
         weft_as_completed_free(it->ac);
     for (size_t i = 0; i < it->nchunks; i++)

@@ -94,12 +94,13 @@ static bool key_queued(struct bucket *b, const void *key)
     return false;
 }
 
-int weft__park(const void *key, bool (*validate)(void *arg), void *arg,
-               void (*timed_out)(void *arg, bool was_last), weft_time_t deadline,
-               uintptr_t *token)
+static int park(const void *key, bool (*validate)(void *arg), void *arg,
+                void (*timed_out)(void *arg, bool was_last), weft_time_t deadline,
+                uintptr_t *token, bool cancellable)
 {
     struct lot_node n;
     weft__waiter_init(&n.w);
+    n.w.cancellable = cancellable;
     n.key = key;
     n.next = NULL;
     n.token = 0;
@@ -119,7 +120,8 @@ int weft__park(const void *key, bool (*validate)(void *arg), void *arg,
     bucket_unlock(b);
 
     int r = weft__waiter_wait(&n.w, WEFT__W_WAITING, deadline);
-    if (r == -ETIMEDOUT) {
+    if (r == -ETIMEDOUT || r == -ECANCELED) {
+        /* A cancellation ends the park exactly as a timeout does. */
         bucket_lock(b);
         if (n.queued) {
             struct lot_node *prev = NULL;
@@ -129,16 +131,32 @@ int weft__park(const void *key, bool (*validate)(void *arg), void *arg,
             if (timed_out)
                 timed_out(arg, !key_queued(b, key));
             bucket_unlock(b);
-            return -ETIMEDOUT;
+            return r;
         }
         bucket_unlock(b);
         /* Dequeued by an unparker that has yet to finish us: that is an
-         * unpark, and the finish is a few instructions away. */
+         * unpark, and the finish is a few instructions away (not to be cut
+         * short by a cancellation: the unparker writes our token). */
+        n.w.cancellable = false;
         weft__waiter_wait(&n.w, WEFT__W_WAITING, WEFT_FOREVER);
     }
     if (token)
         *token = n.token;
     return 0;
+}
+
+int weft__park(const void *key, bool (*validate)(void *arg), void *arg,
+               void (*timed_out)(void *arg, bool was_last), weft_time_t deadline,
+               uintptr_t *token)
+{
+    return park(key, validate, arg, timed_out, deadline, token, false);
+}
+
+int weft__park_c(const void *key, bool (*validate)(void *arg), void *arg,
+                 void (*timed_out)(void *arg, bool was_last), weft_time_t deadline,
+                 uintptr_t *token)
+{
+    return park(key, validate, arg, timed_out, deadline, token, true);
 }
 
 static bool fair_now(struct bucket *b)

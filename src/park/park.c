@@ -11,9 +11,19 @@ static _Atomic uint64_t next_id = 1;
 _Thread_local uint64_t weft__self_id_tls;
 static _Thread_local uint64_t thread_id_tls;
 
+/* Ids are handed to each thread in blocks, so that a loop spawning tasks
+ * (an id each) does one atomic add per ID_BLOCK of them. Unique, not
+ * ordered across threads. */
+#define ID_BLOCK 256
+static _Thread_local uint64_t id_next, id_end;
+
 uint64_t weft__id_new(void)
 {
-    return atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+    if (WEFT_UNLIKELY(id_next == id_end)) {
+        id_next = atomic_fetch_add_explicit(&next_id, ID_BLOCK, memory_order_relaxed);
+        id_end = id_next + ID_BLOCK;
+    }
+    return id_next++;
 }
 
 uint64_t weft__thread_id(void)
@@ -96,6 +106,7 @@ void weft__park_set_ops(const struct weft__park_ops *ops)
 void weft__waiter_init(struct weft__waiter *w)
 {
     atomic_init(&w->state, WEFT__W_WAITING);
+    w->cancellable = false;
     w->ops = weft__park_ops_current();
     w->ops->prepare(w);
 }
@@ -108,9 +119,10 @@ int weft__waiter_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadl
             return (int)s;
         if (weft__deadline_passed(deadline))
             return -ETIMEDOUT;
-        if (w->ops->wait(w, expect, deadline) == -ETIMEDOUT) {
+        int r = w->ops->wait(w, expect, deadline);
+        if (r == -ETIMEDOUT || r == -ECANCELED) {
             s = weft__waiter_state(w);
-            return s != expect ? (int)s : -ETIMEDOUT;
+            return s != expect ? (int)s : r;
         }
     }
 }

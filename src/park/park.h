@@ -53,7 +53,9 @@ struct weft__waiter;
  *          expect, until the absolute deadline; set WEFT__W_SLEEP in the
  *          state (with weft__waiter_mark_sleep) before actually sleeping, so
  *          that wakers know to call wake. May return early; the caller loops.
- *          Returns 0, or -ETIMEDOUT when the deadline has passed.
+ *          Returns 0, or -ETIMEDOUT when the deadline has passed, or, only
+ *          if w->cancellable, -ECANCELED when the context's task has been
+ *          cancelled (the coroutine ops do; OS threads never return it).
  * wake:    make the context recorded as (ctx, gen) runnable. Called only
  *          after the state was changed with SLEEP set. The waiter may
  *          already have returned (after a timeout, say) and even be parked
@@ -73,6 +75,8 @@ struct weft__waiter {
     const struct weft__park_ops *ops;  /* how this waiter's context blocks */
     void *ctx;                         /* ops-specific: who to wake */
     uint64_t gen;                      /* ops-specific: which park of ctx */
+    bool cancellable;                  /* a wait may end with -ECANCELED (set by
+                                          the owner after init; default false) */
 };
 
 /* The ops of the calling thread (never NULL) and a way to replace them;
@@ -114,7 +118,9 @@ static inline uint32_t weft__waiter_state(struct weft__waiter *w)
  * state (>= 0), or -ETIMEDOUT with the state still equal to expect: the
  * caller then settles, by its own protocol, whether it really timed out
  * (typically by claiming itself with weft__waiter_cas, or by finding itself
- * still queued under a lock).
+ * still queued under a lock). If w->cancellable, it may also return
+ * -ECANCELED (a cancelled coroutine; never on an OS thread), with the state
+ * still equal to expect, to be settled exactly as a timeout.
  */
 int weft__waiter_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline);
 
@@ -188,6 +194,19 @@ struct weft__unpark_result {
 int weft__park(const void *key, bool (*validate)(void *arg), void *arg,
                void (*timed_out)(void *arg, bool was_last), weft_time_t deadline,
                uintptr_t *token);
+
+/*
+ * The same, cancellable: in a coroutine whose task is cancelled (and not
+ * shielded), the park ends as a timeout does (dequeued, timed_out(arg,
+ * was_last) called under the bucket lock) and returns -ECANCELED; if the
+ * task is cancelled already, at once. An unpark that won the race still
+ * wins (0). On an OS thread it is exactly weft__park. The blocking calls of
+ * the primitives use this one; internal waits that must finish (a lock
+ * held for a few instructions, a hand-over in progress) use weft__park.
+ */
+int weft__park_c(const void *key, bool (*validate)(void *arg), void *arg,
+                 void (*timed_out)(void *arg, bool was_last), weft_time_t deadline,
+                 uintptr_t *token);
 
 /*
  * Unpark the longest-waiting waiter on key. callback(arg, result), if not

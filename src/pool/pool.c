@@ -38,6 +38,7 @@
 #include <weft/thread.h>
 
 #include "../future/internal.h"
+#include "../sync/internal.h"
 #include "internal.h"
 
 _Thread_local struct weft__worker *weft__cur_worker __attribute__((tls_model("initial-exec")));
@@ -169,7 +170,7 @@ int weft__pool_enqueue(struct weft_pool *p, struct weft__worker *w, struct weft_
         notify_spawn(p);
         return 0;
     }
-    weft_mutex_lock(&p->inj_lock);
+    weft__mutex_lock_nc(&p->inj_lock);
     if (atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
         weft_mutex_unlock(&p->inj_lock);
         return -EPIPE;
@@ -204,7 +205,7 @@ static struct weft__task *inj_take(struct weft__worker *w)
         return NULL;
     struct weft__task *batch[INJ_BATCH];
     int nb = 0;
-    weft_mutex_lock(&p->inj_lock);
+    weft__mutex_lock_nc(&p->inj_lock);
     struct weft__task *t = p->inj_head;
     if (t) {
         int64_t left = atomic_load_explicit(&p->inj_count, memory_order_relaxed) - 1;
@@ -394,7 +395,7 @@ static bool may_exit(struct weft__worker *w)
     struct weft_pool *p = w->pool;
     if (!atomic_load_explicit(&p->shutdown, memory_order_acquire))
         return false;
-    weft_mutex_lock(&p->inj_lock);
+    weft__mutex_lock_nc(&p->inj_lock);
     bool empty = p->inj_head == NULL;
     weft_mutex_unlock(&p->inj_lock);
     return empty && weft__deque_size(&w->dq) == 0;
@@ -492,7 +493,7 @@ static bool validate_live(void *arg)
 /* Wait for every started worker to exit, then join them. Once. */
 static void join_workers(struct weft_pool *p)
 {
-    weft_mutex_lock(&p->join_lock);
+    weft__mutex_lock_nc(&p->join_lock);
     if (!p->joined) {
         while (atomic_load_explicit(&p->live, memory_order_acquire) != 0)
             weft__park(&p->live, validate_live, p, NULL, WEFT_FOREVER, NULL);
@@ -508,7 +509,7 @@ static void start_shutdown(struct weft_pool *p, bool cancel_pending)
 {
     if (cancel_pending)
         atomic_store_explicit(&p->cancelling, 1, memory_order_relaxed);
-    weft_mutex_lock(&p->inj_lock);
+    weft__mutex_lock_nc(&p->inj_lock);
     atomic_store_explicit(&p->shutdown, 1, memory_order_release);
     weft_mutex_unlock(&p->inj_lock);
     weft__pool_wake_all(p);
@@ -603,7 +604,7 @@ weft_pool_t *weft_pool_default(void)
     struct weft_pool *p = atomic_load_explicit(&default_pool, memory_order_acquire);
     if (WEFT_LIKELY(p != NULL))
         return p;
-    weft_mutex_lock(&default_lock);
+    weft__mutex_lock_nc(&default_lock);
     p = atomic_load_explicit(&default_pool, memory_order_relaxed);
     if (!p) {
         weft_pool_opts_t o = {.name = "weft"};

@@ -99,7 +99,7 @@ static int unlock_and_park(weft_barrier_t *b, weft_time_t deadline)
 {
     struct bar_wait w = {b, ld(word_of(b))};
     weft_mutex_unlock(&b->lock);
-    return weft__park(&b->word, validate_word, &w, NULL, deadline, NULL);
+    return weft__park_c(&b->word, validate_word, &w, NULL, deadline, NULL);
 }
 
 /* Under the mutex: a caller counted in a broken round leaves. The last one
@@ -123,7 +123,7 @@ int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline)
 {
     if (WEFT_UNLIKELY(!b || deadline < 0))
         return -EINVAL;
-    int r = weft_mutex_lock(&b->lock);
+    int r = weft__mutex_lock_nc(&b->lock);
     if (r != 0)
         return r; /* -EDEADLK: called from this barrier's own action */
 
@@ -131,10 +131,10 @@ int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline)
      * (they are already woken, so this is short). */
     while (ld(broken_of(b)) == B_RESETTING) {
         r = unlock_and_park(b, deadline);
-        weft_mutex_lock(&b->lock);
-        if (r == -ETIMEDOUT && ld(broken_of(b)) == B_RESETTING) {
+        weft__mutex_lock_nc(&b->lock);
+        if ((r == -ETIMEDOUT || r == -ECANCELED) && ld(broken_of(b)) == B_RESETTING) {
             weft_mutex_unlock(&b->lock);
-            return -ETIMEDOUT; /* not counted in any round: nothing to break */
+            return r; /* not counted in any round: nothing to break */
         }
     }
     if (ld(broken_of(b)) == B_BROKEN) {
@@ -165,7 +165,7 @@ int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline)
         r = unlock_and_park(b, deadline);
         if (atomic_load_explicit(gen_of(b), memory_order_acquire) != g)
             return index; /* our round completed */
-        weft_mutex_lock(&b->lock);
+        weft__mutex_lock_nc(&b->lock);
         if (atomic_load_explicit(gen_of(b), memory_order_acquire) != g) {
             weft_mutex_unlock(&b->lock);
             return index;
@@ -177,15 +177,16 @@ int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline)
                 wake_all(b);
             return WEFT_EBROKEN;
         }
-        if (r == -ETIMEDOUT) {
-            /* We give up: the round can no longer complete, so it breaks
-             * for everyone (Python's Barrier does the same). */
+        if (r == -ETIMEDOUT || r == -ECANCELED) {
+            /* We give up (deadline, or our task was cancelled): the round
+             * can no longer complete, so it breaks for everyone (Python's
+             * Barrier does the same on a timeout and on cancellation). */
             st(broken_of(b), B_BROKEN);
             st(count_of(b), ld(count_of(b)) - 1);
             bump(b);
             weft_mutex_unlock(&b->lock);
             wake_all(b);
-            return -ETIMEDOUT;
+            return r;
         }
         /* Woken with nothing changed for us (cannot happen with the current
          * bumps, but parking may return early): wait again. */
@@ -201,7 +202,7 @@ int weft_barrier_abort(weft_barrier_t *b)
 {
     if (!b)
         return -EINVAL;
-    int r = weft_mutex_lock(&b->lock);
+    int r = weft__mutex_lock_nc(&b->lock);
     if (r != 0)
         return r;
     st(broken_of(b), B_BROKEN);
@@ -215,7 +216,7 @@ int weft_barrier_reset(weft_barrier_t *b)
 {
     if (!b)
         return -EINVAL;
-    int r = weft_mutex_lock(&b->lock);
+    int r = weft__mutex_lock_nc(&b->lock);
     if (r != 0)
         return r;
     if (ld(count_of(b)) > 0) {

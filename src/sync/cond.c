@@ -63,10 +63,12 @@ static int cond_wait(weft_cond_t *c, weft_mutex_t *m, weft_time_t deadline)
      * lock (validation). */
     struct cond_wait w = {c, atomic_load_explicit(WEFT_A32(&c->seq), memory_order_relaxed)};
     weft_mutex_unlock(m);
-    int r = weft__park(&c->seq, validate_seq, &w, NULL, deadline, NULL);
-    /* We do not hold m, so this cannot return -EDEADLK: it succeeds. */
-    weft_mutex_lock(m);
-    return r == -ETIMEDOUT ? -ETIMEDOUT : 0;
+    int r = weft__park_c(&c->seq, validate_seq, &w, NULL, deadline, NULL);
+    /* We do not hold m, so this cannot return -EDEADLK: it succeeds. Not
+     * cancellable: the caller gets m back whatever happened (as Python's
+     * Condition.wait re-acquires before raising CancelledError). */
+    weft__mutex_lock_nc(m);
+    return r == -ETIMEDOUT || r == -ECANCELED ? r : 0;
 }
 
 int weft_cond_wait(weft_cond_t *c, weft_mutex_t *m)
@@ -95,9 +97,10 @@ int weft_cond_wait_for(weft_cond_t *c, weft_mutex_t *m, bool (*pred)(void *arg),
     if (!holds(m))
         return -EPERM;
     while (!pred(arg)) {
-        if (cond_wait(c, m, deadline) == -ETIMEDOUT)
+        int r = cond_wait(c, m, deadline);
+        if (r == -ETIMEDOUT || r == -ECANCELED)
             /* As Condition.wait_for: the predicate's last word decides. */
-            return pred(arg) ? 0 : -ETIMEDOUT;
+            return pred(arg) ? 0 : r;
     }
     return 0;
 }

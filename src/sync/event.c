@@ -104,11 +104,11 @@ static WEFT_NOINLINE int wait_slow(weft_event_t *e, weft_time_t deadline)
                                                        memory_order_acquire))
                 continue;
         }
-        int r = weft__park(e, validate_parked, e, timed_out, deadline, NULL);
+        int r = weft__park_c(e, validate_parked, e, timed_out, deadline, NULL);
         if (r == 0)
             return 0; /* set() woke us: the flag was set while we waited */
-        if (r == -ETIMEDOUT)
-            return weft_event_is_set(e) ? 0 : -ETIMEDOUT;
+        if (r == -ETIMEDOUT || r == -ECANCELED)
+            return weft_event_is_set(e) ? 0 : r;
         s = atomic_load_explicit(st, memory_order_acquire);
     }
 }

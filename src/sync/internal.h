@@ -45,7 +45,17 @@ static inline bool weft__spin_wait(unsigned *iter)
  */
 #define WEFT__ZW_PARKED 1ull
 
-/* Block until (*state >> 1) == 0 or the deadline passes: 0, -ETIMEDOUT. */
+/*
+ * weft_mutex_lock without cancellation: for weft's own short critical
+ * sections (a pool's queue, a future's callback list, the stack pool, a
+ * barrier's or condition's internal lock), which must be entered even by a
+ * cancelled coroutine (their callers do not check for -ECANCELED). Returns
+ * 0, or -EDEADLK if the caller holds m.
+ */
+int weft__mutex_lock_nc(weft_mutex_t *m);
+
+/* Block until (*state >> 1) == 0 or the deadline passes: 0, -ETIMEDOUT,
+ * or -ECANCELED (a cancelled coroutine). */
 int weft__zero_wait(_Atomic uint64_t *state, weft_time_t deadline);
 
 /* Called after a CAS that took the count to zero from `old`: wake the

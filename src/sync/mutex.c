@@ -20,6 +20,7 @@
 #include <weft/sync.h>
 
 #include "../park/park.h"
+#include "internal.h"
 
 #define LOCKED 1u
 #define PARKED 2u
@@ -81,7 +82,8 @@ static bool spin_wait(unsigned *iter)
     return true;
 }
 
-static WEFT_NOINLINE int lock_slow(weft_mutex_t *m, weft_time_t deadline, bool check_self)
+static WEFT_NOINLINE int lock_slow(weft_mutex_t *m, weft_time_t deadline, bool check_self,
+                                   bool cancellable)
 {
     _Atomic uint32_t *st = WEFT_A32(&m->state);
     uint64_t self = weft__self_id();
@@ -107,11 +109,15 @@ static WEFT_NOINLINE int lock_slow(weft_mutex_t *m, weft_time_t deadline, bool c
                 continue;
         }
         uintptr_t token = TOKEN_RETRY;
-        int r = weft__park(m, validate_parked, m, timed_out, deadline, &token);
+        /* A cancelled coroutine leaves the queue as a timed-out waiter does
+         * (timed_out clears PARKED if it was the last); a hand-off that won
+         * the race is taken (r == 0), so the mutex is never left locked. */
+        int r = cancellable ? weft__park_c(m, validate_parked, m, timed_out, deadline, &token)
+                            : weft__park(m, validate_parked, m, timed_out, deadline, &token);
         if (r == 0 && token == TOKEN_HANDOFF)
             break; /* the unlocker left LOCKED set for us */
-        if (r == -ETIMEDOUT)
-            return -ETIMEDOUT;
+        if (r == -ETIMEDOUT || r == -ECANCELED)
+            return r;
         spins = 0;
         s = atomic_load_explicit(st, memory_order_relaxed);
     }
@@ -130,7 +136,19 @@ int weft_mutex_lock(weft_mutex_t *m)
         atomic_store_explicit(WEFT_A64(&m->owner), weft__self_id(), memory_order_relaxed);
         return 0;
     }
-    return lock_slow(m, WEFT_FOREVER, true);
+    return lock_slow(m, WEFT_FOREVER, true, true);
+}
+
+int weft__mutex_lock_nc(weft_mutex_t *m)
+{
+    uint32_t s = 0;
+    if (WEFT_LIKELY(atomic_compare_exchange_weak_explicit(WEFT_A32(&m->state), &s, LOCKED,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed))) {
+        atomic_store_explicit(WEFT_A64(&m->owner), weft__self_id(), memory_order_relaxed);
+        return 0;
+    }
+    return lock_slow(m, WEFT_FOREVER, true, false);
 }
 
 int weft_mutex_lock_until(weft_mutex_t *m, weft_time_t deadline)
@@ -143,7 +161,7 @@ int weft_mutex_lock_until(weft_mutex_t *m, weft_time_t deadline)
         atomic_store_explicit(WEFT_A64(&m->owner), weft__self_id(), memory_order_relaxed);
         return 0;
     }
-    return lock_slow(m, deadline, true);
+    return lock_slow(m, deadline, true, true);
 }
 
 int weft_mutex_lock_try(weft_mutex_t *m)

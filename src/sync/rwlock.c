@@ -147,11 +147,11 @@ static WEFT_NOINLINE int rdlock_slow(weft_rwlock_t *l, weft_time_t deadline)
                 continue;
         }
         uintptr_t token = TOKEN_RETRY;
-        int r = weft__park(rkey(l), validate_rd, l, timed_out_rd, deadline, &token);
+        int r = weft__park_c(rkey(l), validate_rd, l, timed_out_rd, deadline, &token);
         if (r == 0 && token == TOKEN_HANDOFF)
             return 0; /* the unlocking writer counted us in */
-        if (r == -ETIMEDOUT)
-            return -ETIMEDOUT;
+        if (r == -ETIMEDOUT || r == -ECANCELED)
+            return r;
         spins = 0;
         s = atomic_load_explicit(st, memory_order_relaxed);
     }
@@ -300,12 +300,12 @@ static WEFT_NOINLINE int wrlock_slow(weft_rwlock_t *l, weft_time_t deadline)
                 continue;
         }
         uintptr_t token = TOKEN_RETRY;
-        int r = weft__park(wkey(l), validate_wr, l, timed_out_wr, deadline, &token);
+        int r = weft__park_c(wkey(l), validate_wr, l, timed_out_wr, deadline, &token);
         if (r == 0 && token == TOKEN_HANDOFF)
             break; /* the unlocker left WRITER set for us */
-        if (r == -ETIMEDOUT) {
-            wake_stuck_readers(l);
-            return -ETIMEDOUT;
+        if (r == -ETIMEDOUT || r == -ECANCELED) {
+            wake_stuck_readers(l); /* a departing writer: as on a timeout */
+            return r;
         }
         spins = 0;
         s = atomic_load_explicit(st, memory_order_relaxed);

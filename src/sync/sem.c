@@ -120,11 +120,13 @@ static WEFT_NOINLINE int acquire_slow(weft_sem_t *s, weft_time_t deadline)
                 continue;
         }
         uintptr_t token = TOKEN_RETRY;
-        int r = weft__park(s, validate_parked, s, timed_out, deadline, &token);
+        /* Cancelled: we leave the queue as on a timeout; a unit handed to
+         * us before that is taken (r == 0), never lost. */
+        int r = weft__park_c(s, validate_parked, s, timed_out, deadline, &token);
         if (r == 0 && token == TOKEN_HANDOFF)
             return 0; /* a release gave us its unit */
-        if (r == -ETIMEDOUT)
-            return -ETIMEDOUT;
+        if (r == -ETIMEDOUT || r == -ECANCELED)
+            return r;
         spins = 0;
         c = atomic_load_explicit(cnt, memory_order_relaxed);
     }

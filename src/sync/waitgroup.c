@@ -38,12 +38,12 @@ int weft__zero_wait(_Atomic uint64_t *state, weft_time_t deadline)
                                                        memory_order_acquire))
                 continue;
         }
-        int r = weft__park(state, validate_nonzero, (void *)state, timed_out, deadline, NULL);
+        int r = weft__park_c(state, validate_nonzero, (void *)state, timed_out, deadline, NULL);
         if (r == 0)
             return 0; /* the count reached zero while we waited */
-        if (r == -ETIMEDOUT) {
+        if (r == -ETIMEDOUT || r == -ECANCELED) {
             s = atomic_load_explicit(state, memory_order_acquire);
-            return (s >> 1) == 0 ? 0 : -ETIMEDOUT;
+            return (s >> 1) == 0 ? 0 : r;
         }
         s = atomic_load_explicit(state, memory_order_acquire);
     }

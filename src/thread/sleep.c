@@ -26,7 +26,8 @@ int weft_sleep_until(weft_time_t deadline)
         return -EINVAL;
     char key;
     while (!weft__deadline_passed(deadline))
-        weft__park(&key, NULL, NULL, NULL, deadline, NULL);
+        if (weft__park_c(&key, NULL, NULL, NULL, deadline, NULL) == -ECANCELED)
+            return -ECANCELED; /* a cancelled coroutine (never a thread) */
     return 0;
 }
 
