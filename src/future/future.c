@@ -118,7 +118,9 @@ int weft_future_set_running(weft_future_t *f)
 {
     if (!f)
         return -EINVAL;
-    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    /* acquire: seeing DONE, we read err, which resolve wrote before its
+     * release of DONE (a cancel racing with the start of the task). */
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     for (;;) {
         if (kind_of(s) != K_PENDING)
             return (kind_of(s) == K_DONE && f->err == -ECANCELED) ? -ECANCELED : -EALREADY;
