@@ -74,15 +74,7 @@ int weft_future_create(weft_future_t **out)
     weft_future_t *f = malloc(sizeof *f);
     if (!f)
         return -ENOMEM;
-    f->on_free = NULL;
-    atomic_init(&f->state, K_PENDING);
-    atomic_init(&f->refs, 1);
-    f->err = 0;
-    f->value = NULL;
-    f->value_free = NULL;
-    atomic_init(&f->runner, 0);
-    weft_mutex_init(&f->lock);
-    f->cb_head = f->cb_tail = NULL;
+    weft__future_init(f, NULL); /* NULL: the last release free()s it */
     *out = f;
     return 0;
 }

@@ -17,7 +17,7 @@
  * spinning should stop and the caller should park. A short spin catches a
  * holder that releases within a few hundred nanoseconds (the common case for
  * short critical sections) without paying for a sleep and a wake-up; the
- * yields let a holder preempted on our core run. Same schedule as the mutex.
+ * yields let a holder preempted on our core run. The mutex uses it too.
  */
 static inline bool weft__spin_wait(unsigned *iter)
 {

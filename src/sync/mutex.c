@@ -66,22 +66,6 @@ static void timed_out(void *arg, bool was_last)
         atomic_fetch_and_explicit(WEFT_A32(&m->state), ~PARKED, memory_order_relaxed);
 }
 
-/* Spin with growing pauses a few times, then yield; false once spinning
- * should stop and the caller should park. */
-static bool spin_wait(unsigned *iter)
-{
-    if (*iter >= 10)
-        return false;
-    (*iter)++;
-    if (*iter <= 3) {
-        for (unsigned i = 0; i < (1u << *iter); i++)
-            weft__cpu_relax();
-    } else {
-        sched_yield();
-    }
-    return true;
-}
-
 static WEFT_NOINLINE int lock_slow(weft_mutex_t *m, weft_time_t deadline, bool check_self,
                                    bool cancellable)
 {
@@ -100,7 +84,7 @@ static WEFT_NOINLINE int lock_slow(weft_mutex_t *m, weft_time_t deadline, bool c
             continue;
         }
         if (!(s & PARKED)) {
-            if (spin_wait(&spins)) {
+            if (weft__spin_wait(&spins)) {
                 s = atomic_load_explicit(st, memory_order_relaxed);
                 continue;
             }
