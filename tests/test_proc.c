@@ -999,7 +999,9 @@ static void test_kill_during_map(void)
     CHECK_OK(weft_proc_pool_free(p));
 
     /* With retries asked for, every item succeeds despite the kills. */
-    weft_proc_opts_t ro = {.workers = 3, .max_retries = 1000000};
+    /* A small argument ring (64 KiB: 2048 chunk records) wraps many times
+     * while retried chunks wait in the queue with their old records. */
+    weft_proc_opts_t ro = {.workers = 3, .max_retries = 1000000, .ring_size = 64 * 1024};
     CHECK_OK(weft_proc_pool_create(&p, &ro));
     k = (struct killer){p, 0, 0};
     CHECK(pthread_create(&th, NULL, killer_main, &k) == 0);

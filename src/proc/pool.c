@@ -228,6 +228,12 @@ static int ar_alloc(struct weft_proc_pool *p, size_t len, uint64_t *off)
     uint64_t skip = size - pos < need ? size - pos : 0;
     if (p->ar_tail + skip + need - p->ar_head > size)
         return -1;
+    /* At most WP_JOBS records between the head and the tail: one more
+     * would overwrite the oldest one's entry (still in use, or the head
+     * would not be stopped at it), and freeing either would then move the
+     * head past records still in use. */
+    if (p->ar_rt - p->ar_rh >= WP_JOBS)
+        return -1;
     uint64_t start = p->ar_tail + skip;
     p->ar_tail = start + need;
     uint32_t r = p->ar_rt++ % WP_JOBS;
