@@ -283,6 +283,11 @@ static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, c
             if (r->len)
                 memcpy(r->data, data, r->len);
             r->data[r->len] = 0;
+        } else if ((r = malloc(sizeof *r + 1))) {
+            /* No room for the bytes: the iterator sees the item failed. */
+            *r = (struct ires){NULL, idx, -ENOMEM, 0};
+            r->data[0] = 0;
+            m->errors[idx] = -ENOMEM;
         }
     }
     if (arena)
@@ -296,11 +301,13 @@ static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, c
                 m->qhead = r;
             m->qtail = r;
             weft_mutex_unlock(&m->qlock);
+            weft_sem_release(&m->avail);
         } else {
-            /* Out of memory: the iterator sees the item as failed. */
+            /* Out of memory twice: nothing to queue. The iterator gets
+             * -ENOMEM for that item (weft_proc_iter_next, no record). */
             m->errors[idx] = -ENOMEM;
+            weft_sem_release(&m->avail);
         }
-        weft_sem_release(&m->avail);
     }
     if (--m->remaining == 0)
         weft_event_set(&m->done);
@@ -1681,10 +1688,18 @@ int weft_proc_iter_next(weft_proc_iter_t *it, size_t *index, int *err, const voi
         return rc;
     weft_mutex_lock(&it->m->qlock);
     struct ires *r = it->m->qhead;
-    it->m->qhead = r->next;
-    if (!it->m->qhead)
-        it->m->qtail = NULL;
+    if (r) {
+        it->m->qhead = r->next;
+        if (!it->m->qhead)
+            it->m->qtail = NULL;
+    }
     weft_mutex_unlock(&it->m->qlock);
+    if (!r) {
+        /* An outcome that could not be queued (out of memory): the item
+         * is lost to the iterator, not the count. */
+        it->yielded++;
+        return -ENOMEM;
+    }
     it->cur = r;
     it->yielded++;
     if (index)
