@@ -845,6 +845,49 @@ static void test_shutdown(void)
     CHECK_OK(weft_proc_pool_free(p));
 }
 
+/* weft_proc_cancel racing with the dispatcher's exit: every call returns
+ * (a request queued just before the dispatcher quit was never answered:
+ * its caller hung). */
+struct canceller {
+    weft_proc_pool_t *p;
+    weft_future_t *f;
+    _Atomic int stop;
+    int calls, bad;
+};
+
+static void *canceller_main(void *arg)
+{
+    struct canceller *c = arg;
+    while (!atomic_load(&c->stop)) {
+        int rc = weft_proc_cancel(c->p, c->f, false);
+        c->bad += rc != -EALREADY;
+        c->calls++;
+    }
+    return NULL;
+}
+
+static void test_cancel_during_exit(void)
+{
+    int rounds = (int)check_iters("PROC_CANCEL_EXIT_ROUNDS", 30);
+    for (int r = 0; r < rounds; r++) {
+        weft_proc_pool_t *p = make_pool(1);
+        int64_t x = 5;
+        weft_future_t *f;
+        CHECK_OK(weft_proc_submit(p, square, &x, 8, &f));
+        CHECK_OK(weft_proc_result(f, NULL, NULL));
+        struct canceller c = {p, f, 0, 0, 0};
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, canceller_main, &c) == 0);
+        int rc = weft_proc_shutdown(p, WEFT_PROC_WAIT);
+        atomic_store(&c.stop, 1);
+        pthread_join(th, NULL);
+        CHECK_OK(rc);
+        CHECK_INT(c.bad, ==, 0);
+        weft_future_release(f);
+        CHECK_OK(weft_proc_pool_free(p));
+    }
+}
+
 /* ---- bad input ------------------------------------------------------------------------ */
 
 static void test_bad_input(void)
@@ -1173,6 +1216,7 @@ int main(void)
     RUN(test_initializer_and_recycling);
     RUN(test_broken_by_replacement_initializer);
     RUN(test_shutdown);
+    RUN(test_cancel_during_exit);
     RUN(test_bad_input);
     RUN(test_kill_during_map);
     RUN(test_parent_death);

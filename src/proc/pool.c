@@ -1147,9 +1147,20 @@ static void *dispatcher_main(void *arg)
         weft_mutex_unlock(&p->lock);
         if (shut && atomic_load(&p->npending) == 0 && p->injobs == 0 && all_gone(p)) {
             /* Maps whose undispatched chunks were dropped at shutdown are
-             * finished by fail_pending; nothing else can be left. */
-            weft_event_set(&p->finished);
-            return NULL;
+             * finished by fail_pending; nothing else can be left but
+             * cancel requests. weft_proc_cancel queues one only while
+             * finished is clear, under the lock: set it under the lock
+             * too, after a last look, or a request queued since
+             * serve_requests above would never be answered (its caller
+             * would wait for ever). */
+            weft_mutex_lock(&p->lock);
+            bool reqs = p->creqs != NULL;
+            if (!reqs)
+                weft_event_set(&p->finished);
+            weft_mutex_unlock(&p->lock);
+            if (!reqs)
+                return NULL;
+            continue;
         }
         if (progress) {
             idle = 0;
