@@ -375,6 +375,74 @@ static void test_large_buffers(void)
     CHECK_OK(weft_proc_pool_free(p));
 }
 
+/* A done-callback runs on the dispatcher at the instant the future
+ * resolves: it records whether the whole arena could be taken then. */
+struct arena_probe {
+    weft_proc_pool_t *p;
+    size_t size;
+    int rc;
+    weft_event_t ran; /* callbacks run after the waiters are woken */
+};
+
+static void probe_arena(weft_future_t *f, void *arg)
+{
+    (void)f;
+    struct arena_probe *a = arg;
+    void *b;
+    a->rc = weft_proc_buf_alloc(a->p, a->size, &b);
+    if (a->rc == 0)
+        weft_proc_buf_free(a->p, b);
+    weft_event_set(&a->ran);
+}
+
+/* A task's arena runs (its argument's and its result's) are given back
+ * before its future resolves: whoever the result wakes may allocate the
+ * whole arena at once. (They used to be given back just after: on a
+ * loaded machine the woken caller's allocation failed with -ENOMEM.) */
+static void test_arena_free_before_resolve(void)
+{
+    size_t arena = (size_t)4 << 20, n = (size_t)1 << 20;
+    weft_proc_opts_t o = {.workers = 1, .ring_size = 64 * 1024, .arena_size = arena};
+    weft_proc_pool_t *p;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    unsigned char *buf = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)(i * 13 + 1);
+    int rounds = (int)check_iters("PROC_ARENA_ROUNDS", 20);
+    weft_proc_fn fns[2] = {echo, echo_inplace};
+    for (int r = 0; r < rounds; r++) {
+        /* Copied and zero-copy arguments; copied and in-place results. */
+        struct arena_probe a = {p, arena, 1, {0}};
+        weft_event_init(&a.ran);
+        weft_future_t *f;
+        if (r % 2 == 0) {
+            CHECK_OK(weft_proc_submit(p, fns[(r / 2) % 2], buf, n, &f));
+        } else {
+            void *sb;
+            CHECK_OK(weft_proc_buf_alloc(p, n, &sb));
+            memcpy(sb, buf, n);
+            CHECK_OK(weft_proc_submit_ex(p, fns[(r / 2) % 2], sb, n, 0, WEFT_PROC_ARG_SHARED,
+                                         &f));
+        }
+        CHECK_OK(weft_future_on_done(f, probe_arena, &a));
+        const void *d;
+        size_t len;
+        int rc = weft_proc_result(f, &d, &len);
+        weft_event_wait(&a.ran); /* before any CHECK: a is on this stack */
+        CHECK_OK(rc);
+        CHECK_INT(len, ==, n);
+        CHECK(memcmp(d, buf, n) == 0);
+        weft_future_release(f);
+        CHECK_OK(a.rc);
+        /* And from the caller's side, at once. */
+        void *all;
+        CHECK_OK(weft_proc_buf_alloc(p, arena, &all));
+        CHECK_OK(weft_proc_buf_free(p, all));
+    }
+    free(buf);
+    CHECK_OK(weft_proc_pool_free(p));
+}
+
 static void test_map(void)
 {
     weft_proc_pool_t *p = make_pool(2);
@@ -777,6 +845,49 @@ static void test_shutdown(void)
     CHECK_OK(weft_proc_pool_free(p));
 }
 
+/* weft_proc_cancel racing with the dispatcher's exit: every call returns
+ * (a request queued just before the dispatcher quit was never answered:
+ * its caller hung). */
+struct canceller {
+    weft_proc_pool_t *p;
+    weft_future_t *f;
+    _Atomic int stop;
+    int calls, bad;
+};
+
+static void *canceller_main(void *arg)
+{
+    struct canceller *c = arg;
+    while (!atomic_load(&c->stop)) {
+        int rc = weft_proc_cancel(c->p, c->f, false);
+        c->bad += rc != -EALREADY;
+        c->calls++;
+    }
+    return NULL;
+}
+
+static void test_cancel_during_exit(void)
+{
+    int rounds = (int)check_iters("PROC_CANCEL_EXIT_ROUNDS", 30);
+    for (int r = 0; r < rounds; r++) {
+        weft_proc_pool_t *p = make_pool(1);
+        int64_t x = 5;
+        weft_future_t *f;
+        CHECK_OK(weft_proc_submit(p, square, &x, 8, &f));
+        CHECK_OK(weft_proc_result(f, NULL, NULL));
+        struct canceller c = {p, f, 0, 0, 0};
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, canceller_main, &c) == 0);
+        int rc = weft_proc_shutdown(p, WEFT_PROC_WAIT);
+        atomic_store(&c.stop, 1);
+        pthread_join(th, NULL);
+        CHECK_OK(rc);
+        CHECK_INT(c.bad, ==, 0);
+        weft_future_release(f);
+        CHECK_OK(weft_proc_pool_free(p));
+    }
+}
+
 /* ---- bad input ------------------------------------------------------------------------ */
 
 static void test_bad_input(void)
@@ -931,7 +1042,9 @@ static void test_kill_during_map(void)
     CHECK_OK(weft_proc_pool_free(p));
 
     /* With retries asked for, every item succeeds despite the kills. */
-    weft_proc_opts_t ro = {.workers = 3, .max_retries = 1000000};
+    /* A small argument ring (64 KiB: 2048 chunk records) wraps many times
+     * while retried chunks wait in the queue with their old records. */
+    weft_proc_opts_t ro = {.workers = 3, .max_retries = 1000000, .ring_size = 64 * 1024};
     CHECK_OK(weft_proc_pool_create(&p, &ro));
     k = (struct killer){p, 0, 0};
     CHECK(pthread_create(&th, NULL, killer_main, &k) == 0);
@@ -1046,6 +1159,30 @@ static void test_parent_death(void)
     }
 }
 
+/* ---- fini ---------------------------------------------------------------------------------- */
+
+/* A child forked after weft_proc_init holds a copy of the server's socket:
+ * fini must still stop the server (it does not wait for EOF). */
+static void test_fini(void)
+{
+    int hold[2];
+    CHECK(pipe(hold) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        char b;
+        close(hold[1]);
+        ssize_t r = read(hold[0], &b, 1);
+        _exit(r < 0);
+    }
+    close(hold[0]);
+    int server = weft_proc_server_pid();
+    CHECK_OK(weft_proc_fini());
+    CHECK(kill(server, 0) != 0); /* reaped */
+    close(hold[1]);
+    waitpid(child, NULL, 0);
+    CHECK_INT(weft_proc_server_pid(), ==, 0);
+}
+
 int main(void)
 {
 #ifdef WEFT_SANITIZE_THREAD
@@ -1077,6 +1214,7 @@ int main(void)
 #endif
     RUN(test_submit_results);
     RUN(test_large_buffers);
+    RUN(test_arena_free_before_resolve);
     RUN(test_map);
     RUN(test_crashes);
     RUN(test_retry);
@@ -1084,26 +1222,13 @@ int main(void)
     RUN(test_initializer_and_recycling);
     RUN(test_broken_by_replacement_initializer);
     RUN(test_shutdown);
+    RUN(test_cancel_during_exit);
     RUN(test_bad_input);
     RUN(test_kill_during_map);
     RUN(test_parent_death);
-    /* A child forked after weft_proc_init holds a copy of the server's
-     * socket: fini must still stop the server (it does not wait for EOF). */
-    int hold[2];
-    CHECK(pipe(hold) == 0);
-    pid_t child = fork();
-    if (child == 0) {
-        char b;
-        close(hold[1]);
-        ssize_t r = read(hold[0], &b, 1);
-        _exit(r < 0);
-    }
-    close(hold[0]);
-    int server = weft_proc_server_pid();
-    CHECK_OK(weft_proc_fini());
-    CHECK(kill(server, 0) != 0); /* reaped */
-    close(hold[1]);
-    waitpid(child, NULL, 0);
-    CHECK_INT(weft_proc_server_pid(), ==, 0);
+    /* Last: stops the fork server. A case of its own, because a failed
+     * CHECK jumps back into the case that runs it (in main, after the
+     * cases, it jumped into a returned frame: the test died with SIGSEGV). */
+    RUN(test_fini);
     return check_done();
 }

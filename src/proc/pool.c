@@ -228,6 +228,12 @@ static int ar_alloc(struct weft_proc_pool *p, size_t len, uint64_t *off)
     uint64_t skip = size - pos < need ? size - pos : 0;
     if (p->ar_tail + skip + need - p->ar_head > size)
         return -1;
+    /* At most WP_JOBS records between the head and the tail: one more
+     * would overwrite the oldest one's entry (still in use, or the head
+     * would not be stopped at it), and freeing either would then move the
+     * head past records still in use. */
+    if (p->ar_rt - p->ar_rh >= WP_JOBS)
+        return -1;
     uint64_t start = p->ar_tail + skip;
     p->ar_tail = start + need;
     uint32_t r = p->ar_rt++ % WP_JOBS;
@@ -249,7 +255,15 @@ static struct wp_slot *slot_of(struct weft_proc_pool *p, int i) { return &wp_slo
 
 /* ---- outcomes ------------------------------------------------------------------------ */
 
-static void map_outcome(struct pmap *m, size_t idx, int err, const void *data, size_t len)
+/*
+ * The outcomes of items and tasks. data may lie in an arena run (arena:
+ * offset + 1, else 0): the run is given back once the bytes are copied and
+ * before anyone waiting for the outcome is woken, so that a caller woken
+ * by it finds the arena as free as it left it (it may allocate in it at
+ * once, and a run held a moment longer would make that fail).
+ */
+static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, const void *data,
+                        size_t len, uint64_t arena)
 {
     if (err == 0 && m->result_size) {
         if (len != m->result_size)
@@ -258,8 +272,9 @@ static void map_outcome(struct pmap *m, size_t idx, int err, const void *data, s
             memcpy((char *)m->results + idx * m->result_size, data, len);
     }
     m->errors[idx] = err;
+    struct ires *r = NULL;
     if (m->unordered) {
-        struct ires *r = malloc(sizeof *r + (err == 0 ? len : 0) + 1);
+        r = malloc(sizeof *r + (err == 0 ? len : 0) + 1);
         if (r) {
             r->next = NULL;
             r->index = idx;
@@ -268,6 +283,17 @@ static void map_outcome(struct pmap *m, size_t idx, int err, const void *data, s
             if (r->len)
                 memcpy(r->data, data, r->len);
             r->data[r->len] = 0;
+        } else if ((r = malloc(sizeof *r + 1))) {
+            /* No room for the bytes: the iterator sees the item failed. */
+            *r = (struct ires){NULL, idx, -ENOMEM, 0};
+            r->data[0] = 0;
+            m->errors[idx] = -ENOMEM;
+        }
+    }
+    if (arena)
+        weft__arena_free(h, arena - 1, 0);
+    if (m->unordered) {
+        if (r) {
             weft_mutex_lock(&m->qlock);
             if (m->qtail)
                 m->qtail->next = r;
@@ -275,43 +301,58 @@ static void map_outcome(struct pmap *m, size_t idx, int err, const void *data, s
                 m->qhead = r;
             m->qtail = r;
             weft_mutex_unlock(&m->qlock);
+            weft_sem_release(&m->avail);
         } else {
-            /* Out of memory: the iterator sees the item as failed. */
+            /* Out of memory twice: nothing to queue. The iterator gets
+             * -ENOMEM for that item (weft_proc_iter_next, no record). */
             m->errors[idx] = -ENOMEM;
+            weft_sem_release(&m->avail);
         }
-        weft_sem_release(&m->avail);
     }
     if (--m->remaining == 0)
         weft_event_set(&m->done);
 }
 
-static void call_outcome(weft_future_t *f, int err, const void *data, size_t len)
+static void call_outcome(struct wp_hdr *h, weft_future_t *f, int err, const void *data,
+                         size_t len, uint64_t arena)
 {
+    weft_proc_bytes_t *b = NULL;
     if (err == 0) {
-        weft_proc_bytes_t *b = malloc(sizeof *b + len + 1);
-        if (!b) {
-            weft_future_set_error(f, -ENOMEM);
-            return;
+        b = malloc(sizeof *b + len + 1);
+        if (b) {
+            b->len = len;
+            b->reserved_ = 0;
+            if (len)
+                memcpy(b->data, data, len);
+            b->data[len] = 0;
         }
-        b->len = len;
-        b->reserved_ = 0;
-        if (len)
-            memcpy(b->data, data, len);
-        b->data[len] = 0;
-        if (weft_future_set_result_free(f, b, free) != 0)
-            free(b);
-    } else {
-        weft_future_set_error(f, err);
     }
+    if (arena)
+        weft__arena_free(h, arena - 1, 0);
+    if (err != 0)
+        weft_future_set_error(f, err);
+    else if (!b)
+        weft_future_set_error(f, -ENOMEM);
+    else if (weft_future_set_result_free(f, b, free) != 0)
+        free(b);
+}
+
+/* Give back job j's argument (ring record or arena run): no worker reads
+ * it any more. Done before the job's outcome wakes anyone (see above). */
+static void release_arg(struct weft_proc_pool *p, struct jlocal *l)
+{
+    if (l->ring_rec >= 0)
+        ar_free(p, l->ring_rec);
+    if (l->arena)
+        weft__arena_free(p->h, l->arena - 1, WP_OWN_PARENT);
+    l->ring_rec = -1;
+    l->arena = 0;
 }
 
 static void finish_job(struct weft_proc_pool *p, uint32_t j)
 {
     struct jlocal *l = &p->jl[j];
-    if (l->ring_rec >= 0)
-        ar_free(p, l->ring_rec);
-    if (l->arena)
-        weft__arena_free(p->h, l->arena - 1, WP_OWN_PARENT);
+    release_arg(p, l);
     if (l->f)
         weft_future_release(l->f);
     struct wp_job *job = &wp_jobs(p->h)[j];
@@ -327,11 +368,12 @@ static void finish_job(struct weft_proc_pool *p, uint32_t j)
 static void fail_job(struct weft_proc_pool *p, uint32_t j, int err)
 {
     struct jlocal *l = &p->jl[j];
+    release_arg(p, l);
     if (l->kind == WK_CALL)
         weft_future_set_error(l->f, err);
     else
         for (uint32_t k = l->reported; k < l->n; k++)
-            map_outcome(l->map, l->first + k, err, NULL, 0);
+            map_outcome(p->h, l->map, l->first + k, err, NULL, 0, 0);
     finish_job(p, j);
 }
 
@@ -353,6 +395,9 @@ static bool drain_slot(struct weft_proc_pool *p, int i)
             p->jl[r->job].gen == r->gen) {
             struct jlocal *l = &p->jl[r->job];
             const unsigned char *it = (const unsigned char *)(r + 1);
+            /* The last record: the worker is done with the argument. */
+            if (r->last)
+                release_arg(p, l);
             for (uint32_t k = 0; k < r->count; k++) {
                 const struct wp_item *e = (const struct wp_item *)it;
                 const void *data = e->arena ? wp_at(h, e->arena - 1) : (const void *)(e + 1);
@@ -360,14 +405,16 @@ static bool drain_slot(struct weft_proc_pool *p, int i)
                  * of a retried job: skip them. */
                 uint32_t item = r->first + k;
                 if (item >= l->reported && item < l->n) {
+                    /* Frees the result's arena run, if any. */
                     if (l->kind == WK_CALL)
-                        call_outcome(l->f, e->status, data, (size_t)e->len);
+                        call_outcome(h, l->f, e->status, data, (size_t)e->len, e->arena);
                     else
-                        map_outcome(l->map, l->first + item, e->status, data, (size_t)e->len);
+                        map_outcome(h, l->map, l->first + item, e->status, data,
+                                    (size_t)e->len, e->arena);
                     l->reported = item + 1;
-                }
-                if (e->arena)
+                } else if (e->arena) {
                     weft__arena_free(h, e->arena - 1, 0);
+                }
                 it += e->span;
             }
             if (r->last) {
@@ -554,9 +601,12 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
         p->st.crashed++;
     bool shut = p->shut;
     weft_mutex_unlock(&p->lock);
+    /* Its leftover arena pages (a result reserved, never delivered) go
+     * back before its job fails and wakes anyone: drain_slot above
+     * consumed every result that referred to its pages. */
+    weft__arena_free_owner(p->h, m->tag);
     if (claimed >= 0 && !retry_job(p, (uint32_t)claimed))
         fail_job(p, (uint32_t)claimed, x.error);
-    weft__arena_free_owner(p->h, m->tag);
     atomic_store(&s->state, WS_EMPTY);
 
     if (!p->start_done) {
@@ -668,16 +718,16 @@ static void fail_pending(struct weft_proc_pool *p, int err)
     while (t) {
         struct ptask *nx = t->next;
         if (t->kind == WK_CALL) {
-            weft_future_set_error(t->f, err);
-            weft_future_release(t->f);
             if (t->arena)
                 weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+            weft_future_set_error(t->f, err);
+            weft_future_release(t->f);
         } else {
             struct pmap *m = t->map;
             size_t from = m->next, n = m->n;
             m->next = n;
             for (size_t i = from; i < n; i++)
-                map_outcome(m, i, err, NULL, 0); /* m may be freed after the last */
+                map_outcome(p->h, m, i, err, NULL, 0, 0); /* m may be freed after the last */
         }
         free(t);
         t = nx;
@@ -728,10 +778,10 @@ static int cancel_one(struct weft_proc_pool *p, weft_future_t *f, bool kill)
     }
     weft_mutex_unlock(&p->lock);
     if (t) {
-        weft_future_set_error(f, -ECANCELED);
-        weft_future_release(t->f);
         if (t->arena)
             weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+        weft_future_set_error(f, -ECANCELED);
+        weft_future_release(t->f);
         free(t);
         return 0;
     }
@@ -895,7 +945,7 @@ static int dispatch(struct weft_proc_pool *p)
                 size_t from = m->next, n = m->n;
                 m->next = n;
                 for (size_t i = from; i < n; i++)
-                    map_outcome(m, i, -ECANCELED, NULL, 0); /* m may be freed after the last */
+                    map_outcome(p->h, m, i, -ECANCELED, NULL, 0, 0); /* m may be freed after the last */
             }
             continue;
         }
@@ -1097,9 +1147,20 @@ static void *dispatcher_main(void *arg)
         weft_mutex_unlock(&p->lock);
         if (shut && atomic_load(&p->npending) == 0 && p->injobs == 0 && all_gone(p)) {
             /* Maps whose undispatched chunks were dropped at shutdown are
-             * finished by fail_pending; nothing else can be left. */
-            weft_event_set(&p->finished);
-            return NULL;
+             * finished by fail_pending; nothing else can be left but
+             * cancel requests. weft_proc_cancel queues one only while
+             * finished is clear, under the lock: set it under the lock
+             * too, after a last look, or a request queued since
+             * serve_requests above would never be answered (its caller
+             * would wait for ever). */
+            weft_mutex_lock(&p->lock);
+            bool reqs = p->creqs != NULL;
+            if (!reqs)
+                weft_event_set(&p->finished);
+            weft_mutex_unlock(&p->lock);
+            if (!reqs)
+                return NULL;
+            continue;
         }
         if (progress) {
             idle = 0;
@@ -1638,10 +1699,18 @@ int weft_proc_iter_next(weft_proc_iter_t *it, size_t *index, int *err, const voi
         return rc;
     weft_mutex_lock(&it->m->qlock);
     struct ires *r = it->m->qhead;
-    it->m->qhead = r->next;
-    if (!it->m->qhead)
-        it->m->qtail = NULL;
+    if (r) {
+        it->m->qhead = r->next;
+        if (!it->m->qhead)
+            it->m->qtail = NULL;
+    }
     weft_mutex_unlock(&it->m->qlock);
+    if (!r) {
+        /* An outcome that could not be queued (out of memory): the item
+         * is lost to the iterator, not the count. */
+        it->yielded++;
+        return -ENOMEM;
+    }
     it->cur = r;
     it->yielded++;
     if (index)
