@@ -5,7 +5,8 @@
  * A test is a program: main runs its cases with RUN(fn) and ends with
  * `return check_done();`. A failed CHECK prints file:line, the expression
  * and both values, and the test exits 1 at the end (the first failure in a
- * case also stops that case). Exit code 77 means skipped: call
+ * case, on the main thread, also stops that case; outside a case, and on
+ * other threads, a failure is counted and execution goes on). Exit code 77 means skipped: call
  * check_skip("reason").
  *
  * Stress sizes: check_iters("NAME", default) reads WEFT_TEST_SCALE (a
@@ -28,6 +29,7 @@
 
 static int check_failures;
 static pthread_t check_main_thread;
+static int check_in_case; /* a RUN case is running: its jmp_buf is live */
 static int check_case_failed;
 static const char *check_case_name = "?";
 static jmp_buf check_case_jmp;
@@ -39,7 +41,7 @@ static jmp_buf check_case_jmp;
         fputc('\n', stderr);                                                    \
         check_failures++;                                                       \
         check_case_failed = 1;                                                  \
-        if (pthread_equal(pthread_self(), check_main_thread))                   \
+        if (check_in_case && pthread_equal(pthread_self(), check_main_thread))  \
             longjmp(check_case_jmp, 1);                                         \
     } while (0)
 
@@ -86,8 +88,12 @@ static inline void check_run(const char *name, void (*fn)(void))
     check_main_thread = pthread_self();
     check_case_name = name;
     check_case_failed = 0;
+    /* A failed CHECK jumps back here only while the case runs; a CHECK in
+     * main after the last RUN must not jump into this returned frame. */
+    check_in_case = 1;
     if (setjmp(check_case_jmp) == 0)
         fn();
+    check_in_case = 0;
     fprintf(stderr, "%s %s\n", check_case_failed ? "FAIL" : "ok  ", name);
 }
 

@@ -306,8 +306,11 @@ WEFT_API int weft_proc_imap_unordered(weft_proc_pool_t *pool, weft_proc_fn fn,
  * The next completed item: *index gets its index, *err its code (0 or an
  * item error as in weft_proc_map), *data and *len its result bytes (NULL
  * and 0 on error), valid until the next call or weft_proc_iter_free. Any of
- * the out pointers may be NULL. Returns 0 (an item); -EPIPE (every item was
- * yielded); -ETIMEDOUT; -EINVAL. One thread at a time per iterator.
+ * the out pointers may be NULL. Returns 0 (an item; if its result bytes
+ * could not be kept for lack of memory, *err is -ENOMEM and no bytes come
+ * with it); -EPIPE (every item was yielded); -ETIMEDOUT; -ENOMEM (not even
+ * the item's record could be kept: the item is lost to the iterator);
+ * -EINVAL. One thread at a time per iterator.
  */
 WEFT_API int weft_proc_iter_next(weft_proc_iter_t *it, size_t *index, int *err,
                                  const void **data, size_t *len, weft_time_t deadline);
