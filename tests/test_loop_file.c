@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <weft.h>
@@ -178,10 +179,13 @@ static void test_many(void)
 
 static weft_event_t gate;
 
+static _Atomic int blockers_running;
+
 static int blocker(void *arg, void **result)
 {
     (void)arg;
     (void)result;
+    atomic_fetch_add(&blockers_running, 1);
     weft_event_wait(&gate);
     return 0;
 }
@@ -219,9 +223,16 @@ static int main_cancel(void *arg, void **result)
      * so the write is still queued: it must never run. */
     int workers = weft_pool_workers(NULL);
     weft_future_t *busy[64];
-    if (strcmp(backend, "epoll") == 0)
+    if (strcmp(backend, "epoll") == 0) {
+        atomic_store(&blockers_running, 0);
         for (int i = 0; i < workers && i < 64; i++)
             CHECK_OK(weft_pool_submit(NULL, blocker, NULL, &busy[i]));
+        /* Submitted is not running: a worker may take several blockers at
+         * once and leave another free to run the write. Wait until every
+         * worker is inside a blocker. */
+        while (atomic_load(&blockers_running) < (workers < 64 ? workers : 64))
+            CHECK_OK(weft_co_sleep(0.0005));
+    }
     struct cw c2 = {fd, 0};
     CHECK_OK(weft_co_spawn(&t, cancelled_writer, &c2, "w2", 0));
     CHECK_OK(weft_co_yield()); /* it has started its write and waits */
