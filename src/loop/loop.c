@@ -402,6 +402,12 @@ struct call_node {
  * Returns how many nodes there were. */
 static int drain_remote(struct weft_loop *L, struct weft__rnode *replace)
 {
+    /* The common case under load is an empty stack: a plain load avoids a
+     * locked exchange on every scheduler turn. Relaxed: reading NULL takes
+     * nothing, so there is nothing to synchronise with; a push that lands
+     * just after is taken by the next turn (or the pre-poll check). */
+    if (replace == NULL && atomic_load_explicit(&L->remote, memory_order_relaxed) == NULL)
+        return 0;
     struct weft__rnode *n = atomic_exchange_explicit(&L->remote, replace, memory_order_acquire);
     if (!n || n == LOOP_CLOSED)
         return 0;
@@ -786,7 +792,7 @@ static void run_task(struct weft_loop *L, struct weft_task *t)
     }
     t->state = T_RUNNING;
     L->current = t;
-    weft__self_id_set(t->id);
+    weft__self_id_tls = t->id; /* never 0: ids start at 1 */
     atomic_store_explicit(&L->turn, atomic_load_explicit(&L->turn, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     weft_time_t start = 0;
@@ -805,7 +811,9 @@ static void run_task(struct weft_loop *L, struct weft_task *t)
             memcpy(L->longest_name, t->name, sizeof L->longest_name);
         }
     }
-    weft__self_id_set(0);
+    /* Back to the thread's own id (weft__self_id_set(0) would look it up
+     * again: this runs on every switch). */
+    weft__self_id_tls = L->owner_tid;
     L->current = NULL;
     if (t->co->state == WEFT__CO_DONE)
         task_finished(L, t);
