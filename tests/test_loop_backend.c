@@ -63,6 +63,83 @@ static void test_oneshot_read(void)
     CHECK_INT(check_fd_count(), ==, fds0);
 }
 
+/*
+ * An fd that was armed and reported, then closed with close(2) (no disarm:
+ * weft_co_wait_fd allows that once the wait is over), and whose number a
+ * new fd takes: arming the new fd must watch the NEW file. A backend that
+ * remembered "already registered" without asking the kernel would skip the
+ * registration and never report.
+ */
+static void test_close_reuse(void)
+{
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    int tag;
+    struct weft__io_event ev[4];
+    for (int i = 0; i < 20; i++) {
+        int p[2];
+        CHECK_OK(pipe(p));
+        CHECK_OK(B->arm(b, p[0], WEFT__IO_READ, &tag));
+        CHECK_INT(write(p[1], "x", 1), ==, 1);
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        int q[2];
+        close(p[0]);
+        close(p[1]);
+        CHECK_OK(pipe(q)); /* takes the same numbers */
+        CHECK_INT(q[0], ==, p[0]);
+        CHECK_OK(B->arm(b, q[0], WEFT__IO_READ, &tag));
+        CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+        CHECK_INT(write(q[1], "y", 1), ==, 1);
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        CHECK(ev[0].data == &tag);
+        close(q[0]);
+        close(q[1]);
+    }
+    B->fini(b);
+}
+
+/*
+ * No lost wake-up when data arrives between the reader's EAGAIN and its
+ * arm, and none when it arrives while nobody is armed: each round drains
+ * the pipe to EAGAIN, writes, then arms; the poll must report.
+ */
+static void test_ready_before_arm(void)
+{
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    int p[2];
+    CHECK_OK(pipe(p));
+    int tag;
+    struct weft__io_event ev[4];
+    char c[8];
+    int rounds = (int)check_iters("WEFT_ROUNDS", 2000);
+    for (int i = 0; i < rounds; i++) {
+        CHECK_OK(B->arm(b, p[0], WEFT__IO_READ, &tag));
+        if (i & 1) {
+            CHECK_INT(write(p[1], "x", 1), ==, 1);
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        } else {
+            /* Reported, not read: still readable, so the next arm reports
+             * at once (level semantics). */
+            CHECK_INT(write(p[1], "x", 1), ==, 1);
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+            CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+            CHECK_OK(B->arm(b, p[0], WEFT__IO_READ, &tag));
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        }
+        CHECK_INT(read(p[0], c, sizeof c), ==, 1);
+        /* Written while nobody is armed, then armed. */
+        CHECK_INT(write(p[1], "z", 1), ==, 1);
+        CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+        CHECK_OK(B->arm(b, p[0], WEFT__IO_READ, &tag));
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        CHECK_INT(read(p[0], c, sizeof c), ==, 1);
+    }
+    close(p[0]);
+    close(p[1]);
+    B->fini(b);
+}
+
 static void test_deadline_not_early(void)
 {
     struct weft__backend *b;
@@ -369,6 +446,8 @@ int main(void)
         B = all[i];
         fprintf(stderr, "backend %s\n", B->name);
         RUN(test_oneshot_read);
+        RUN(test_close_reuse);
+        RUN(test_ready_before_arm);
         RUN(test_deadline_not_early);
         RUN(test_wake_other_thread);
         RUN(test_after_fork);

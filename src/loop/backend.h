@@ -16,6 +16,12 @@
  * both epoll (EPOLLONESHOT) and io_uring (IORING_OP_POLL_ADD) do natively,
  * and what a loop that wakes one waiter per readiness needs.
  *
+ * Callers may close(2) an fd without disarming it once no report is
+ * pending for it (weft_co_wait_fd allows that after a wait), and the
+ * number may then be reused: arm must register the new file, so a backend
+ * may not skip the kernel on arm on the belief that fd is still registered
+ * (tests/test_loop_backend.c: test_close_reuse).
+ *
  * Threads: every function except wake is called only by the thread that
  * runs the loop. wake may be called from any thread, at any time between
  * init and fini; the loop makes sure no wake is in flight when it calls
