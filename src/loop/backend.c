@@ -1,7 +1,8 @@
 /*
  * backend.c - choosing a backend at run time: by name (a loop option or
  * WEFT_BACKEND), falling back to epoll when the one asked for is not built
- * in or cannot start on this machine, and saying so.
+ * in or cannot start on this machine, and saying so. Also the wake eventfd
+ * helpers that both backends use.
  */
 #include "backend.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 _Atomic int weft__uring_init_fail;
 
@@ -88,4 +90,18 @@ int weft__backend_probe(const char *name, char *why, size_t cap)
     if (cap)
         why[0] = '\0';
     return 0;
+}
+
+void weft__backend_eventfd_wake(int fd)
+{
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof one);
+    (void)r; /* EAGAIN: the counter is saturated, a wake is pending */
+}
+
+void weft__backend_eventfd_drain(int fd)
+{
+    uint64_t v;
+    while (read(fd, &v, sizeof v) > 0)
+        ;
 }

@@ -141,6 +141,12 @@ int weft__backend_open(const char *name, const struct weft__backend_ops **ops,
  */
 int weft__backend_probe(const char *name, char *why, size_t cap);
 
+/* The wake eventfd both backends keep: add one to it (from any thread; a
+ * saturated counter, EAGAIN, means a wake is pending anyway), and empty it
+ * once its readiness has been reported. The fd is non-blocking. */
+void weft__backend_eventfd_wake(int fd);
+void weft__backend_eventfd_drain(int fd);
+
 /* Test hook: when not 0, the io_uring backend's init fails with this
  * (negative) error, as on a kernel without io_uring. */
 extern _Atomic int weft__uring_init_fail;

@@ -102,13 +102,6 @@ static int ep_disarm(struct weft__backend *b, int fd)
     return -errno;
 }
 
-static void drain_wake(struct weft__backend *b)
-{
-    uint64_t v;
-    while (read(b->evfd, &v, sizeof v) > 0)
-        ;
-}
-
 static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__io_event *out,
                    int max)
 {
@@ -160,7 +153,7 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
     for (int i = 0; i < n; i++) {
         struct epoll_event *e = &b->buf[i];
         if (!e->data.ptr) {
-            drain_wake(b);
+            weft__backend_eventfd_drain(b->evfd);
             continue;
         }
         uint32_t ev = 0;
@@ -179,10 +172,7 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
 
 static void ep_wake(struct weft__backend *b)
 {
-    uint64_t one = 1;
-    /* EAGAIN means the counter is saturated: a wake is pending anyway. */
-    ssize_t r = write(b->evfd, &one, sizeof one);
-    (void)r;
+    weft__backend_eventfd_wake(b->evfd);
 }
 
 static int ep_after_fork(struct weft__backend *b)

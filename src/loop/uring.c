@@ -292,9 +292,7 @@ static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bo
             }
         } else if (ud == UD_WAKE) {
             seen++;
-            uint64_t v;
-            while (read(b->evfd, &v, sizeof v) > 0)
-                ;
+            weft__backend_eventfd_drain(b->evfd);
             b->wake_armed = false;
             *other = true;
         } else {
@@ -348,10 +346,7 @@ static int ur_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
 
 static void ur_wake(struct weft__backend *b)
 {
-    uint64_t one = 1;
-    /* EAGAIN means the counter is saturated: a wake is pending anyway. */
-    ssize_t r = write(b->evfd, &one, sizeof one);
-    (void)r;
+    weft__backend_eventfd_wake(b->evfd);
 }
 
 static int ur_after_fork(struct weft__backend *b)
