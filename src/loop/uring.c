@@ -336,11 +336,13 @@ static int ur_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
         }
         struct io_uring_cqe *cqe;
         int r = io_uring_submit_and_wait_timeout(&b->ring, &cqe, 1, tsp, NULL);
-        if (r == -ETIME || r == -EINTR)
-            return reap(b, out, max, &other); /* the deadline, or a signal */
-        if (r < 0 && r != -EAGAIN && r != -EBUSY)
+        if (r < 0 && r != -ETIME && r != -EINTR && r != -EAGAIN && r != -EBUSY)
             return r;
-        /* Something completed (maybe only stale requests): look again. */
+        /* Something completed (maybe only stale requests), the timeout
+         * fired, or a signal came: look again. The top of the loop returns
+         * what is there, and returns empty only once the deadline has
+         * passed (a timeout can end early on some virtualised kernels, and
+         * EINTR does; see the same loop in epoll.c). */
     }
 }
 
