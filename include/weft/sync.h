@@ -299,7 +299,7 @@ WEFT_API unsigned weft_sem_value(const weft_sem_t *s);
  */
 typedef struct weft_event {
     uint32_t state; /* private: set bit and parked bit */
-    uint32_t _pad;
+    uint32_t seq;   /* private: bumped by a set() that wakes parked waiters */
 } weft_event_t;
 
 #define WEFT_EVENT_INIT { 0, 0 }

@@ -15,7 +15,7 @@
  * wait suspends the task instead of the thread. The protocol between a
  * suspending task and a waker on any thread:
  *
- *   sleeper: wait_gen = gen (relaxed); CAS state expect -> expect|SLEEP
+ *   sleeper: wait_gen = gen (release); CAS state expect -> expect|SLEEP
  *            (seq_cst, always a write even if SLEEP was set: it heads a
  *            release sequence that the waker's exchange reads from); then
  *            switch to the scheduler.
@@ -584,7 +584,9 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
     weft_time_t at = deadline < limit ? deadline : limit;
 
     uint64_t gen = w->gen;
-    atomic_store_explicit(&t->wait_gen, gen, memory_order_relaxed);
+    /* release: a waker's CAS on wait_gen (another thread's, say) then
+     * comes after everything this thread did to t, resume_reason included. */
+    atomic_store_explicit(&t->wait_gen, gen, memory_order_release);
     if (!mark_sleep_rmw(w, expect)) {
         uint64_t g = gen;
         if (atomic_compare_exchange_strong_explicit(&t->wait_gen, &g, 0, memory_order_acq_rel,

@@ -27,7 +27,7 @@ int weft_event_init(weft_event_t *e)
     if (!e)
         return -EINVAL;
     atomic_init(state_of(e), 0);
-    e->_pad = 0;
+    e->seq = 0;
     return 0;
 }
 
@@ -55,6 +55,9 @@ int weft_event_set(weft_event_t *e)
         /* A waiter parked between our load and our OR: the word is now
          * SET|PARKED, which the exchange below repairs. */
     }
+    /* seq first (release): a parked waiter woken below tells this wake from
+     * a stale one by it (see wait_slow). */
+    atomic_fetch_add_explicit(WEFT_A32(&e->seq), 1, memory_order_release);
     atomic_exchange_explicit(st, SET, memory_order_release);
     weft__unpark_all(e, 0);
     return 0;
@@ -90,6 +93,12 @@ static WEFT_NOINLINE int wait_slow(weft_event_t *e, weft_time_t deadline)
 {
     _Atomic uint32_t *st = state_of(e);
     unsigned spins = 0;
+    /* A wake-up is ours only if a set() bumped seq since we came. An
+     * unpark can also be stale: a caller that reuses an event's memory
+     * (a completion event on the stack, re-initialised for the next call)
+     * may park while the previous event's set() is still finishing its
+     * unpark of that address. */
+    uint32_t seq0 = atomic_load_explicit(WEFT_A32(&e->seq), memory_order_acquire);
     uint32_t s = atomic_load_explicit(st, memory_order_acquire);
     for (;;) {
         if (s & SET)
@@ -105,7 +114,7 @@ static WEFT_NOINLINE int wait_slow(weft_event_t *e, weft_time_t deadline)
                 continue;
         }
         int r = weft__park_c(e, validate_parked, e, timed_out, deadline, NULL);
-        if (r == 0)
+        if (r == 0 && atomic_load_explicit(WEFT_A32(&e->seq), memory_order_acquire) != seq0)
             return 0; /* set() woke us: the flag was set while we waited */
         if (r == -ETIMEDOUT || r == -ECANCELED)
             return weft_event_is_set(e) ? 0 : r;
