@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 
 #include "net_support.h"
 
@@ -54,6 +55,40 @@ int weft__loop_fd_forget(int fd)
     /* The fd may have been armed earlier and reported nothing yet: forget it
      * in the kernel before it is closed, so that a later fd with the same
      * number starts clean. */
-    L->bops->disarm(L->be, fd);
+    if (L->bops->forget)
+        L->bops->forget(L->be, fd);
+    else
+        L->bops->disarm(L->be, fd);
     return woken;
+}
+
+/* ---- owned waits and epochs (net_support.h) ------------------------------------ */
+
+#define EPOCHS 65536 /* a power of two; fds beyond share slots (harmless) */
+static _Atomic uint32_t epochs[EPOCHS];
+
+uint32_t weft__fd_epoch(int fd)
+{
+    return atomic_load_explicit(&epochs[(unsigned)fd & (EPOCHS - 1)], memory_order_relaxed);
+}
+
+void weft__fd_epoch_bump(int fd)
+{
+    if (fd >= 0)
+        atomic_fetch_add_explicit(&epochs[(unsigned)fd & (EPOCHS - 1)], 1, memory_order_relaxed);
+}
+
+int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline)
+{
+    struct weft_loop *L = weft__loop_tls;
+    if (!L || !L->bops->vouch || fd < 0)
+        return weft_co_wait_fd(fd, events, deadline);
+    /* The vouch is taken by the arm weft_co_wait_fd makes before it
+     * suspends; if it returns without arming (-EBUSY, -EINVAL, -ENOMEM) it
+     * did not suspend either, and the drop below keeps the vouch from
+     * reaching another arm. */
+    L->bops->vouch(L->be, fd, events, weft__fd_epoch(fd));
+    int r = weft_co_wait_fd(fd, events, deadline);
+    L->bops->vouch(L->be, -1, 0, 0);
+    return r;
 }

@@ -4,7 +4,9 @@
  *
  * Every call first tries the system call and waits only on EAGAIN (the
  * common case on a busy connection costs no wait at all); in a coroutine
- * the wait is weft_co_wait_fd, so the call works on every loop backend.
+ * the wait is weft__loop_wait_owned (weft_co_wait_fd with the vouch that
+ * EAGAIN was just seen), so the call works on every loop backend and the
+ * socket stays registered in the kernel between waits.
  */
 #include "internal.h"
 
@@ -136,7 +138,10 @@ int weft__net_wait(struct weft__net_op *op, unsigned events)
 {
     if (!op->co)
         return thread_wait(op->fd, events, op->deadline);
-    int r = weft_co_wait_fd(op->fd, events, op->deadline);
+    /* Every caller has just seen EAGAIN (or EINPROGRESS) on op->fd with no
+     * suspension since: an owned wait (net_support.h), which on a busy
+     * connection costs no system call to arm. */
+    int r = weft__loop_wait_owned(op->fd, events, op->deadline);
     if (r < 0)
         return r;
     /* Woken: by readiness, or by weft_net_close of this fd (which also
