@@ -17,6 +17,10 @@ int weft__co_checkpoint(void)
     struct weft_task *t = L ? L->current : NULL;
     if (!t)
         return -EPERM;
+    /* Nothing to find (no scope, not cancelled): what the wait below would
+     * conclude, without its atomics. Every net call starts here. */
+    if (!t->scope && !t->cancelled && !weft_future_cancel_requested(t->fut))
+        return 0;
     /* The same trick as weft_co_yield: a waiter that is already WOKEN makes
      * weft__cotask_wait check cancellation and expired scopes and then
      * return without suspending. */
