@@ -10,7 +10,9 @@
  * back as a new connection. Runs on every backend; fd counts before and
  * after.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -327,11 +329,64 @@ static void test_closed_elsewhere_reused(void)
     CHECK_INT(check_fd_count(), ==, fds);
 }
 
+/* ---- fds weft_net did not make: one-shot, close(2) allowed between waits ---------- */
+
+struct late_writer {
+    int fd;
+    char byte;
+};
+
+static int write_later(void *arg, void **result)
+{
+    (void)result;
+    struct late_writer *w = arg;
+    weft_co_sleep(0.002);
+    return weft_net_write(w->fd, &w->byte, 1) == 1 ? 0 : -EIO;
+}
+
+static int foreign_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rounds = (int)check_iters("WEFT_ROUNDS", 10);
+    int first = -1;
+    for (int i = 0; i < rounds; i++) {
+        /* A pipe made non-blocking by the caller, never adopted: read with a
+         * wait, then closed with close(2), as weft_co_wait_fd allows. Its
+         * number comes back at once as the next pipe: that wait must be
+         * registered anew, not believed registered. */
+        int p[2];
+        CHECK_OK(pipe2(p, O_NONBLOCK | O_CLOEXEC));
+        if (first < 0)
+            first = p[0];
+        CHECK_INT(p[0], ==, first);
+        struct late_writer w = {p[1], (char)('a' + i)};
+        weft_task_t *t;
+        CHECK_OK(weft_co_spawn(&t, write_later, &w, "writer", 0));
+        char c = 0;
+        CHECK_INT(weft_net_read_until(p[0], &c, 1, weft_deadline_in(5)), ==, 1);
+        CHECK_INT(c, ==, w.byte);
+        CHECK_OK(weft_co_await(t, NULL));
+        weft_task_release(t);
+        close(p[0]);
+        close(p[1]);
+    }
+    return 0;
+}
+
+static void test_foreign_fd_close_reuse(void)
+{
+    int fds = check_fd_count();
+    net_each_backend(foreign_main, NULL);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
 int main(void)
 {
     RUN(test_duplex_one_socket);
     RUN(test_idle_readiness);
     RUN(test_pingpong);
     RUN(test_closed_elsewhere_reused);
+    RUN(test_foreign_fd_close_reuse);
     return check_done();
 }

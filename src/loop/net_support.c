@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
 
 #include "net_support.h"
 
@@ -68,30 +70,72 @@ int weft__loop_fd_forget(int fd)
 
 /* ---- owned waits and epochs (net_support.h) ------------------------------------ */
 
-#define EPOCHS 65536 /* a power of two; fds beyond share slots (harmless) */
-static _Atomic uint32_t epochs[EPOCHS];
+/* The epoch table: chunks of CHUNK counters, made on first use and never
+ * freed (a process has few), so readers on any thread need no lock: the
+ * chunk pointer is published with release and read with acquire. */
+#define CHUNK 4096
+#define NCHUNK 1024 /* fds up to 4 Mi; beyond, no fd is owned (one-shot waits) */
+static _Atomic(_Atomic uint32_t *) chunks[NCHUNK];
+
+static _Atomic uint32_t *epoch_slot(int fd, bool make)
+{
+    if (fd < 0 || (unsigned)fd / CHUNK >= NCHUNK)
+        return NULL;
+    _Atomic(_Atomic uint32_t *) *cp = &chunks[(unsigned)fd / CHUNK];
+    _Atomic uint32_t *c = atomic_load_explicit(cp, memory_order_acquire);
+    if (!c && make) {
+        _Atomic uint32_t *n = calloc(CHUNK, sizeof *n);
+        if (!n)
+            return NULL;
+        if (atomic_compare_exchange_strong_explicit(cp, &c, n, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            c = n;
+        else
+            free(n); /* another thread made it: c is theirs */
+    }
+    return c ? &c[(unsigned)fd % CHUNK] : NULL;
+}
 
 uint32_t weft__fd_epoch(int fd)
 {
-    return atomic_load_explicit(&epochs[(unsigned)fd & (EPOCHS - 1)], memory_order_relaxed);
+    _Atomic uint32_t *e = epoch_slot(fd, false);
+    return e ? atomic_load_explicit(e, memory_order_relaxed) : 0;
 }
 
-void weft__fd_epoch_bump(int fd)
+/* Set the epoch to f(old) (relaxed: see net_support.h). */
+static void epoch_move(int fd, bool open)
 {
-    if (fd >= 0)
-        atomic_fetch_add_explicit(&epochs[(unsigned)fd & (EPOCHS - 1)], 1, memory_order_relaxed);
+    _Atomic uint32_t *e = epoch_slot(fd, open);
+    if (!e)
+        return; /* closing an fd no one opened here; or no memory: not owned */
+    uint32_t old = atomic_load_explicit(e, memory_order_relaxed), nw;
+    do
+        nw = open ? (old + 2) | 1u : (old | 1u) + 1; /* odd, even; never the same */
+    while (!atomic_compare_exchange_weak_explicit(e, &old, nw, memory_order_relaxed,
+                                                  memory_order_relaxed));
+}
+
+void weft__fd_epoch_open(int fd)
+{
+    epoch_move(fd, true);
+}
+
+void weft__fd_epoch_close(int fd)
+{
+    epoch_move(fd, false);
 }
 
 int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline)
 {
     struct weft_loop *L = weft__loop_tls;
-    if (!L || !L->bops->vouch || fd < 0)
-        return weft_co_wait_fd(fd, events, deadline);
+    uint32_t epoch = weft__fd_epoch(fd);
+    if (!L || !L->bops->vouch || !(epoch & 1))
+        return weft_co_wait_fd(fd, events, deadline); /* not owned: one-shot */
     /* The vouch is taken by the arm weft_co_wait_fd makes before it
      * suspends; if it returns without arming (-EBUSY, -EINVAL, -ENOMEM) it
      * did not suspend either, and the drop below keeps the vouch from
      * reaching another arm. */
-    L->bops->vouch(L->be, fd, events, weft__fd_epoch(fd));
+    L->bops->vouch(L->be, fd, events, epoch);
     int r = weft_co_wait_fd(fd, events, deadline);
     L->bops->vouch(L->be, -1, 0, 0);
     return r;

@@ -28,28 +28,32 @@ int weft__co_checkpoint(void);
 int weft__loop_fd_forget(int fd);
 
 /*
- * Owned waits. weft__loop_wait_owned is weft_co_wait_fd for a socket of
- * src/net that the caller has just found not ready (a system call said
- * EAGAIN or EINPROGRESS, with no suspension since): the backend may serve
- * it with a registration that stays in the kernel across waits (one
- * epoll_ctl per connection, not per wait; see backend.h "OWNED fds").
- * Same results as weft_co_wait_fd. The fd must then be closed through
- * weft_net_close (weft__loop_fd_forget on a loop's thread, and the epoch
- * bump everywhere).
+ * Owned waits. weft__loop_wait_owned is weft_co_wait_fd for an fd that the
+ * caller has just found not ready (a system call said EAGAIN or
+ * EINPROGRESS, with no suspension since). If the fd is OWNED (below), the
+ * backend may serve it with a registration that stays in the kernel across
+ * waits (one epoll_ctl per connection, not one per wait; backend.h "OWNED
+ * fds"); other fds get the one-shot wait. Same results as weft_co_wait_fd.
  *
- * Epochs: a process-wide counter per fd number (hashed into a fixed
- * table: two numbers may share one, which only costs a spurious
- * re-registration), bumped when src/net makes an fd (socket, accept,
- * adopt) and when it closes one, on any thread. A loop's owned
- * registration records the epoch it was made in; a wait that finds
- * another one registers again, so a socket closed on another thread (whose
- * loop's forget cannot reach this loop), whose number then comes back as a
- * new socket, is never believed registered. Relaxed atomics: whoever uses
- * the new fd learned its number after the bump, through some
- * synchronisation, so it sees the bump.
+ * Owned fds and epochs. A process-wide counter per fd number (a table
+ * that grows by chunks, exact up to 4 Mi fds), moved on any thread:
+ * weft__fd_epoch_open when src/net makes an fd (socket, accept) or adopts
+ * one, which makes it odd (owned), and weft__fd_epoch_close when
+ * weft_net_close closes one, which makes it even. Only fds with an odd
+ * epoch are owned, so an fd that weft_net never made nor adopted (a pipe
+ * the caller made non-blocking itself, closed with close(2)) keeps the
+ * one-shot waits, whose registration a close(2) cannot leave stale. A
+ * loop's owned registration records the epoch it was made in; a wait that
+ * finds another one registers again, so a socket closed on another thread
+ * (whose weft_net_close cannot reach this loop's backend) and whose number
+ * comes back as a new socket is never believed registered. The rule left
+ * to the user: an owned fd is closed with weft_net_close (docs/net.md).
+ * Relaxed atomics: whoever uses an fd learned its number after it was
+ * made, through some synchronisation, so it sees the epoch of its making.
  */
 int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline);
 uint32_t weft__fd_epoch(int fd);
-void weft__fd_epoch_bump(int fd);
+void weft__fd_epoch_open(int fd);
+void weft__fd_epoch_close(int fd);
 
 #endif /* WEFT_LOOP_NET_SUPPORT_H */
