@@ -102,34 +102,43 @@ uint32_t weft__fd_epoch(int fd)
     return e ? atomic_load_explicit(e, memory_order_relaxed) : 0;
 }
 
-/* Set the epoch to f(old) (relaxed: see net_support.h). */
-static void epoch_move(int fd, bool open)
+/* Move the epoch on (relaxed: see net_support.h): open makes it owned
+ * (and stream or not), close not owned; the counter part always changes. */
+static void epoch_move(int fd, bool open, bool stream)
 {
     _Atomic uint32_t *e = epoch_slot(fd, open);
     if (!e)
         return; /* closing an fd no one opened here; or no memory: not owned */
     uint32_t old = atomic_load_explicit(e, memory_order_relaxed), nw;
-    do
-        nw = open ? (old + 2) | 1u : (old | 1u) + 1; /* odd, even; never the same */
-    while (!atomic_compare_exchange_weak_explicit(e, &old, nw, memory_order_relaxed,
-                                                  memory_order_relaxed));
+    do {
+        nw = ((old >> 2) + 1) << 2;
+        if (open)
+            nw |= WEFT__EPOCH_OWNED | (stream ? WEFT__EPOCH_STREAM : 0);
+    } while (!atomic_compare_exchange_weak_explicit(e, &old, nw, memory_order_relaxed,
+                                                    memory_order_relaxed));
 }
 
-void weft__fd_epoch_open(int fd)
+void weft__fd_epoch_open(int fd, bool stream)
 {
-    epoch_move(fd, true);
+    epoch_move(fd, true, stream);
 }
 
 void weft__fd_epoch_close(int fd)
 {
-    epoch_move(fd, false);
+    epoch_move(fd, false, false);
+}
+
+uint64_t weft__loop_polls(void)
+{
+    struct weft_loop *L = weft__loop_tls;
+    return L ? atomic_load_explicit(&L->st_polls, memory_order_relaxed) : 0;
 }
 
 int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline)
 {
     struct weft_loop *L = weft__loop_tls;
     uint32_t epoch = weft__fd_epoch(fd);
-    if (!L || !L->bops->vouch || !(epoch & 1))
+    if (!L || !L->bops->vouch || !(epoch & WEFT__EPOCH_OWNED))
         return weft_co_wait_fd(fd, events, deadline); /* not owned: one-shot */
     /* The vouch is taken by the arm weft_co_wait_fd makes before it
      * suspends; if it returns without arming (-EBUSY, -EINVAL, -ENOMEM) it

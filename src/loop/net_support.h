@@ -6,6 +6,7 @@
 #ifndef WEFT_LOOP_NET_SUPPORT_H
 #define WEFT_LOOP_NET_SUPPORT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <weft/time.h>
 
@@ -35,12 +36,13 @@ int weft__loop_fd_forget(int fd);
  * waits (one epoll_ctl per connection, not one per wait; backend.h "OWNED
  * fds"); other fds get the one-shot wait. Same results as weft_co_wait_fd.
  *
- * Owned fds and epochs. A process-wide counter per fd number (a table
- * that grows by chunks, exact up to 4 Mi fds), moved on any thread:
- * weft__fd_epoch_open when src/net makes an fd (socket, accept) or adopts
- * one, which makes it odd (owned), and weft__fd_epoch_close when
- * weft_net_close closes one, which makes it even. Only fds with an odd
- * epoch are owned, so an fd that weft_net never made nor adopted (a pipe
+ * Owned fds and epochs. A process-wide word per fd number (a table that
+ * grows by chunks, exact up to 4 Mi fds), moved on any thread: a counter
+ * (bits 2..31) that every move changes, WEFT__EPOCH_OWNED and
+ * WEFT__EPOCH_STREAM. weft__fd_epoch_open when src/net makes an fd
+ * (socket, accept) or adopts one sets OWNED (and STREAM for a TCP socket:
+ * one where a short read means the receive queue is empty, io.c), weft__fd_epoch_close when weft_net_close closes one clears
+ * them. Only OWNED fds get owned waits, so an fd that weft_net never made nor adopted (a pipe
  * the caller made non-blocking itself, closed with close(2)) keeps the
  * one-shot waits, whose registration a close(2) cannot leave stale. A
  * loop's owned registration records the epoch it was made in; a wait that
@@ -52,8 +54,18 @@ int weft__loop_fd_forget(int fd);
  * made, through some synchronisation, so it sees the epoch of its making.
  */
 int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline);
+#define WEFT__EPOCH_OWNED 0x1u
+#define WEFT__EPOCH_STREAM 0x2u
 uint32_t weft__fd_epoch(int fd);
-void weft__fd_epoch_open(int fd);
+void weft__fd_epoch_open(int fd, bool stream);
 void weft__fd_epoch_close(int fd);
+
+/*
+ * How many times the calling thread's loop has polled its backend (0 with
+ * no loop). Readiness reaches a loop only in a poll: a socket seen drained
+ * when this count was c and waited on while it is still c cannot have had
+ * a report dropped in between (src/net/io.c: reads that skip the EAGAIN).
+ */
+uint64_t weft__loop_polls(void);
 
 #endif /* WEFT_LOOP_NET_SUPPORT_H */
