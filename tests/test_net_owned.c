@@ -437,6 +437,62 @@ static void test_drained_skip(void)
     CHECK_INT(check_fd_count(), ==, fds);
 }
 
+/* The peer writes and closes at once: one readiness report (data and the
+ * hang-up together) wakes the reader, whose read is short; its next read
+ * skips the read(2) and waits: it must see end of file, not hang. */
+struct write_close {
+    int fd;
+    int how; /* 0: close; 1: shutdown(SHUT_WR) */
+};
+
+static int write_then_close(void *arg, void **result)
+{
+    (void)result;
+    struct write_close *w = arg;
+    if (weft_net_write(w->fd, "data", 4) != 4)
+        return -EIO;
+    return w->how ? weft_net_shutdown(w->fd, SHUT_WR) : weft_net_close(w->fd);
+}
+
+static int eof_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int rounds = (int)check_iters("WEFT_ROUNDS", 50);
+    for (int i = 0; i < rounds; i++) {
+        int a, b;
+        CHECK_OK(tcp_pair(&a, &b));
+        char c[64];
+        CHECK_RC(weft_net_read_until(a, c, sizeof c, 0), -ETIMEDOUT); /* registered */
+        struct write_close w = {b, i & 1};
+        weft_task_t *t;
+        CHECK_OK(weft_co_spawn(&t, write_then_close, &w, "writer", 0));
+        size_t have = 0;
+        ssize_t k;
+        while ((k = weft_net_read_until(a, c + have, sizeof c - have, weft_deadline_in(5))) > 0)
+            have += (size_t)k;
+        CHECK_INT(k, ==, 0); /* end of file, not -ETIMEDOUT */
+        CHECK_INT(have, ==, 4);
+        CHECK_OK(weft_co_await(t, NULL));
+        weft_task_release(t);
+        if (i & 1) {
+            /* Half-closed: a's writes still go through; b reads them. */
+            CHECK_INT(weft_net_write(a, "back", 4), ==, 4);
+            CHECK_INT(weft_net_read_exact_until(b, c, 4, NULL, weft_deadline_in(5)), ==, 4);
+            weft_net_close(b);
+        }
+        weft_net_close(a);
+    }
+    return 0;
+}
+
+static void test_data_then_eof(void)
+{
+    int fds = check_fd_count();
+    net_each_backend(eof_main, NULL);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
 int main(void)
 {
     RUN(test_duplex_one_socket);
@@ -445,5 +501,6 @@ int main(void)
     RUN(test_closed_elsewhere_reused);
     RUN(test_foreign_fd_close_reuse);
     RUN(test_drained_skip);
+    RUN(test_data_then_eof);
     return check_done();
 }

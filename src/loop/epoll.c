@@ -60,6 +60,9 @@ struct efd {
     uint8_t mode;    /* M_*: what the kernel holds for this number */
     uint8_t want;    /* M_EDGE: the armed directions (WEFT__IO_READ|WRITE) */
     uint8_t vouched; /* M_EDGE: armed directions whose vouch still holds */
+    uint8_t hup;     /* M_EDGE: sticky (see hup_pending): READ after the peer's
+                        FIN, READ|WRITE|ERROR after a hang-up or an error */
+    bool pend;       /* M_EDGE: on the pend list */
     uint32_t epoch;  /* M_EDGE: the fd's epoch when registered */
     void *data;      /* M_EDGE: what arm was given */
 };
@@ -72,6 +75,8 @@ struct weft__backend {
     uint32_t v_events, v_epoch;
     struct efd *fds;  /* by fd number */
     int nfds;
+    int *pend;        /* fds with a hang-up to report at the next poll */
+    int npend, cpend;
     struct epoll_event buf[MAX_BATCH];
 };
 
@@ -121,6 +126,7 @@ static void ep_fini(struct weft__backend *b)
     if (b->epfd >= 0)
         close(b->epfd);
     free(b->fds);
+    free(b->pend);
     free(b);
 }
 
@@ -141,6 +147,59 @@ static struct efd *rec(struct weft__backend *b, int fd)
         b->nfds = n;
     }
     return &b->fds[fd];
+}
+
+/*
+ * A hang-up (peer's FIN, reset, error) is a state, not an event: it stays.
+ * Its edge comes once, and a reader may have been told of it together with
+ * data (one report: IN|RDHUP), read the data with a short read, and then
+ * waited without a read(2) that would have returned 0 (src/net/io.c skips
+ * the read after a short one). So an EDGE fd remembers a hang-up it has
+ * seen, and a vouched arm of such an fd is reported at the next poll
+ * without waiting for an edge (tokio keeps its "closed" readiness for the
+ * same reason). Only the directions the hang-up concerns: after the
+ * peer's FIN (RDHUP) a writer may still write and waits for edges as
+ * before. A new registration (mode change, new epoch) starts clean:
+ * EPOLL_CTL_ADD / MOD look at the current state themselves.
+ */
+static int hup_pending(struct weft__backend *b, struct efd *r, int fd)
+{
+    if (r->pend)
+        return 0;
+    if (b->npend == b->cpend) {
+        int n = b->cpend ? 2 * b->cpend : 16;
+        int *p = realloc(b->pend, (size_t)n * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        b->pend = p;
+        b->cpend = n;
+    }
+    b->pend[b->npend++] = fd;
+    r->pend = true;
+    return 0;
+}
+
+/* The reports hup_pending promised (at most max); the rest stay listed. */
+static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
+{
+    int k = 0, i = 0;
+    for (; i < b->npend && k < max; i++) {
+        int fd = b->pend[i];
+        if (fd >= b->nfds)
+            continue;
+        struct efd *r = &b->fds[fd];
+        r->pend = false;
+        if (r->mode != M_EDGE || !(r->hup & r->want))
+            continue; /* forgotten, re-registered or disarmed meanwhile */
+        out[k].data = r->data;
+        out[k].events = r->hup;
+        r->vouched &= (uint8_t)~r->want;
+        r->want = 0;
+        k++;
+    }
+    memmove(b->pend, b->pend + i, (size_t)(b->npend - i) * sizeof *b->pend);
+    b->npend -= i;
+    return k;
 }
 
 /* MOD, or ADD if the number is not in the set (a new file). */
@@ -175,6 +234,8 @@ static int ep_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
                 r->want = (uint8_t)events; /* the common case: no system call */
                 r->vouched = (uint8_t)events;
                 r->data = data;
+                if (r->hup & events)
+                    return hup_pending(b, r, fd);
                 return 0;
             }
             struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
@@ -266,6 +327,10 @@ static bool edge_event(struct weft__backend *b, int fd, uint32_t e, struct weft_
         return false; /* forgotten meanwhile (cannot happen within one poll) */
     struct efd *r = &b->fds[fd];
     uint32_t ev = to_io(e);
+    if (e & (EPOLLHUP | EPOLLERR))
+        r->hup = WEFT__IO_READ | WEFT__IO_WRITE | WEFT__IO_ERROR; /* sticky: see hup_pending */
+    else if (e & EPOLLRDHUP)
+        r->hup |= WEFT__IO_READ; /* the peer will send no more: reads see end of file */
     if (!r->want) {
         epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
         r->mode = M_NONE;
@@ -290,6 +355,11 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
         max = MAX_BATCH;
     if (max <= 0)
         return -EINVAL;
+    if (b->npend) {
+        int k = take_pending(b, out, max);
+        if (k)
+            return k; /* at once: the next poll takes what the kernel has */
+    }
     /* Wait again for the remainder whenever the wait ended with nothing
      * before the deadline: an EINTR ends it early, and so, on some
      * virtualised kernels seen here, does the timeout itself (by up to a
@@ -361,6 +431,7 @@ static int ep_after_fork(struct weft__backend *b)
     close(b->epfd);
     b->evfd = b->epfd = -1;
     b->v_fd = -1;
+    b->npend = 0;
     if (b->nfds)
         memset(b->fds, 0, (size_t)b->nfds * sizeof *b->fds);
     return open_fds(b);

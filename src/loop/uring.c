@@ -88,7 +88,9 @@ struct ufd {
     bool multi;   /* owned: the request (if armed) is multishot, want filters */
     bool idle_q;  /* on the idle list */
     uint8_t want; /* multi: the armed directions */
-    uint8_t vouched; /* multi: armed directions whose vouch holds */
+    uint8_t vouched; /* multi: armed directions whose vouch still holds */
+    uint8_t hup;     /* multi: sticky hang-up directions (epoll.c: hup_pending) */
+    bool pend;       /* multi: on the pend list */
     uint32_t epoch;  /* multi: the fd's epoch when registered */
     void *data;   /* what arm was given */
 };
@@ -106,6 +108,8 @@ struct weft__backend {
     uint32_t v_events, v_epoch;
     int *idle;        /* owned fds whose want dropped to 0 (see above) */
     int nidle, cidle;
+    int *pend;        /* owned fds with a hang-up to report at the next poll */
+    int npend, cpend;
 };
 
 #define RW (WEFT__IO_READ | WEFT__IO_WRITE)
@@ -186,6 +190,7 @@ static void ur_fini(struct weft__backend *b)
     close_ring(b); /* the kernel cancels what is still pending */
     free(b->fds);
     free(b->idle);
+    free(b->pend);
     free(b);
 }
 
@@ -279,6 +284,48 @@ static void idle_sweep(struct weft__backend *b)
     b->nidle = 0;
 }
 
+/* A hang-up is a state; its completion comes once (see epoll.c's
+ * hup_pending for why a vouched reader must still hear of it). */
+static int hup_pending(struct weft__backend *b, struct ufd *u, int fd)
+{
+    if (u->pend)
+        return 0;
+    if (b->npend == b->cpend) {
+        int n = b->cpend ? 2 * b->cpend : 16;
+        int *p = realloc(b->pend, (size_t)n * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        b->pend = p;
+        b->cpend = n;
+    }
+    b->pend[b->npend++] = fd;
+    u->pend = true;
+    return 0;
+}
+
+static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
+{
+    int k = 0, i = 0;
+    for (; i < b->npend && k < max; i++) {
+        int fd = b->pend[i];
+        if (fd >= b->nfds)
+            continue;
+        struct ufd *u = &b->fds[fd];
+        u->pend = false;
+        if (!u->multi || !(u->hup & u->want))
+            continue; /* forgotten, re-registered or disarmed meanwhile */
+        out[k].data = u->data;
+        out[k].events = u->hup;
+        u->vouched &= (uint8_t)~u->want;
+        u->want = 0;
+        idle_push(b, u, fd);
+        k++;
+    }
+    memmove(b->pend, b->pend + i, (size_t)(b->npend - i) * sizeof *b->pend);
+    b->npend -= i;
+    return k;
+}
+
 static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
 {
     if (!(events & RW) || !data)
@@ -297,6 +344,8 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
             u->want = (uint8_t)events;
             u->vouched = (uint8_t)events;
             u->data = data;
+            if (u->hup & events)
+                return hup_pending(b, u, fd);
             return u->armed ? 0 : add_multi(b, u, fd);
         }
         if (u->epoch != v_epoch)
@@ -318,6 +367,7 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
     remove_req(b, u, fd); /* re-arm: the old request goes first */
     if (v && b->have_multi && !(events & ~v)) {
         u->multi = true;
+        u->hup = 0; /* a new request looks at the current state itself */
         u->want = (uint8_t)events;
         u->vouched = (uint8_t)events;
         u->epoch = v_epoch;
@@ -383,7 +433,7 @@ static int ur_forget(struct weft__backend *b, int fd)
     bool was = u->armed;
     remove_req(b, u, fd);
     u->known = u->multi = false;
-    u->want = u->vouched = 0;
+    u->want = u->vouched = u->hup = 0;
     if (was)
         io_uring_submit(&b->ring); /* before the close: see ur_disarm */
     return 0;
@@ -445,6 +495,10 @@ static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bo
             /* Owned (multishot): filter by the armed directions. */
             if (!(cqe->flags & IORING_CQE_F_MORE))
                 u->armed = false; /* the request ended */
+            if (cqe->res > 0 && (cqe->res & (POLLHUP | POLLERR)))
+                u->hup = WEFT__IO_READ | WEFT__IO_WRITE | WEFT__IO_ERROR; /* sticky */
+            else if (cqe->res > 0 && (cqe->res & POLLRDHUP))
+                u->hup |= WEFT__IO_READ;
             if (cqe->res == -EINVAL) {
                 /* The kernel refuses multishot after all: one-shot from now
                  * on. A waiter gets a spurious report and arms again. */
@@ -490,6 +544,11 @@ static int ur_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
 {
     if (max <= 0)
         return -EINVAL;
+    if (b->npend) {
+        int k = take_pending(b, out, max);
+        if (k)
+            return k; /* at once: the next poll takes what the kernel has */
+    }
     if (b->nidle)
         idle_sweep(b);
     for (;;) {
@@ -539,6 +598,7 @@ static int ur_after_fork(struct weft__backend *b)
     for (int i = 0; i < b->nfds; i++)
         b->fds[i] = (struct ufd){.gen = b->fds[i].gen + 1};
     b->nidle = 0;
+    b->npend = 0;
     b->v_fd = -1;
     return open_ring(b);
 }
