@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <weft.h>
 
@@ -431,6 +432,258 @@ static void test_seccomp_fallback(void)
 #endif
 }
 
+/* ---- owned fds: vouched arms, edges, forget, epochs -------------------------------- */
+
+/* CPU time of this thread, in ns. */
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Read fd (non-blocking) until EAGAIN; returns the bytes read. */
+static int drain(int fd)
+{
+    char c[256];
+    int n = 0;
+    ssize_t k;
+    while ((k = read(fd, c, sizeof c)) > 0)
+        n += (int)k;
+    return n;
+}
+
+static int varm(struct weft__backend *b, int fd, uint32_t ev, void *tag, uint32_t epoch)
+{
+    B->vouch(b, fd, ev, epoch);
+    return B->arm(b, fd, ev, tag);
+}
+
+/*
+ * A vouched arm reports readiness that comes after it, once; readiness that
+ * comes while nothing is armed is dropped without spinning the backend; an
+ * arm that is not vouched still sees readiness that is already there
+ * (level); a vouch for another fd, or a dropped one, vouches for nothing.
+ */
+static void test_owned_edges(void)
+{
+    int fds0 = check_fd_count();
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+    int tag;
+    struct weft__io_event ev[4];
+    int rounds = (int)check_iters("WEFT_ROUNDS", 500);
+    for (int i = 0; i < rounds; i++) {
+        CHECK_INT(drain(sv[0]), >=, 0); /* the caller saw EAGAIN: then vouches */
+        CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 7));
+        CHECK_INT(B->poll(b, 0, ev, 4), ==, 0); /* writable is not asked for */
+        CHECK_INT(write(sv[1], "x", 1), ==, 1);
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        CHECK(ev[0].data == &tag);
+        CHECK(ev[0].events & WEFT__IO_READ);
+        /* One report: still readable, not armed, nothing more. */
+        CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+        if (i % 3 == 0) {
+            /* Not vouched (weft_co_wait_fd called directly): the data that
+             * is there already is reported at once. */
+            CHECK_OK(B->arm(b, sv[0], WEFT__IO_READ, &tag));
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        } else if (i % 3 == 1) {
+            /* A vouch for another fd is not one for this arm. */
+            B->vouch(b, sv[1], WEFT__IO_READ, 7);
+            CHECK_OK(B->arm(b, sv[0], WEFT__IO_READ, &tag));
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        } else {
+            /* A dropped vouch neither. */
+            B->vouch(b, sv[0], WEFT__IO_READ, 7);
+            B->vouch(b, -1, 0, 0);
+            CHECK_OK(B->arm(b, sv[0], WEFT__IO_READ, &tag));
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        }
+        CHECK_INT(drain(sv[0]), ==, 1);
+    }
+    /* Readiness while nothing is armed: dropped, and no spinning. */
+    CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 7));
+    CHECK_INT(write(sv[1], "a", 1), ==, 1);
+    CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+    CHECK_INT(write(sv[1], "b", 1), ==, 1); /* an edge nobody armed for */
+    int64_t c0 = thread_cpu_ns();
+    CHECK_INT(B->poll(b, weft_deadline_in(0.1), ev, 4), ==, 0);
+    CHECK_INT(B->poll(b, weft_deadline_in(0.1), ev, 4), ==, 0);
+    int64_t spent = thread_cpu_ns() - c0;
+    CHECK_INT(spent, <, 100000000); /* a spinning poll would burn the 200 ms */
+    CHECK_INT(drain(sv[0]), ==, 2);
+    /* ... and the next vouched arm (after EAGAIN) sees what comes next. */
+    CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 7));
+    CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+    CHECK_INT(write(sv[1], "c", 1), ==, 1);
+    CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+    CHECK_INT(drain(sv[0]), ==, 1);
+    /* disarm of an owned fd: no report after it. */
+    CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 7));
+    CHECK_OK(B->disarm(b, sv[0]));
+    CHECK_INT(write(sv[1], "d", 1), ==, 1);
+    CHECK_INT(B->poll(b, weft_deadline_in(0.02), ev, 4), ==, 0);
+    CHECK_INT(drain(sv[0]), ==, 1);
+    /* Hang-up: reported to a vouched reader, as READ and ERROR or as end of
+     * file (READ). */
+    CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 7));
+    close(sv[1]);
+    CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+    CHECK(ev[0].events & WEFT__IO_READ);
+    CHECK_OK(B->forget(b, sv[0]));
+    close(sv[0]);
+    B->fini(b);
+    CHECK_INT(check_fd_count(), ==, fds0);
+}
+
+/* Fill fd's send buffer; the caller then saw EAGAIN for writing. */
+static void fill(int fd)
+{
+    static char blob[65536];
+    while (write(fd, blob, sizeof blob) > 0)
+        ;
+}
+
+/*
+ * A reader and a writer on one owned fd: each report goes to the armed
+ * direction; the other direction stays armed through the loop's re-arm,
+ * which is not vouched itself (task.c re-arms what is left after a report).
+ */
+static void test_owned_two_directions(void)
+{
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+    int tag;
+    struct weft__io_event ev[4];
+    int rounds = (int)check_iters("WEFT_ROUNDS", 200);
+    for (int i = 0; i < rounds; i++) {
+        fill(sv[0]);
+        CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 3));
+        /* The writer comes: the arm asks both, vouched for WRITE. */
+        CHECK_OK(varm(b, sv[0], WEFT__IO_WRITE, &tag, 3));
+        CHECK_OK(B->arm(b, sv[0], WEFT__IO_READ | WEFT__IO_WRITE, &tag));
+        CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+        if (i & 1) {
+            CHECK_INT(write(sv[1], "r", 1), ==, 1);
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+            CHECK_INT(ev[0].events & (WEFT__IO_READ | WEFT__IO_WRITE), ==, WEFT__IO_READ);
+            CHECK_INT(drain(sv[0]), ==, 1);
+            /* The loop re-arms the writer that is still there (no vouch). */
+            CHECK_OK(B->arm(b, sv[0], WEFT__IO_WRITE, &tag));
+            CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+            CHECK_INT(drain(sv[1]), >, 0); /* room to write */
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+            CHECK(ev[0].events & WEFT__IO_WRITE);
+        } else {
+            CHECK_INT(drain(sv[1]), >, 0);
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+            CHECK(ev[0].events & WEFT__IO_WRITE);
+            /* The reader is re-armed; then data comes. */
+            CHECK_OK(B->arm(b, sv[0], WEFT__IO_READ, &tag));
+            CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+            CHECK_INT(write(sv[1], "r", 1), ==, 1);
+            CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+            CHECK(ev[0].events & WEFT__IO_READ);
+            CHECK_INT(drain(sv[0]), ==, 1);
+        }
+        CHECK_INT(drain(sv[1]), >=, 0);
+    }
+    CHECK_OK(B->forget(b, sv[0]));
+    close(sv[0]);
+    close(sv[1]);
+    B->fini(b);
+}
+
+/*
+ * The number of an owned fd comes back as another file: after forget (the
+ * weft_net_close path) with the same epoch, and after a close that forget
+ * did not see (another thread's weft_net_close) with a new epoch. Either
+ * way the new file is registered and reported; no fd is left open (io_uring:
+ * the old request's reference to the file is gone).
+ */
+static void test_owned_reuse(void)
+{
+    int fds0 = check_fd_count();
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    int tag;
+    struct weft__io_event ev[4];
+    uint32_t epoch = 1;
+    for (int i = 0; i < 40; i++) {
+        int p[2];
+        CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p));
+        CHECK_OK(varm(b, p[0], WEFT__IO_READ, &tag, epoch));
+        CHECK_INT(write(p[1], "x", 1), ==, 1);
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        if (i & 1)
+            CHECK_OK(B->forget(b, p[0]));
+        else
+            epoch++; /* closed behind the backend's back: the epoch moves */
+        close(p[0]);
+        close(p[1]);
+        int q[2];
+        CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, q));
+        CHECK_INT(q[0], ==, p[0]);
+        CHECK_OK(varm(b, q[0], WEFT__IO_READ, &tag, epoch));
+        CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+        CHECK_INT(write(q[1], "y", 1), ==, 1);
+        CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+        CHECK(ev[0].data == &tag);
+        /* The peer of the first pair saw its end: nothing holds it. */
+        CHECK_OK(B->forget(b, q[0]));
+        close(q[0]);
+        close(q[1]);
+    }
+    B->fini(b);
+    CHECK_INT(check_fd_count(), ==, fds0);
+}
+
+/* An owned registration in the parent is not the child's: after fork the
+ * child's vouched arm registers anew. */
+static void test_owned_after_fork(void)
+{
+    struct weft__backend *b;
+    CHECK_OK(B->init(&b));
+    int sv[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv));
+    int tag;
+    CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 5));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct weft__io_event ev[4];
+        int ok = B->after_fork(b) == 0;
+        B->vouch(b, sv[0], WEFT__IO_READ, 5);
+        ok = ok && B->arm(b, sv[0], WEFT__IO_READ, &tag) == 0;
+        ok = ok && B->poll(b, 0, ev, 4) == 0;
+        ok = ok && write(sv[1], "y", 1) == 1;
+        ok = ok && B->poll(b, weft_deadline_in(5), ev, 4) == 1 && ev[0].data == &tag;
+        B->fini(b);
+        _exit(ok ? 0 : 1);
+    }
+    CHECK_INT(pid, >, 0);
+    int st;
+    CHECK_INT(waitpid(pid, &st, 0), ==, pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    struct weft__io_event ev[4];
+    /* The parent was armed all along: the child's byte is reported here. */
+    CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+    CHECK_INT(drain(sv[0]), ==, 1);
+    CHECK_OK(varm(b, sv[0], WEFT__IO_READ, &tag, 5));
+    CHECK_INT(B->poll(b, 0, ev, 4), ==, 0);
+    CHECK_INT(write(sv[1], "z", 1), ==, 1);
+    CHECK_INT(B->poll(b, weft_deadline_in(5), ev, 4), ==, 1);
+    CHECK_OK(B->forget(b, sv[0]));
+    close(sv[0]);
+    close(sv[1]);
+    B->fini(b);
+}
+
 int main(void)
 {
     const struct weft__backend_ops *all[2] = {&weft__epoll_backend, NULL};
@@ -454,6 +707,10 @@ int main(void)
         RUN(test_rearm_replaces);
         RUN(test_regular_file);
         RUN(test_file_rw);
+        RUN(test_owned_edges);
+        RUN(test_owned_two_directions);
+        RUN(test_owned_reuse);
+        RUN(test_owned_after_fork);
     }
     RUN(test_choose);
     RUN(test_open_fallback);

@@ -226,9 +226,11 @@ WEFT_API int weft_net_shutdown(int fd, int how);
 
 /*
  * Close fd. On a loop's thread this first wakes the loop's coroutines that
- * wait on fd, which return -EPIPE (see the top). The fd is released even
- * when an error is returned. 0; -EINVAL (fd < 0); -EBADF (not open). Does
- * not wait; any thread.
+ * wait on fd, which return -EPIPE (see the top), and removes fd from the
+ * loop's backend. The fd is released even when an error is returned. 0;
+ * -EINVAL (fd < 0); -EBADF (not open). Does not wait; any thread.
+ * Sockets that weft_net made or adopted stay registered with a loop
+ * between waits: close them with this, not with close(2) (docs/net.md).
  */
 WEFT_API int weft_net_close(int fd);
 

@@ -22,6 +22,26 @@
  * may not skip the kernel on arm on the belief that fd is still registered
  * (tests/test_loop_backend.c: test_close_reuse).
  *
+ * OWNED fds (vouch / forget) are the exception that makes a busy socket
+ * cheap: the sockets of src/net, whose close the loop is told about
+ * (weft_net_close calls forget first; a close elsewhere bumps the fd's
+ * epoch, see net_support.h). Before such an arm the caller vouches for it:
+ * "fd is owned, its epoch is E, and every direction in `events` was seen
+ * NOT ready (a system call said EAGAIN) after the last poll". A vouched arm
+ * may then be served by a registration that stays in the kernel and
+ * reports EDGES (epoll: EPOLLET, one epoll_ctl per connection instead of
+ * one per wait; io_uring: a multishot POLL_ADD instead of one SQE per
+ * wait). Edge reports are enough for a vouched direction: it was not ready
+ * after the last poll, so its becoming ready is an edge that a later poll
+ * reports, and no poll runs between the vouch and the arm. Everything the
+ * loop sees stays as described above: reports are filtered by the armed
+ * directions in the backend (one report, then nothing until armed again),
+ * readiness that arrives while nothing is armed is dropped (the next
+ * vouched arm has seen EAGAIN after it, so nothing is lost, and an edge
+ * comes once, so nothing spins), and an arm that is NOT vouched for every
+ * direction it asks (weft_co_wait_fd called directly on a socket, which
+ * may be ready already) goes back to the one-shot, level path.
+ *
  * Threads: every function except wake is called only by the thread that
  * runs the loop. wake may be called from any thread, at any time between
  * init and fini; the loop makes sure no wake is in flight when it calls
@@ -73,7 +93,8 @@ struct weft__backend_ops {
     int (*arm)(struct weft__backend *b, int fd, uint32_t events, void *data);
     /* Forget fd: no report will come for it after this returns (reports
      * already returned by poll are the caller's business). 0 also when fd
-     * was not registered, or is already closed. */
+     * was not registered, or is already closed. For an owned fd (vouch)
+     * the kernel registration may stay: use forget before a close. */
     int (*disarm)(struct weft__backend *b, int fd);
     /*
      * Wait until at least one armed fd is ready, the absolute monotonic
@@ -105,6 +126,23 @@ struct weft__backend_ops {
     /* Ask the kernel to stop op early. done still runs exactly once, with
      * -ECANCELED or with what the I/O did before it could be stopped. */
     void (*file_cancel)(struct weft__backend *b, struct weft__file_op *op);
+    /*
+     * Optional (NULL: every arm is one-shot). Vouch for the NEXT arm, which
+     * the caller makes before any other arm or poll: fd is owned, its
+     * epoch is `epoch`, and `events` were seen not ready since the last
+     * poll (see "OWNED fds" above). fd < 0 drops a vouch no arm used (the
+     * caller's arm did not happen). A vouch for another fd than the next
+     * arm's is dropped by that arm. The vouch holds, per direction, until
+     * that direction is reported or no longer armed.
+     */
+    void (*vouch)(struct weft__backend *b, int fd, uint32_t events, uint32_t epoch);
+    /*
+     * Optional (NULL: use disarm). fd is about to be closed: remove every
+     * registration of it, kernel side included, before this returns (an
+     * owned fd's registration outlives its waits; disarm only filters).
+     * 0 also when nothing was registered.
+     */
+    int (*forget)(struct weft__backend *b, int fd);
 };
 
 /* The backends built in (weft__uring_backend only with WEFT_HAVE_URING). */

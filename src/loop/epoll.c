@@ -3,12 +3,38 @@
  *
  * One epoll instance and one eventfd for cross-thread wake-ups, registered
  * level-triggered with a NULL tag so that poll can tell it from user fds.
- * User fds are registered with EPOLLONESHOT (see backend.h: interest is
- * one-shot): after a report the fd stays in the set, disabled, and arm
- * re-enables it with EPOLL_CTL_MOD (falling back to ADD the first time).
  * Deadlines go to epoll_pwait2 (nanoseconds) when the kernel has it, else
  * to epoll_wait rounded UP to whole milliseconds, so that a poll never
  * returns before its deadline and the loop's timers never fire early.
+ *
+ * Two kinds of registration, tracked per fd in `fds`:
+ *
+ *  - ONE-SHOT (every arm that is not vouched; backend.h): EPOLLONESHOT,
+ *    level-triggered, data.ptr = the caller's data. After a report the fd
+ *    stays in the set, disabled; arm re-enables it with EPOLL_CTL_MOD
+ *    (falling back to ADD: the number may be a new file, test_close_reuse).
+ *    One epoll_ctl per wait.
+ *
+ *  - EDGE (a vouched arm of an owned socket): EPOLLIN | EPOLLOUT |
+ *    EPOLLRDHUP | EPOLLET, registered once and left alone, data.u64 =
+ *    TAG_EDGE | fd. The armed directions (`want`) live here, not in the
+ *    kernel, so re-arming after each report costs nothing. Why edge- and
+ *    not level-triggered: with level, a socket that stays readable while
+ *    its coroutine is busy elsewhere (or writable, always, for a reader)
+ *    would be reported at every poll, and the only cure is an epoll_ctl to
+ *    drop the direction and another to add it back, which is the cost we
+ *    are removing. With edges each change of readiness is reported once;
+ *    the vouch (the caller saw EAGAIN after the last poll) is what makes
+ *    that enough. Readiness reported while no direction is armed means
+ *    nobody has waited since the last report: the registration is dropped
+ *    (EPOLL_CTL_DEL) and the next vouched arm adds it again, so an fd that
+ *    a coroutine stopped waiting on (handed to another loop, say) does not
+ *    wake this loop for ever. Registering both directions at once lets a
+ *    reader and a writer of one socket share it with no epoll_ctl at all.
+ *
+ * An EDGE registration stays valid while its epoch (net_support.h) is the
+ * fd's current one; a vouch with another epoch means the number may now
+ * be another file, and the arm registers again (MOD, else ADD).
  */
 #include "backend.h"
 
@@ -24,11 +50,33 @@
 #include "../platform/platform.h"
 
 #define MAX_BATCH 256
+#define TAG_EDGE (1ull << 63) /* user addresses never have bit 63 set */
+#define RW (WEFT__IO_READ | WEFT__IO_WRITE)
+
+enum { M_NONE = 0, M_ONESHOT, M_EDGE };
+
+/* What this backend registered for one fd number. */
+struct efd {
+    uint8_t mode;    /* M_*: what the kernel holds for this number */
+    uint8_t want;    /* M_EDGE: the armed directions (WEFT__IO_READ|WRITE) */
+    uint8_t vouched; /* M_EDGE: armed directions whose vouch still holds */
+    uint8_t hup;     /* M_EDGE: sticky (see hup_pending): READ after the peer's
+                        FIN, READ|WRITE|ERROR after a hang-up or an error */
+    bool pend;       /* M_EDGE: on the pend list */
+    uint32_t epoch;  /* M_EDGE: the fd's epoch when registered */
+    void *data;      /* M_EDGE: what arm was given */
+};
 
 struct weft__backend {
     int epfd;     /* the epoll instance */
     int evfd;     /* eventfd for wake; registered with data.ptr == NULL */
     bool have_pwait2; /* epoll_pwait2 worked (or has not been tried) */
+    int v_fd;         /* the pending vouch (-1: none) */
+    uint32_t v_events, v_epoch;
+    struct efd *fds;  /* by fd number */
+    int nfds;
+    int *pend;        /* fds with a hang-up to report at the next poll */
+    int npend, cpend;
     struct epoll_event buf[MAX_BATCH];
 };
 
@@ -64,6 +112,7 @@ static int ep_init(struct weft__backend **out)
         return r;
     }
     b->have_pwait2 = true;
+    b->v_fd = -1;
     *out = b;
     return 0;
 }
@@ -76,30 +125,227 @@ static void ep_fini(struct weft__backend *b)
         close(b->evfd);
     if (b->epfd >= 0)
         close(b->epfd);
+    free(b->fds);
+    free(b->pend);
     free(b);
+}
+
+/* The record of fd, growing the table; NULL if fd < 0 or no memory. */
+static struct efd *rec(struct weft__backend *b, int fd)
+{
+    if (fd < 0)
+        return NULL;
+    if (fd >= b->nfds) {
+        int n = b->nfds ? b->nfds : 64;
+        while (n <= fd)
+            n *= 2;
+        struct efd *f = realloc(b->fds, (size_t)n * sizeof *f);
+        if (!f)
+            return NULL;
+        memset(f + b->nfds, 0, (size_t)(n - b->nfds) * sizeof *f);
+        b->fds = f;
+        b->nfds = n;
+    }
+    return &b->fds[fd];
+}
+
+/*
+ * A hang-up (peer's FIN, reset, error) is a state, not an event: it stays.
+ * Its edge comes once, and a reader may have been told of it together with
+ * data (one report: IN|RDHUP), read the data with a short read, and then
+ * waited without a read(2) that would have returned 0 (src/net/io.c skips
+ * the read after a short one). So an EDGE fd remembers a hang-up it has
+ * seen, and a vouched arm of such an fd is reported at the next poll
+ * without waiting for an edge (tokio keeps its "closed" readiness for the
+ * same reason). Only the directions the hang-up concerns: after the
+ * peer's FIN (RDHUP) a writer may still write and waits for edges as
+ * before. A new registration (mode change, new epoch) starts clean:
+ * EPOLL_CTL_ADD / MOD look at the current state themselves.
+ */
+static int hup_pending(struct weft__backend *b, struct efd *r, int fd)
+{
+    if (r->pend)
+        return 0;
+    if (b->npend == b->cpend) {
+        int n = b->cpend ? 2 * b->cpend : 16;
+        int *p = realloc(b->pend, (size_t)n * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        b->pend = p;
+        b->cpend = n;
+    }
+    b->pend[b->npend++] = fd;
+    r->pend = true;
+    return 0;
+}
+
+/* The reports hup_pending promised (at most max); the rest stay listed. */
+static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
+{
+    int k = 0, i = 0;
+    for (; i < b->npend && k < max; i++) {
+        int fd = b->pend[i];
+        if (fd >= b->nfds)
+            continue;
+        struct efd *r = &b->fds[fd];
+        r->pend = false;
+        if (r->mode != M_EDGE || !(r->hup & r->want))
+            continue; /* forgotten, re-registered or disarmed meanwhile */
+        out[k].data = r->data;
+        out[k].events = r->hup;
+        r->vouched &= (uint8_t)~r->want;
+        r->want = 0;
+        k++;
+    }
+    memmove(b->pend, b->pend + i, (size_t)(b->npend - i) * sizeof *b->pend);
+    b->npend -= i;
+    return k;
+}
+
+/* MOD, or ADD if the number is not in the set (a new file). */
+static int ctl_set(struct weft__backend *b, int fd, struct epoll_event *ev)
+{
+    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, ev) == 0)
+        return 0;
+    if (errno == ENOENT && epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, ev) == 0)
+        return 0;
+    return -errno;
 }
 
 static int ep_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
 {
-    if (!(events & (WEFT__IO_READ | WEFT__IO_WRITE)) || !data)
+    if (!(events & RW) || !data)
         return -EINVAL;
+    events &= RW;
+    /* Take the vouch (backend.h): it is for this arm or for none. */
+    uint32_t v = 0;
+    if (b->v_fd == fd && fd >= 0)
+        v = b->v_events;
+    uint32_t v_epoch = b->v_epoch;
+    b->v_fd = -1;
+    struct efd *r = fd >= 0 && fd < b->nfds ? &b->fds[fd] : NULL;
+    if (v) {
+        /* Directions still armed from before keep their vouch if the
+         * registration is the same one (same epoch). */
+        bool same = r && r->mode == M_EDGE && r->epoch == v_epoch;
+        uint32_t ok = v | (same ? r->vouched : 0);
+        if (!(events & ~ok)) {
+            if (same) {
+                r->want = (uint8_t)events; /* the common case: no system call */
+                r->vouched = (uint8_t)events;
+                r->data = data;
+                if (r->hup & events)
+                    return hup_pending(b, r, fd);
+                return 0;
+            }
+            struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                     .data.u64 = TAG_EDGE | (uint64_t)(uint32_t)fd};
+            int e = ctl_set(b, fd, &ev);
+            if (e)
+                return e;
+            r = rec(b, fd);
+            if (!r) {
+                /* Cannot track it: take it out again, fail the arm. */
+                epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
+                return -ENOMEM;
+            }
+            *r = (struct efd){.mode = M_EDGE,
+                              .want = (uint8_t)events,
+                              .vouched = (uint8_t)events,
+                              .epoch = v_epoch,
+                              .data = data};
+            return 0;
+        }
+    }
+    /* One-shot, level: also what an EDGE fd becomes when an arm is not
+     * vouched for all it asks (it may be ready already). */
     struct epoll_event ev = {.events = EPOLLONESHOT | EPOLLRDHUP, .data.ptr = data};
     if (events & WEFT__IO_READ)
         ev.events |= EPOLLIN;
     if (events & WEFT__IO_WRITE)
         ev.events |= EPOLLOUT;
-    if (epoll_ctl(b->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
-        return 0;
-    if (errno == ENOENT && epoll_ctl(b->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
-        return 0;
-    return -errno;
+    int e = ctl_set(b, fd, &ev);
+    if (e)
+        return e;
+    if ((r = rec(b, fd)) != NULL)
+        *r = (struct efd){.mode = M_ONESHOT};
+    return 0;
 }
 
 static int ep_disarm(struct weft__backend *b, int fd)
 {
+    if (fd >= 0 && fd < b->nfds && b->fds[fd].mode == M_EDGE) {
+        /* Owned: filter from now on, keep the registration (the next
+         * vouched arm is free; forget removes it before a close). */
+        b->fds[fd].want = b->fds[fd].vouched = 0;
+        return 0;
+    }
+    if (fd >= 0 && fd < b->nfds)
+        b->fds[fd].mode = M_NONE;
     if (epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 || errno == ENOENT || errno == EBADF)
         return 0;
     return -errno;
+}
+
+static void ep_vouch(struct weft__backend *b, int fd, uint32_t events, uint32_t epoch)
+{
+    b->v_fd = fd;
+    b->v_events = events & RW;
+    b->v_epoch = epoch;
+}
+
+static int ep_forget(struct weft__backend *b, int fd)
+{
+    if (b->v_fd == fd)
+        b->v_fd = -1;
+    if (fd >= 0 && fd < b->nfds && b->fds[fd].mode == M_NONE)
+        return 0; /* never registered here (or already removed): no system call */
+    if (fd >= 0 && fd < b->nfds)
+        b->fds[fd] = (struct efd){.mode = M_NONE};
+    if (epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL) == 0 || errno == ENOENT || errno == EBADF)
+        return 0;
+    return -errno;
+}
+
+static uint32_t to_io(uint32_t e)
+{
+    uint32_t ev = 0;
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        ev |= WEFT__IO_READ;
+    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        ev |= WEFT__IO_WRITE;
+    if (e & (EPOLLERR | EPOLLHUP))
+        ev |= WEFT__IO_ERROR;
+    return ev;
+}
+
+/* An edge on an owned fd: a report if an armed direction (or an error) is
+ * in it, else nothing; with nothing armed at all, drop the registration. */
+static bool edge_event(struct weft__backend *b, int fd, uint32_t e, struct weft__io_event *out)
+{
+    if (fd < 0 || fd >= b->nfds || b->fds[fd].mode != M_EDGE)
+        return false; /* forgotten meanwhile (cannot happen within one poll) */
+    struct efd *r = &b->fds[fd];
+    uint32_t ev = to_io(e);
+    if (e & (EPOLLHUP | EPOLLERR))
+        r->hup = WEFT__IO_READ | WEFT__IO_WRITE | WEFT__IO_ERROR; /* sticky: see hup_pending */
+    else if (e & EPOLLRDHUP)
+        r->hup |= WEFT__IO_READ; /* the peer will send no more: reads see end of file */
+    if (!r->want) {
+        epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
+        r->mode = M_NONE;
+        return false;
+    }
+    if (!(ev & (r->want | WEFT__IO_ERROR)))
+        return false; /* the armed direction is still not ready: keep waiting */
+    out->data = r->data;
+    out->events = ev;
+    /* One report, then nothing until armed again; a direction that was armed
+     * and is not in this report was seen not ready now, so its vouch holds
+     * for the re-arm that follows (the loop re-arms the other waiter). */
+    r->want = 0;
+    r->vouched &= (uint8_t)~ev;
+    return true;
 }
 
 static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__io_event *out,
@@ -109,12 +355,16 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
         max = MAX_BATCH;
     if (max <= 0)
         return -EINVAL;
-    int n;
+    if (b->npend) {
+        int k = take_pending(b, out, max);
+        if (k)
+            return k; /* at once: the next poll takes what the kernel has */
+    }
     /* Wait again for the remainder whenever the wait ended with nothing
      * before the deadline: an EINTR ends it early, and so, on some
      * virtualised kernels seen here, does the timeout itself (by up to a
-     * millisecond). The contract is that an empty poll means the deadline
-     * has passed. */
+     * millisecond), and so does an edge that nobody armed for. The contract
+     * is that an empty poll means the deadline has passed or a wake came. */
     for (;;) {
         weft_time_t wait_ns = 0;
         if (deadline == WEFT_FOREVER) {
@@ -123,7 +373,7 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
             weft_time_t now = weft_now();
             wait_ns = deadline > now ? deadline - now : 0;
         }
-        n = -1;
+        int n = -1;
 #ifdef __GLIBC__
         if (b->have_pwait2 && wait_ns > 0) {
             struct timespec ts = {.tv_sec = wait_ns / 1000000000, .tv_nsec = wait_ns % 1000000000};
@@ -144,30 +394,28 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
         }
         if (n < 0 && errno != EINTR)
             return -errno;
-        if (n > 0 || wait_ns == 0 || (deadline != WEFT_FOREVER && weft_now() >= deadline))
-            break;
-    }
-    if (n < 0)
-        return 0;
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        struct epoll_event *e = &b->buf[i];
-        if (!e->data.ptr) {
-            weft__backend_eventfd_drain(b->evfd);
-            continue;
+        int k = 0;
+        bool woke = false;
+        for (int i = 0; i < n; i++) {
+            struct epoll_event *e = &b->buf[i];
+            if (e->data.u64 & TAG_EDGE) {
+                if (edge_event(b, (int)(uint32_t)e->data.u64, e->events, &out[k]))
+                    k++;
+                continue;
+            }
+            if (!e->data.ptr) {
+                weft__backend_eventfd_drain(b->evfd);
+                woke = true;
+                continue;
+            }
+            out[k].data = e->data.ptr;
+            out[k].events = to_io(e->events);
+            k++;
         }
-        uint32_t ev = 0;
-        if (e->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            ev |= WEFT__IO_READ;
-        if (e->events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-            ev |= WEFT__IO_WRITE;
-        if (e->events & (EPOLLERR | EPOLLHUP))
-            ev |= WEFT__IO_ERROR;
-        out[k].data = e->data.ptr;
-        out[k].events = ev;
-        k++;
+        if (k > 0 || woke || wait_ns == 0 ||
+            (deadline != WEFT_FOREVER && weft_now() >= deadline))
+            return k;
     }
-    return k;
 }
 
 static void ep_wake(struct weft__backend *b)
@@ -182,6 +430,10 @@ static int ep_after_fork(struct weft__backend *b)
     close(b->evfd);
     close(b->epfd);
     b->evfd = b->epfd = -1;
+    b->v_fd = -1;
+    b->npend = 0;
+    if (b->nfds)
+        memset(b->fds, 0, (size_t)b->nfds * sizeof *b->fds);
     return open_fds(b);
 }
 
@@ -196,4 +448,6 @@ const struct weft__backend_ops weft__epoll_backend = {
     .after_fork = ep_after_fork,
     .file_rw = NULL, /* epoll has no file I/O: the loop uses the pool */
     .file_cancel = NULL,
+    .vouch = ep_vouch,
+    .forget = ep_forget,
 };

@@ -6,6 +6,10 @@
 #ifndef WEFT_LOOP_NET_SUPPORT_H
 #define WEFT_LOOP_NET_SUPPORT_H
 
+#include <stdbool.h>
+#include <stdint.h>
+#include <weft/time.h>
+
 /*
  * A suspension point that does not suspend: -ECANCELED if the calling
  * coroutine is cancelled (and no shield holds it off), -ETIMEDOUT if an
@@ -18,9 +22,50 @@ int weft__co_checkpoint(void);
 /*
  * fd is about to be closed by the calling thread: wake every coroutine of
  * this thread's loop that waits on fd in weft_co_wait_fd (it returns
- * WEFT_IO_ERROR) and forget fd in the backend. Returns how many waiters
- * were woken; 0 (and nothing done) when no loop runs on this thread.
+ * WEFT_IO_ERROR) and forget fd in the backend (its owned registration
+ * too: backend.h's forget). Returns how many waiters were woken; 0 (and
+ * nothing done) when no loop runs on this thread.
  */
 int weft__loop_fd_forget(int fd);
+
+/*
+ * Owned waits. weft__loop_wait_owned is weft_co_wait_fd for an fd that the
+ * caller has just found not ready (a system call said EAGAIN or
+ * EINPROGRESS, with no suspension since). If the fd is OWNED (below), the
+ * backend may serve it with a registration that stays in the kernel across
+ * waits (one epoll_ctl per connection, not one per wait; backend.h "OWNED
+ * fds"); other fds get the one-shot wait. Same results as weft_co_wait_fd.
+ *
+ * Owned fds and epochs. A process-wide word per fd number (a table that
+ * grows by chunks, exact up to 4 Mi fds), moved on any thread: a counter
+ * (bits 2..31) that every move changes, WEFT__EPOCH_OWNED and
+ * WEFT__EPOCH_STREAM. weft__fd_epoch_open when src/net makes an fd
+ * (socket, accept) or adopts one sets OWNED (and STREAM for a TCP socket:
+ * one where a short read means the receive queue is empty, io.c), weft__fd_epoch_close when weft_net_close closes one clears
+ * them. Only OWNED fds get owned waits, so an fd that weft_net never made nor adopted (a pipe
+ * the caller made non-blocking itself, closed with close(2)) keeps the
+ * one-shot waits, whose registration a close(2) cannot leave stale. A
+ * loop's owned registration records the epoch it was made in; a wait that
+ * finds another one registers again, so a socket closed on another thread
+ * (whose weft_net_close cannot reach this loop's backend) and whose number
+ * comes back as a new socket is never believed registered. The rule left
+ * to the user: an owned fd is closed with weft_net_close (docs/net.md).
+ * Relaxed atomics: whoever uses an fd learned its number after it was
+ * made, through some synchronisation, so it sees the epoch of its making.
+ */
+int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline);
+#define WEFT__EPOCH_OWNED 0x1u
+#define WEFT__EPOCH_STREAM 0x2u
+uint32_t weft__fd_epoch(int fd);
+void weft__fd_epoch_open(int fd, bool stream);
+void weft__fd_epoch_close(int fd);
+
+/*
+ * How many times the calling thread's loop has polled its backend (0 with
+ * no loop). Readiness reaches a loop only in a poll: a socket seen drained
+ * when this count was c and waited on while it is still c cannot have had
+ * a report dropped in between (src/net/io.c: reads that skip the EAGAIN).
+ */
+uint64_t weft__loop_polls(void);
 
 #endif /* WEFT_LOOP_NET_SUPPORT_H */

@@ -16,6 +16,24 @@
  * so that the kernel drops its reference to the file before the caller
  * closes the fd (a pending poll would otherwise keep a closed socket open).
  *
+ * Owned fds (backend.h's vouch): a vouched arm is served by ONE
+ * multishot POLL_ADD (IORING_POLL_ADD_MULTI, kernel 5.13) for POLLIN |
+ * POLLOUT | POLLRDHUP, which posts a completion at each wake-up of the
+ * socket and stays; the armed directions (`want`) are kept here and
+ * completions filtered by them, so re-arming after a report queues
+ * nothing. Like epoll's EPOLLET these are edges, which the vouch makes
+ * enough (see epoll.c). A completion without IORING_CQE_F_MORE ends the
+ * request (the kernel may do that, e.g. on a full completion queue): if a
+ * direction is still armed a new one is queued at once (a POLL_ADD looks
+ * at the current readiness first, so nothing between the two is lost).
+ * A pending poll holds a reference to the file, so a multishot must not
+ * outlive the waits on it: an fd whose armed directions drop to none
+ * (reported, or the waiter gave up) is put on the `idle` list, and the
+ * next poll removes its request unless somebody armed it again in the
+ * meantime (a keep-alive server always has: the coroutine woken by the
+ * report runs, reads, writes, and waits again before the next poll).
+ * Without multishot (an older kernel) vouches are ignored.
+ *
  * Errors that epoll gives at arm time are checked once per fd with fstat
  * (-EBADF; -EPERM for regular files and directories, which cannot be
  * polled): after that the fd is "known" until disarm. An fd closed and
@@ -49,7 +67,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <stdio.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "../platform/platform.h"
@@ -65,6 +85,13 @@ struct ufd {
     uint32_t gen; /* the current request's generation (stale ones differ) */
     bool armed;   /* a POLL_ADD with gen is pending */
     bool known;   /* fstat said pollable; cleared by disarm */
+    bool multi;   /* owned: the request (if armed) is multishot, want filters */
+    bool idle_q;  /* on the idle list */
+    uint8_t want; /* multi: the armed directions */
+    uint8_t vouched; /* multi: armed directions whose vouch still holds */
+    uint8_t hup;     /* multi: sticky hang-up directions (epoll.c: hup_pending) */
+    bool pend;       /* multi: on the pend list */
+    uint32_t epoch;  /* multi: the fd's epoch when registered */
     void *data;   /* what arm was given */
 };
 
@@ -74,9 +101,18 @@ struct weft__backend {
     int evfd;         /* wake eventfd */
     bool wake_armed;  /* a POLL_ADD on evfd is queued or pending */
     bool have_rw;     /* IORING_OP_READ/WRITE/ASYNC_CANCEL supported */
+    bool have_multi;  /* multishot poll (5.13) */
     struct ufd *fds;  /* by fd */
     int nfds;
+    int v_fd;         /* the pending vouch (-1: none) */
+    uint32_t v_events, v_epoch;
+    int *idle;        /* owned fds whose want dropped to 0 (see above) */
+    int nidle, cidle;
+    int *pend;        /* owned fds with a hang-up to report at the next poll */
+    int npend, cpend;
 };
+
+#define RW (WEFT__IO_READ | WEFT__IO_WRITE)
 
 static inline uint64_t poll_ud(int fd, uint32_t gen)
 {
@@ -131,11 +167,18 @@ static int ur_init(struct weft__backend **out)
     if (!b)
         return -ENOMEM;
     b->evfd = -1;
+    b->v_fd = -1;
     int r = open_ring(b);
     if (r) {
         free(b);
         return r;
     }
+    /* No probe bit says whether POLL_ADD takes IORING_POLL_ADD_MULTI: the
+     * kernel version does (5.13). */
+    struct utsname u;
+    int maj = 0, min = 0;
+    if (uname(&u) == 0 && sscanf(u.release, "%d.%d", &maj, &min) == 2)
+        b->have_multi = maj > 5 || (maj == 5 && min >= 13);
     *out = b;
     return 0;
 }
@@ -146,6 +189,8 @@ static void ur_fini(struct weft__backend *b)
         return;
     close_ring(b); /* the kernel cancels what is still pending */
     free(b->fds);
+    free(b->idle);
+    free(b->pend);
     free(b);
 }
 
@@ -177,12 +222,135 @@ static int grow(struct weft__backend *b, int fd)
     return 0;
 }
 
+/* Queue the removal of fd's pending request; whatever it completes with
+ * later is stale. */
+static void remove_req(struct weft__backend *b, struct ufd *u, int fd)
+{
+    if (!u->armed)
+        return;
+    struct io_uring_sqe *s = get_sqe(b);
+    if (s) {
+        io_uring_prep_poll_remove(s, poll_ud(fd, u->gen));
+        s->user_data = UD_IGNORE;
+    }
+    u->armed = false;
+    u->gen++;
+}
+
+/* Queue fd's multishot request (owned, both directions). */
+static int add_multi(struct weft__backend *b, struct ufd *u, int fd)
+{
+    struct io_uring_sqe *s = get_sqe(b);
+    if (!s)
+        return -ENOMEM;
+    u->gen++;
+    u->armed = true;
+    io_uring_prep_poll_multishot(s, fd, POLLIN | POLLOUT | POLLRDHUP);
+    s->user_data = poll_ud(fd, u->gen);
+    return 0;
+}
+
+/* fd's want dropped to 0: its multishot goes at the next poll unless
+ * armed again before (see the top of the file). */
+static void idle_push(struct weft__backend *b, struct ufd *u, int fd)
+{
+    if (u->idle_q || !u->armed)
+        return;
+    if (b->nidle == b->cidle) {
+        int n = b->cidle ? 2 * b->cidle : 64;
+        int *p = realloc(b->idle, (size_t)n * sizeof *p);
+        if (!p) {
+            remove_req(b, u, fd); /* no list: remove it now */
+            return;
+        }
+        b->idle = p;
+        b->cidle = n;
+    }
+    b->idle[b->nidle++] = fd;
+    u->idle_q = true;
+}
+
+static void idle_sweep(struct weft__backend *b)
+{
+    for (int i = 0; i < b->nidle; i++) {
+        int fd = b->idle[i];
+        if (fd >= b->nfds)
+            continue;
+        struct ufd *u = &b->fds[fd];
+        u->idle_q = false;
+        if (u->multi && !u->want)
+            remove_req(b, u, fd);
+    }
+    b->nidle = 0;
+}
+
+/* A hang-up is a state; its completion comes once (see epoll.c's
+ * hup_pending for why a vouched reader must still hear of it). */
+static int hup_pending(struct weft__backend *b, struct ufd *u, int fd)
+{
+    if (u->pend)
+        return 0;
+    if (b->npend == b->cpend) {
+        int n = b->cpend ? 2 * b->cpend : 16;
+        int *p = realloc(b->pend, (size_t)n * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        b->pend = p;
+        b->cpend = n;
+    }
+    b->pend[b->npend++] = fd;
+    u->pend = true;
+    return 0;
+}
+
+static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
+{
+    int k = 0, i = 0;
+    for (; i < b->npend && k < max; i++) {
+        int fd = b->pend[i];
+        if (fd >= b->nfds)
+            continue;
+        struct ufd *u = &b->fds[fd];
+        u->pend = false;
+        if (!u->multi || !(u->hup & u->want))
+            continue; /* forgotten, re-registered or disarmed meanwhile */
+        out[k].data = u->data;
+        out[k].events = u->hup;
+        u->vouched &= (uint8_t)~u->want;
+        u->want = 0;
+        idle_push(b, u, fd);
+        k++;
+    }
+    memmove(b->pend, b->pend + i, (size_t)(b->npend - i) * sizeof *b->pend);
+    b->npend -= i;
+    return k;
+}
+
 static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
 {
-    if (!(events & (WEFT__IO_READ | WEFT__IO_WRITE)) || !data)
+    if (!(events & RW) || !data)
         return -EINVAL;
+    events &= RW;
     if (fd < 0)
         return -EBADF;
+    /* Take the vouch (backend.h): it is for this arm or for none. */
+    uint32_t v = b->v_fd == fd ? b->v_events : 0;
+    uint32_t v_epoch = b->v_epoch;
+    b->v_fd = -1;
+    if (v && fd < b->nfds) {
+        struct ufd *u = &b->fds[fd];
+        if (u->multi && u->epoch == v_epoch && !(events & ~(v | u->vouched))) {
+            /* The common case: nothing to submit, unless the request ended. */
+            u->want = (uint8_t)events;
+            u->vouched = (uint8_t)events;
+            u->data = data;
+            if (u->hup & events)
+                return hup_pending(b, u, fd);
+            return u->armed ? 0 : add_multi(b, u, fd);
+        }
+        if (u->epoch != v_epoch)
+            u->known = false; /* the number may be another file now: check again */
+    }
     if (fd >= b->nfds || !b->fds[fd].known) {
         /* Before growing the table: a bad fd number must not size it. */
         struct stat st;
@@ -196,15 +364,18 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
         b->fds[fd].known = true;
     }
     struct ufd *u = &b->fds[fd];
-    if (u->armed) {
-        struct io_uring_sqe *s = get_sqe(b);
-        if (!s)
-            return -ENOMEM;
-        io_uring_prep_poll_remove(s, poll_ud(fd, u->gen));
-        s->user_data = UD_IGNORE;
-        u->armed = false;
-        u->gen++;
+    remove_req(b, u, fd); /* re-arm: the old request goes first */
+    if (v && b->have_multi && !(events & ~v)) {
+        u->multi = true;
+        u->hup = 0; /* a new request looks at the current state itself */
+        u->want = (uint8_t)events;
+        u->vouched = (uint8_t)events;
+        u->epoch = v_epoch;
+        u->data = data;
+        return add_multi(b, u, fd);
     }
+    u->multi = false;
+    u->want = u->vouched = 0;
     struct io_uring_sqe *s = get_sqe(b);
     if (!s)
         return -ENOMEM;
@@ -226,19 +397,45 @@ static int ur_disarm(struct weft__backend *b, int fd)
     if (fd < 0 || fd >= b->nfds)
         return 0;
     struct ufd *u = &b->fds[fd];
+    if (u->multi) {
+        /* Owned: filter from now on; the request goes at the next poll
+         * unless armed again (forget removes it at once). */
+        u->want = u->vouched = 0;
+        idle_push(b, u, fd);
+        return 0;
+    }
     u->known = false;
     if (!u->armed)
         return 0;
-    struct io_uring_sqe *s = get_sqe(b);
-    if (s) {
-        io_uring_prep_poll_remove(s, poll_ud(fd, u->gen));
-        s->user_data = UD_IGNORE;
-    }
-    u->armed = false;
-    u->gen++; /* whatever completes for the old request is stale */
+    remove_req(b, u, fd);
     /* Now, not at the next poll: the kernel's reference to the file goes
      * with the request, and the caller may be about to close the fd. */
     io_uring_submit(&b->ring);
+    return 0;
+}
+
+static void ur_vouch(struct weft__backend *b, int fd, uint32_t events, uint32_t epoch)
+{
+    if (!b->have_multi)
+        return;
+    b->v_fd = fd;
+    b->v_events = events & RW;
+    b->v_epoch = epoch;
+}
+
+static int ur_forget(struct weft__backend *b, int fd)
+{
+    if (b->v_fd == fd)
+        b->v_fd = -1;
+    if (fd < 0 || fd >= b->nfds)
+        return 0;
+    struct ufd *u = &b->fds[fd];
+    bool was = u->armed;
+    remove_req(b, u, fd);
+    u->known = u->multi = false;
+    u->want = u->vouched = u->hup = 0;
+    if (was)
+        io_uring_submit(&b->ring); /* before the close: see ur_disarm */
     return 0;
 }
 
@@ -284,11 +481,46 @@ static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bo
             seen++;
             int fd = (int)((ud >> 32) & 0x7fffffffu);
             uint32_t gen = (uint32_t)ud;
-            if (fd < b->nfds && b->fds[fd].armed && b->fds[fd].gen == gen) {
-                b->fds[fd].armed = false;
-                out[k].data = b->fds[fd].data;
-                out[k].events = poll_events(cqe->res);
+            if (fd >= b->nfds || !b->fds[fd].armed || b->fds[fd].gen != gen)
+                continue; /* stale */
+            struct ufd *u = &b->fds[fd];
+            uint32_t ev = poll_events(cqe->res);
+            if (!u->multi) {
+                u->armed = false;
+                out[k].data = u->data;
+                out[k].events = ev;
                 k++;
+                continue;
+            }
+            /* Owned (multishot): filter by the armed directions. */
+            if (!(cqe->flags & IORING_CQE_F_MORE))
+                u->armed = false; /* the request ended */
+            if (cqe->res > 0 && (cqe->res & (POLLHUP | POLLERR)))
+                u->hup = WEFT__IO_READ | WEFT__IO_WRITE | WEFT__IO_ERROR; /* sticky */
+            else if (cqe->res > 0 && (cqe->res & POLLRDHUP))
+                u->hup |= WEFT__IO_READ;
+            if (cqe->res == -EINVAL) {
+                /* The kernel refuses multishot after all: one-shot from now
+                 * on. A waiter gets a spurious report and arms again. */
+                b->have_multi = false;
+                u->multi = false;
+                if (u->want) {
+                    out[k].data = u->data;
+                    out[k].events = u->want;
+                    k++;
+                }
+                u->want = u->vouched = 0;
+                continue;
+            }
+            if (u->want && (ev & (u->want | WEFT__IO_ERROR))) {
+                out[k].data = u->data;
+                out[k].events = ev;
+                k++;
+                u->want = 0;
+                u->vouched &= (uint8_t)~ev; /* see epoll.c's edge_event */
+                idle_push(b, u, fd);
+            } else if (!u->armed && u->want) {
+                add_multi(b, u, fd); /* ended while still armed: go on */
             }
         } else if (ud == UD_WAKE) {
             seen++;
@@ -312,6 +544,13 @@ static int ur_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
 {
     if (max <= 0)
         return -EINVAL;
+    if (b->npend) {
+        int k = take_pending(b, out, max);
+        if (k)
+            return k; /* at once: the next poll takes what the kernel has */
+    }
+    if (b->nidle)
+        idle_sweep(b);
     for (;;) {
         if (!b->wake_armed)
             arm_wake(b);
@@ -358,6 +597,9 @@ static int ur_after_fork(struct weft__backend *b)
     close_ring(b);
     for (int i = 0; i < b->nfds; i++)
         b->fds[i] = (struct ufd){.gen = b->fds[i].gen + 1};
+    b->nidle = 0;
+    b->npend = 0;
+    b->v_fd = -1;
     return open_ring(b);
 }
 
@@ -398,6 +640,8 @@ const struct weft__backend_ops weft__uring_backend = {
     .after_fork = ur_after_fork,
     .file_rw = ur_file_rw,
     .file_cancel = ur_file_cancel,
+    .vouch = ur_vouch,
+    .forget = ur_forget,
 };
 
 #else

@@ -4,7 +4,9 @@
  *
  * Every call first tries the system call and waits only on EAGAIN (the
  * common case on a busy connection costs no wait at all); in a coroutine
- * the wait is weft_co_wait_fd, so the call works on every loop backend.
+ * the wait is weft__loop_wait_owned (weft_co_wait_fd with the vouch that
+ * EAGAIN was just seen), so the call works on every loop backend and the
+ * socket stays registered in the kernel between waits.
  */
 #include "internal.h"
 
@@ -25,6 +27,7 @@
 
 struct gentab {
     uint32_t *gen;
+    uint64_t *drained; /* see "drained stream sockets" below; 0: none */
     int n;
 };
 
@@ -36,6 +39,7 @@ static void gens_free(void *p)
 {
     struct gentab *t = p;
     free(t->gen);
+    free(t->drained);
     free(t);
 }
 
@@ -50,16 +54,15 @@ uint32_t weft__net_gen(int fd)
     return t && fd >= 0 && fd < t->n ? t->gen[fd] : 0;
 }
 
-void weft__net_gen_bump(int fd)
+/* This thread's table, grown to hold fd; NULL if no memory. */
+static struct gentab *gentab_for(int fd)
 {
-    if (fd < 0)
-        return;
     struct gentab *t = tl_gens;
     if (!t) {
         pthread_once(&gens_once, gens_key_make);
         t = calloc(1, sizeof *t);
         if (!t)
-            return; /* degraded: a woken waiter then sees -EBADF, not -EPIPE */
+            return NULL;
         tl_gens = t;
         pthread_setspecific(gens_key, t);
     }
@@ -69,12 +72,80 @@ void weft__net_gen_bump(int fd)
             n *= 2;
         uint32_t *g = realloc(t->gen, (size_t)n * sizeof *g);
         if (!g)
-            return;
-        memset(g + t->n, 0, (size_t)(n - t->n) * sizeof *g);
+            return NULL;
         t->gen = g;
+        uint64_t *d = realloc(t->drained, (size_t)n * sizeof *d);
+        if (!d)
+            return NULL; /* gen grew, n did not: the next call grows again */
+        t->drained = d;
+        memset(g + t->n, 0, (size_t)(n - t->n) * sizeof *g);
+        memset(d + t->n, 0, (size_t)(n - t->n) * sizeof *d);
         t->n = n;
     }
+    return t;
+}
+
+void weft__net_gen_bump(int fd)
+{
+    if (fd < 0)
+        return;
+    struct gentab *t = gentab_for(fd);
+    if (!t)
+        return; /* degraded: a woken waiter then sees -EBADF, not -EPIPE */
     t->gen[fd]++;
+    t->drained[fd] = 0;
+}
+
+/*
+ * Drained TCP sockets. A read of a TCP socket that returns fewer bytes
+ * than asked has emptied the receive queue (epoll(7): "if read(2) returns
+ * a lower number of bytes, you can be sure of having exhausted the read
+ * I/O space"; tokio relies on the same since tokio-rs/tokio#4840). The
+ * exception is the urgent mark: a read stops short at a MSG_OOB byte with
+ * data behind it, which then waits for the peer's next segment; weft does
+ * not support out-of-band data. Unix stream sockets are left out: with
+ * SO_PASSCRED a read stops short at each writer's boundary. If the next
+ * read of the socket comes
+ * before this thread's loop has polled again, it would say EAGAIN unless
+ * data came meanwhile, and data that came meanwhile has its readiness
+ * report still waiting in the kernel for the next poll, where an owned
+ * wait (vouched for READ) receives it. So that read is skipped and the
+ * call waits at once: on a keep-alive connection (read the request, write
+ * the answer, read again) that is one system call fewer per request.
+ * Reads that must not wait (a past deadline: a try) are never skipped.
+ * The stamp is the loop's poll count + 1 at the short read; any read of
+ * the fd replaces or clears it, and weft_net_close clears it.
+ */
+static inline bool drained_now(int fd)
+{
+    struct gentab *t = tl_gens;
+    return t && fd < t->n && t->drained[fd] && t->drained[fd] == weft__loop_polls() + 1;
+}
+
+static inline void drained_mark(int fd, bool drained)
+{
+    struct gentab *t = tl_gens;
+    if (drained) {
+        if (fd >= (t ? t->n : 0) && !(t = gentab_for(fd)))
+            return;
+        t->drained[fd] = weft__loop_polls() + 1;
+    } else if (t && fd < t->n) {
+        t->drained[fd] = 0;
+    }
+}
+
+/* An owned TCP socket, in a coroutine: where drained stamps apply. */
+static inline bool stamp_ok(const struct weft__net_op *op)
+{
+    const uint32_t both = WEFT__EPOCH_OWNED | WEFT__EPOCH_STREAM;
+    return op->co && (weft__fd_epoch(op->fd) & both) == both;
+}
+
+/* Skip the read and wait at once? (see above) */
+static inline bool skip_read(const struct weft__net_op *op, bool stamps)
+{
+    return stamps && drained_now(op->fd) &&
+           (op->deadline == WEFT_FOREVER || op->deadline > weft_now());
 }
 
 /* ---- the wait ------------------------------------------------------------------ */
@@ -136,7 +207,10 @@ int weft__net_wait(struct weft__net_op *op, unsigned events)
 {
     if (!op->co)
         return thread_wait(op->fd, events, op->deadline);
-    int r = weft_co_wait_fd(op->fd, events, op->deadline);
+    /* Every caller has just seen EAGAIN (or EINPROGRESS) on op->fd with no
+     * suspension since: an owned wait (net_support.h), which on a busy
+     * connection costs no system call to arm. */
+    int r = weft__loop_wait_owned(op->fd, events, op->deadline);
     if (r < 0)
         return r;
     /* Woken: by readiness, or by weft_net_close of this fd (which also
@@ -179,12 +253,20 @@ ssize_t weft_net_read_until(int fd, void *buf, size_t n, weft_time_t deadline)
     int r = weft__net_begin(&op, fd, deadline);
     if (r)
         return r;
+    bool stamps = stamp_ok(&op);
+    if (skip_read(&op, stamps) && (r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+        return r;
     for (;;) {
         ssize_t k = read(fd, buf, n);
-        if (k >= 0)
+        if (k >= 0) {
+            if (stamps)
+                drained_mark(fd, k > 0 && (size_t)k < n);
             return k;
+        }
         if (errno == EINTR)
             continue;
+        if (stamps)
+            drained_mark(fd, false);
         if (!would_block(errno))
             return -errno;
         if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
@@ -245,12 +327,24 @@ ssize_t weft_net_read_exact_until(int fd, void *buf, size_t n, size_t *done,
     int r = weft__net_begin(&op, fd, deadline);
     if (r)
         return r;
+    bool stamps = stamp_ok(&op);
+    bool skip = skip_read(&op, stamps);
+    if (stamps)
+        drained_mark(fd, false); /* whatever happens below, the stamp is used */
     while (got < n) {
+        if (skip) {
+            /* Drained just now, no poll since: wait at once (see above). */
+            skip = false;
+            if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+                return r;
+        }
         ssize_t k = read(fd, (char *)buf + got, n - got);
         if (k > 0) {
             got += (size_t)k;
             if (done)
                 *done = got;
+            skip = stamps && got < n &&
+                   (op.deadline == WEFT_FOREVER || op.deadline > weft_now());
             continue;
         }
         if (k == 0)

@@ -47,6 +47,7 @@ int weft_net_listen(const weft_addr_t *addr, int backlog)
     int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    weft__fd_epoch_open(fd, fam != AF_UNIX); /* a new file under this number, owned */
     if (fam != AF_UNIX) {
         int one = 1;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -71,6 +72,9 @@ int weft_net_accept_until(int fd, weft_addr_t *peer, weft_time_t deadline)
         socklen_t len = sizeof a.u;
         int c = accept4(fd, &a.u.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0) {
+            /* A new file under this number, owned; TCP (STREAM in
+             * net_support.h's sense) if the listener is a TCP one weft knows. */
+            weft__fd_epoch_open(c, (weft__fd_epoch(fd) & WEFT__EPOCH_STREAM) != 0);
             a.len = len;
             weft__net_nodelay(c, len ? a.u.sa.sa_family : AF_UNIX);
             if (peer)
@@ -113,6 +117,7 @@ int weft_net_connect_until(const weft_addr_t *addr, weft_time_t deadline)
     int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    weft__fd_epoch_open(fd, fam != AF_UNIX); /* a new file under this number, owned */
     op.fd = fd;
     op.gen = op.co ? weft__net_gen(fd) : 0;
     weft__net_nodelay(fd, fam);
@@ -168,6 +173,7 @@ int weft_net_udp(const weft_addr_t *addr)
     int fd = socket(addr->u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
+    weft__fd_epoch_open(fd, false); /* a new file under this number, owned */
     if (bind(fd, &addr->u.sa, addr->len) != 0) {
         int e = -errno;
         close(fd);
@@ -194,6 +200,11 @@ int weft_net_close(int fd)
         weft__net_gen_bump(fd);
         weft__loop_fd_forget(fd);
     }
+    /* On any thread: no longer owned; a loop that keeps fd registered (an
+     * owned wait, maybe on another thread, which forget above cannot
+     * reach) registers again at its next wait on this number
+     * (net_support.h: epochs). */
+    weft__fd_epoch_close(fd);
     /* Linux releases the fd even when close reports EINTR: never retry. */
     if (close(fd) != 0 && errno != EINTR)
         return -errno;
@@ -212,5 +223,12 @@ int weft_net_adopt(int fd)
     int fdfl = fcntl(fd, F_GETFD);
     if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) != 0)
         return -errno;
+    /* STREAM (net_support.h) means TCP: a short read empties the queue. */
+    int type = 0, dom = 0;
+    socklen_t tl = sizeof type, dl = sizeof dom;
+    bool stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
+                  getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) == 0 &&
+                  (dom == AF_INET || dom == AF_INET6);
+    weft__fd_epoch_open(fd, stream); /* owned from now on (maybe a new file to the loops) */
     return 0;
 }
