@@ -298,8 +298,8 @@ WEFT_API unsigned weft_sem_value(const weft_sem_t *s);
  * while the flag is set; clear resets it.
  */
 typedef struct weft_event {
-    uint32_t state; /* private: set bit and parked bit */
-    uint32_t seq;   /* private: bumped by a set() that wakes parked waiters */
+    uint32_t state; /* private: set bit, parked bit, set generation */
+    uint32_t seq;   /* private: unused (kept for the ABI); the set generation is in state */
 } weft_event_t;
 
 #define WEFT_EVENT_INIT { 0, 0 }
