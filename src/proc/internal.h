@@ -175,6 +175,15 @@ static inline unsigned char *wp_cq(struct wp_hdr *h, uint32_t i)
 static inline _Atomic uint32_t *wp_owners(struct wp_hdr *h) { return wp_at(h, h->off_owners); }
 static inline uint32_t *wp_runlen(struct wp_hdr *h) { return wp_at(h, h->off_runlen); }
 
+/* A task's handle (weft_proc_task_t), in the worker. */
+struct weft_proc_task {
+    struct wp_hdr *h;
+    uint32_t tag;
+    /* The current result: in the scratch buffer (small) or an arena run. */
+    size_t len;
+    uint64_t arena; /* arena offset + 1, or 0 */
+};
+
 /* ---- arena (arena.c): lock-free page runs, owned by a tag ----------------- */
 
 /* Allocate ceil(len / WP_PAGE) contiguous pages for owner. Returns the

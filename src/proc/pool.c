@@ -112,6 +112,7 @@ struct wstate {
     uint32_t tag;
     bool alive;      /* spawned and not yet reported exited */
     bool spawning;   /* SPAWN sent, SPAWNED not yet received */
+    bool bad;        /* its ring was malformed: killed, not read (dispatcher) */
     int64_t respawn_at;
 };
 
@@ -137,6 +138,10 @@ struct creq {
 struct weft_proc_pool {
     struct wp_hdr *h;
     size_t map_size;
+    /* The layout, as created: the copy in the header is shared with the
+     * workers, and what they may write is not trusted. */
+    uint64_t ring_size, off_arena;
+    uint32_t npages;
     int memfd, efd, conn;
     int nworkers;
     int64_t timeout;
@@ -377,52 +382,170 @@ static void fail_job(struct weft_proc_pool *p, uint32_t j, int err)
     finish_job(p, j);
 }
 
+/*
+ * Reading a worker's result ring. The ring, the worker's slot and the job
+ * table are shared memory that the task's own code can write to (a stray
+ * pointer, a buffer overrun): nothing read from them is trusted. Every
+ * field is copied into a local once and checked before it is used as a
+ * length, an index or an offset, so that a malformed record can make its
+ * task fail but never makes the parent read or free outside what it owns.
+ * A worker whose ring is found malformed is killed and its ring is not
+ * read again; its job fails with -EBADMSG (see ring_corrupt).
+ */
+
+/* Read and check the item at offset off of a record of rsize bytes that
+ * belongs to the worker tagged tag. Returns false if it is malformed; else
+ * fills *e and *data (the result bytes). */
+static bool item_ok(struct weft_proc_pool *p, uint32_t tag, const unsigned char *rec,
+                    uint32_t rsize, uint64_t off, struct wp_item *e, const void **data)
+{
+    struct wp_hdr *h = p->h;
+    if (off > rsize || rsize - off < sizeof *e)
+        return false;
+    memcpy(e, rec + off, sizeof *e);
+    if (e->span < sizeof *e || e->span % 8 || e->span > rsize - off || e->status > 0)
+        return false;
+    if (e->status != 0) {
+        *data = NULL;
+        return e->len == 0 && e->arena == 0;
+    }
+    if (!e->arena) {
+        if (e->len > e->span - sizeof *e)
+            return false;
+        *data = rec + off + sizeof *e;
+        return true;
+    }
+    /* In the arena: the start of a run the worker owns, long enough. */
+    uint64_t a = e->arena - 1;
+    if (!weft__arena_is_run(h, a, tag))
+        return false;
+    uint64_t pg = (a - p->off_arena) / WP_PAGE;
+    uint32_t n = ((volatile uint32_t *)wp_runlen(h))[pg];
+    if (n == 0 || n > p->npages - pg || e->len > (uint64_t)n * WP_PAGE)
+        return false;
+    *data = wp_at(h, a);
+    return true;
+}
+
+/* Deliver the record r (a copy; its bytes at rec) of the worker tagged tag.
+ * Returns false if it is malformed (nothing more is delivered from it). */
+static bool take_record(struct weft_proc_pool *p, uint32_t tag, const unsigned char *rec,
+                        const struct wp_rec *r)
+{
+    struct wp_hdr *h = p->h;
+    if (r->job >= WP_JOBS)
+        return false;
+    struct jlocal *l = &p->jl[r->job];
+    /* A record is only ever written for a job its worker has claimed, and
+     * the job stays CLAIMED by it until its last record is consumed here. */
+    uint64_t js = atomic_load_explicit(&wp_jobs(h)[r->job].state, memory_order_acquire);
+    if (!l->kind || l->gen != r->gen || WJ_ST(js) != WJ_CLAIMED || WJ_TAG(js) != tag ||
+        WJ_GEN(js) != r->gen || (uint64_t)r->first + r->count > l->n)
+        return false;
+    /* Check every item before delivering any: a malformed record delivers
+     * nothing (the checks are repeated below, as the worker may still be
+     * writing). */
+    struct wp_item e;
+    const void *data;
+    uint64_t off = sizeof *r;
+    for (uint32_t k = 0; k < r->count; k++, off += e.span)
+        if (!item_ok(p, tag, rec, r->size, off, &e, &data))
+            return false;
+    /* The last record: the worker is done with the argument. */
+    if (r->last)
+        release_arg(p, l);
+    off = sizeof *r;
+    for (uint32_t k = 0; k < r->count; k++, off += e.span) {
+        if (!item_ok(p, tag, rec, r->size, off, &e, &data))
+            return false;
+        /* Items below reported were delivered by an earlier run of a
+         * retried job: skip them. */
+        uint32_t item = r->first + k;
+        if (item >= l->reported) {
+            /* Frees the result's arena run, if any. */
+            if (l->kind == WK_CALL)
+                call_outcome(h, l->f, e.status, data, (size_t)e.len, e.arena);
+            else
+                map_outcome(h, l->map, l->first + item, e.status, data, (size_t)e.len,
+                            e.arena);
+            l->reported = item + 1;
+        } else if (e.arena) {
+            weft__arena_free(h, e.arena - 1, 0);
+        }
+    }
+    if (r->last) {
+        finish_job(p, r->job);
+        atomic_fetch_add_explicit(&p->tasks_done, 1, memory_order_relaxed);
+    }
+    return true;
+}
+
+static void kill_tag(struct weft_proc_pool *p, uint32_t tag);
+
+/* Worker i wrote something malformed into its ring: kill it and stop
+ * reading its ring. The job the bad record names, if it is one the worker
+ * holds, fails with -EBADMSG when the exit is reported (on_exit_msg); if
+ * the ring cannot tell which (a bad size, a bad tail), every job the
+ * worker holds does. Its other jobs end as a crash would end them (retried
+ * if allowed, else WEFT_ECRASHED). */
+static void ring_corrupt(struct weft_proc_pool *p, int i, uint32_t job)
+{
+    uint32_t tag = p->w[i].tag;
+    p->w[i].bad = true;
+    struct wp_job *jobs = wp_jobs(p->h);
+    bool named = false;
+    if (job < WP_JOBS) {
+        uint64_t js = atomic_load(&jobs[job].state);
+        named = p->jl[job].kind && WJ_ST(js) == WJ_CLAIMED && WJ_TAG(js) == tag;
+    }
+    for (uint32_t j = 0; j < WP_JOBS; j++) {
+        uint64_t js = atomic_load(&jobs[j].state);
+        if (p->jl[j].kind && WJ_ST(js) == WJ_CLAIMED && WJ_TAG(js) == tag &&
+            !p->jl[j].kill_reason && (!named || j == job))
+            p->jl[j].kill_reason = -EBADMSG;
+    }
+    kill_tag(p, tag);
+}
+
 static bool drain_slot(struct weft_proc_pool *p, int i)
 {
     struct wp_hdr *h = p->h;
+    if (p->w[i].bad)
+        return false; /* killed for scribbling; its exit is on the way */
     struct wp_slot *s = slot_of(p, i);
     unsigned char *ring = wp_cq(h, (uint32_t)i);
+    uint64_t size = p->ring_size;
+    uint32_t tag = p->w[i].tag;
     uint64_t head = atomic_load_explicit(&s->cq_head, memory_order_relaxed);
     /* acquire: the records the worker wrote before publishing the tail. */
     uint64_t tail = atomic_load_explicit(&s->cq_tail, memory_order_acquire);
     if (head == tail)
         return false;
-    while (head < tail) {
-        struct wp_rec *r = (struct wp_rec *)(ring + head % h->ring_size);
-        if (r->size < 8 || r->size % 8 || r->size > h->ring_size)
-            break; /* corrupt (a worker scribbled on its ring): stop here */
-        if (r->type == WR_RESULTS && r->job < WP_JOBS && p->jl[r->job].kind &&
-            p->jl[r->job].gen == r->gen) {
-            struct jlocal *l = &p->jl[r->job];
-            const unsigned char *it = (const unsigned char *)(r + 1);
-            /* The last record: the worker is done with the argument. */
-            if (r->last)
-                release_arg(p, l);
-            for (uint32_t k = 0; k < r->count; k++) {
-                const struct wp_item *e = (const struct wp_item *)it;
-                const void *data = e->arena ? wp_at(h, e->arena - 1) : (const void *)(e + 1);
-                /* Items below reported were delivered by an earlier run
-                 * of a retried job: skip them. */
-                uint32_t item = r->first + k;
-                if (item >= l->reported && item < l->n) {
-                    /* Frees the result's arena run, if any. */
-                    if (l->kind == WK_CALL)
-                        call_outcome(h, l->f, e->status, data, (size_t)e->len, e->arena);
-                    else
-                        map_outcome(h, l->map, l->first + item, e->status, data,
-                                    (size_t)e->len, e->arena);
-                    l->reported = item + 1;
-                } else if (e->arena) {
-                    weft__arena_free(h, e->arena - 1, 0);
-                }
-                it += e->span;
-            }
-            if (r->last) {
-                finish_job(p, r->job);
-                atomic_fetch_add_explicit(&p->tasks_done, 1, memory_order_relaxed);
-            }
+    bool bad = tail < head || tail - head > size;
+    uint32_t bad_job = UINT32_MAX; /* the job a bad record names */
+    while (!bad && head < tail) {
+        uint64_t pos = head % size;
+        struct wp_rec r;
+        memcpy(&r, ring + pos, 8); /* size and type: a PAD record has no more */
+        uint32_t rsize = r.size;
+        if (rsize < 8 || rsize % 8 || rsize > size - pos || rsize > tail - head) {
+            bad = true;
+        } else if (r.type == WR_PAD) {
+            head += rsize;
+        } else if (r.type != WR_RESULTS || rsize < sizeof r) {
+            bad = true;
+        } else {
+            memcpy(&r, ring + pos, sizeof r);
+            r.size = rsize; /* as checked, whatever is there now */
+            if (take_record(p, tag, ring + pos, &r))
+                head += rsize;
+            else
+                bad = true, bad_job = r.job;
         }
-        head += r->size;
+    }
+    if (bad) {
+        ring_corrupt(p, i, bad_job);
+        return true;
     }
     /* release: we are done reading what the worker may now overwrite. */
     atomic_store_explicit(&s->cq_head, head, memory_order_release);
@@ -465,6 +588,7 @@ static int spawn(struct weft_proc_pool *p, int i)
     weft_mutex_lock(&p->lock);
     p->w[i].tag = tag;
     p->w[i].spawning = true;
+    p->w[i].bad = false;
     p->w[i].respawn_at = 0;
     weft_mutex_unlock(&p->lock);
     int rc = weft__proc_send(p->conn, &m, fds, 2 + p->nshm);
@@ -556,8 +680,9 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
         x.signal = m->status;
     bool clean = (st == WS_RETIRED || st == WS_EXITING) && m->code == CLD_EXITED &&
                  m->status == 0;
-    /* The job it had claimed (at most one). Counters and records first:
-     * failing the job wakes whoever waits for it. */
+    /* The job it had claimed: at most one, unless it was killed for a
+     * malformed ring (then every job it holds fails; see ring_corrupt).
+     * Counters and records first: failing the job wakes whoever waits. */
     struct wp_job *jobs = wp_jobs(p->h);
     int claimed = -1;
     for (uint32_t j = 0; j < WP_JOBS && claimed < 0; j++) {
@@ -605,8 +730,14 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
      * back before its job fails and wakes anyone: drain_slot above
      * consumed every result that referred to its pages. */
     weft__arena_free_owner(p->h, m->tag);
-    if (claimed >= 0 && !retry_job(p, (uint32_t)claimed))
-        fail_job(p, (uint32_t)claimed, x.error);
+    for (uint32_t j = claimed >= 0 ? (uint32_t)claimed : WP_JOBS; j < WP_JOBS; j++) {
+        uint64_t js = atomic_load_explicit(&jobs[j].state, memory_order_acquire);
+        if (WJ_ST(js) != WJ_CLAIMED || WJ_TAG(js) != m->tag || !p->jl[j].kind)
+            continue;
+        int err = p->jl[j].kill_reason ? p->jl[j].kill_reason : WEFT_ECRASHED;
+        if (!retry_job(p, j))
+            fail_job(p, j, err);
+    }
     atomic_store(&s->state, WS_EMPTY);
 
     if (!p->start_done) {
@@ -859,7 +990,9 @@ static bool queue_room(struct weft_proc_pool *p)
             return true;
         uint64_t e = atomic_load(&wp_queue(h)[head % WP_JOBS]);
         uint32_t j = (uint32_t)(e & 0xffff);
-        uint64_t s = atomic_load(&wp_jobs(h)[j].state);
+        /* j < WP_JOBS unless a task wrote over the queue: then the cell
+         * names no job, and the head moves past it. */
+        uint64_t s = j < WP_JOBS ? atomic_load(&wp_jobs(h)[j].state) : 0;
         if (WJ_ST(s) == WJ_QUEUED && (WJ_GEN(s) & 0xffff) == ((e >> 16) & 0xffff))
             return false;
         atomic_compare_exchange_strong(&h->q_head, &head, head + 1);
@@ -1084,7 +1217,7 @@ static bool anything_to_do(struct weft_proc_pool *p, uint32_t poke_seen)
         return true;
     for (int i = 0; i < p->nworkers; i++) {
         struct wp_slot *s = slot_of(p, i);
-        if (atomic_load(&s->cq_tail) != atomic_load(&s->cq_head))
+        if (!p->w[i].bad && atomic_load(&s->cq_tail) != atomic_load(&s->cq_head))
             return true;
         if (!p->start_done && atomic_load(&s->state) != WS_STARTING)
             return true;
@@ -1326,6 +1459,9 @@ int weft_proc_pool_create(weft_proc_pool_t **out, const weft_proc_opts_t *opts)
     h->npages = npages;
     h->ring_size = ring;
     h->inline_max = ring / 4;
+    p->ring_size = ring;
+    p->npages = npages;
+    p->off_arena = off_arena;
     h->off_jobs = off_jobs;
     h->off_queue = off_queue;
     h->off_slots = off_slots;

@@ -15,14 +15,6 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-struct weft_proc_task {
-    struct wp_hdr *h;
-    uint32_t tag;
-    /* The current result: in the scratch buffer (small) or an arena run. */
-    size_t len;
-    uint64_t arena; /* arena offset + 1, or 0 */
-};
-
 static int g_worker_index = -1;
 static int g_efd = -1; /* the dispatcher's eventfd, as numbered here */
 static unsigned char *g_scratch;
