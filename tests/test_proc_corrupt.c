@@ -10,6 +10,7 @@
  * could not parse.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static int lie_in_descriptor(weft_proc_task_t *t, const void *a, size_t n)
     if (n != sizeof how)
         return -EINVAL;
     memcpy(&how, a, sizeof how);
-    struct wp_hdr *h = t->h;
+    const struct wp_view *h = t->v;
     size_t big = (size_t)h->inline_max + 1; /* in the arena */
     void *buf;
     int rc = weft_proc_reply_buf(t, big, &buf);
@@ -91,7 +92,7 @@ static int forge(weft_proc_task_t *t, const void *a, size_t n)
     if (n != sizeof how)
         return -EINVAL;
     memcpy(&how, a, sizeof how);
-    struct wp_hdr *h = t->h;
+    const struct wp_view *h = t->v;
     int idx = weft_proc_worker_index();
     struct wp_slot *slot = &wp_slots(h)[idx];
     unsigned char *ring = wp_cq(h, (uint32_t)idx);
@@ -184,6 +185,51 @@ static void test_forged_records(void)
     CHECK_U64(st.killed, >=, F_COUNT - 1);
 }
 
+/* The layout and start-up fields of the pool's header, overwritten. */
+static int scribble_header(weft_proc_task_t *t, const void *a, size_t n)
+{
+    memset(t->h, 0xab, offsetof(struct wp_hdr, pad0_));
+    return square(t, a, n);
+}
+
+/* The parent finds nothing through the shared header (it used to take the
+ * offsets of the rings and the job table from there, and crashed), and
+ * replacement workers start from the parent's copy, not the damaged one. */
+static void test_header_scribbled(void)
+{
+    int64_t x = 7;
+    weft_future_t *f;
+    CHECK_OK(weft_proc_submit(g_pool, scribble_header, &x, sizeof x, &f));
+    const void *d;
+    size_t len;
+    CHECK_OK(weft_proc_result(f, &d, &len));
+    CHECK_INT(len, ==, 8);
+    int64_t v;
+    memcpy(&v, d, 8);
+    CHECK_INT(v, ==, 49);
+    weft_future_release(f);
+    for (int i = 0; i < weft_proc_workers(g_pool); i++) {
+        int pid0 = weft_proc_worker_pid(g_pool, i);
+        CHECK_OK(weft_proc_signal_worker(g_pool, i, SIGKILL));
+        int pid = 0;
+        for (int k = 0; k < 5000; k++) {
+            pid = weft_proc_worker_pid(g_pool, i);
+            if (pid > 0 && pid != pid0)
+                break;
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        CHECK_INT(pid, !=, pid0);
+    }
+    pool_still_works();
+    weft_proc_stats_t st;
+    CHECK_OK(weft_proc_stats(g_pool, &st));
+    uint64_t spawned = st.spawned;
+    pool_still_works();
+    CHECK_OK(weft_proc_stats(g_pool, &st));
+    CHECK_U64(st.spawned, ==, spawned); /* no worker failed to start since */
+}
+
 /* In a map, only the chunk of the lying item fails; the rest is right
  * (the other chunks the killed worker held are run again: max_retries). */
 static int map_item(weft_proc_task_t *t, const void *a, size_t n)
@@ -237,6 +283,7 @@ int main(void)
     RUN(test_descriptor_lies);
     RUN(test_forged_records);
     RUN(test_map_with_a_liar);
+    RUN(test_header_scribbled);
     CHECK_OK(weft_proc_pool_free(g_pool));
     CHECK_OK(weft_proc_fini());
     return check_done();

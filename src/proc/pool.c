@@ -138,10 +138,12 @@ struct creq {
 struct weft_proc_pool {
     struct wp_hdr *h;
     size_t map_size;
-    /* The layout, as created: the copy in the header is shared with the
-     * workers, and what they may write is not trusted. */
-    uint64_t ring_size, off_arena;
-    uint32_t npages;
+    /* The layout, as created (the header's copy is shared with the
+     * workers: not trusted). */
+    struct wp_view v;
+    uint64_t init_fn, init_len, max_tasks;
+    void *init_copy;   /* the initializer's argument */
+    int32_t server_pid;
     int memfd, efd, conn;
     int nworkers;
     int64_t timeout;
@@ -227,7 +229,7 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1)
 
 static int ar_alloc(struct weft_proc_pool *p, size_t len, uint64_t *off)
 {
-    uint64_t size = p->h->ring_size;
+    uint64_t size = p->v.ring_size;
     uint64_t need = align_up(len ? len : 8, 8);
     uint64_t pos = p->ar_tail % size;
     uint64_t skip = size - pos < need ? size - pos : 0;
@@ -243,7 +245,7 @@ static int ar_alloc(struct weft_proc_pool *p, size_t len, uint64_t *off)
     p->ar_tail = start + need;
     uint32_t r = p->ar_rt++ % WP_JOBS;
     p->ar[r] = (struct arec){p->ar_tail, false};
-    *off = p->h->off_argring + start % size;
+    *off = p->v.off_argring + start % size;
     return (int)r;
 }
 
@@ -256,7 +258,39 @@ static void ar_free(struct weft_proc_pool *p, int r)
     }
 }
 
-static struct wp_slot *slot_of(struct weft_proc_pool *p, int i) { return &wp_slots(p->h)[i]; }
+static struct wp_slot *slot_of(struct weft_proc_pool *p, int i) { return &wp_slots(&p->v)[i]; }
+
+/* Write what a starting worker reads (the layout, the initializer and its
+ * argument, the task limit) into the shared header, from the pool's
+ * private copies. Done at creation and again before each spawn: a task
+ * may have written over the header since, and a new worker that read a
+ * damaged one would fail to start, again and again. */
+static void write_header(struct weft_proc_pool *p)
+{
+    struct wp_hdr *h = p->h;
+    const struct wp_view *v = &p->v;
+    h->magic = WP_MAGIC;
+    h->total = v->total;
+    h->nworkers = v->nworkers;
+    h->npages = v->npages;
+    h->ring_size = v->ring_size;
+    h->inline_max = v->inline_max;
+    h->off_jobs = v->off_jobs;
+    h->off_queue = v->off_queue;
+    h->off_slots = v->off_slots;
+    h->off_argring = v->off_argring;
+    h->off_cq = v->off_cq;
+    h->off_owners = v->off_owners;
+    h->off_runlen = v->off_runlen;
+    h->off_arena = v->off_arena;
+    h->off_init = v->off_init;
+    h->init_fn = p->init_fn;
+    h->init_len = p->init_len;
+    if (p->init_len)
+        memcpy(wp_at(v, v->off_init), p->init_copy, p->init_len);
+    h->max_tasks = p->max_tasks;
+    h->server_pid = p->server_pid;
+}
 
 /* ---- outcomes ------------------------------------------------------------------------ */
 
@@ -267,7 +301,7 @@ static struct wp_slot *slot_of(struct weft_proc_pool *p, int i) { return &wp_slo
  * by it finds the arena as free as it left it (it may allocate in it at
  * once, and a run held a moment longer would make that fail).
  */
-static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, const void *data,
+static void map_outcome(const struct wp_view *v, struct pmap *m, size_t idx, int err, const void *data,
                         size_t len, uint64_t arena)
 {
     if (err == 0 && m->result_size) {
@@ -296,7 +330,7 @@ static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, c
         }
     }
     if (arena)
-        weft__arena_free(h, arena - 1, 0);
+        weft__arena_free(v, arena - 1, 0);
     if (m->unordered) {
         if (r) {
             weft_mutex_lock(&m->qlock);
@@ -318,7 +352,7 @@ static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, c
         weft_event_set(&m->done);
 }
 
-static void call_outcome(struct wp_hdr *h, weft_future_t *f, int err, const void *data,
+static void call_outcome(const struct wp_view *v, weft_future_t *f, int err, const void *data,
                          size_t len, uint64_t arena)
 {
     weft_proc_bytes_t *b = NULL;
@@ -333,7 +367,7 @@ static void call_outcome(struct wp_hdr *h, weft_future_t *f, int err, const void
         }
     }
     if (arena)
-        weft__arena_free(h, arena - 1, 0);
+        weft__arena_free(v, arena - 1, 0);
     if (err != 0)
         weft_future_set_error(f, err);
     else if (!b)
@@ -349,7 +383,7 @@ static void release_arg(struct weft_proc_pool *p, struct jlocal *l)
     if (l->ring_rec >= 0)
         ar_free(p, l->ring_rec);
     if (l->arena)
-        weft__arena_free(p->h, l->arena - 1, WP_OWN_PARENT);
+        weft__arena_free(&p->v, l->arena - 1, WP_OWN_PARENT);
     l->ring_rec = -1;
     l->arena = 0;
 }
@@ -360,7 +394,7 @@ static void finish_job(struct weft_proc_pool *p, uint32_t j)
     release_arg(p, l);
     if (l->f)
         weft_future_release(l->f);
-    struct wp_job *job = &wp_jobs(p->h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     /* release: whatever a worker wrote to the job is done with. */
     atomic_store_explicit(&job->state, WJ_MAKE(l->gen, 0, WJ_FREE), memory_order_release);
     memset(l, 0, sizeof *l);
@@ -378,7 +412,7 @@ static void fail_job(struct weft_proc_pool *p, uint32_t j, int err)
         weft_future_set_error(l->f, err);
     else
         for (uint32_t k = l->reported; k < l->n; k++)
-            map_outcome(p->h, l->map, l->first + k, err, NULL, 0, 0);
+            map_outcome(&p->v, l->map, l->first + k, err, NULL, 0, 0);
     finish_job(p, j);
 }
 
@@ -399,7 +433,6 @@ static void fail_job(struct weft_proc_pool *p, uint32_t j, int err)
 static bool item_ok(struct weft_proc_pool *p, uint32_t tag, const unsigned char *rec,
                     uint32_t rsize, uint64_t off, struct wp_item *e, const void **data)
 {
-    struct wp_hdr *h = p->h;
     if (off > rsize || rsize - off < sizeof *e)
         return false;
     memcpy(e, rec + off, sizeof *e);
@@ -417,13 +450,13 @@ static bool item_ok(struct weft_proc_pool *p, uint32_t tag, const unsigned char 
     }
     /* In the arena: the start of a run the worker owns, long enough. */
     uint64_t a = e->arena - 1;
-    if (!weft__arena_is_run(h, a, tag))
+    if (!weft__arena_is_run(&p->v, a, tag))
         return false;
-    uint64_t pg = (a - p->off_arena) / WP_PAGE;
-    uint32_t n = ((volatile uint32_t *)wp_runlen(h))[pg];
-    if (n == 0 || n > p->npages - pg || e->len > (uint64_t)n * WP_PAGE)
+    uint64_t pg = (a - p->v.off_arena) / WP_PAGE;
+    uint32_t n = ((volatile uint32_t *)wp_runlen(&p->v))[pg];
+    if (n == 0 || n > p->v.npages - pg || e->len > (uint64_t)n * WP_PAGE)
         return false;
-    *data = wp_at(h, a);
+    *data = wp_at(&p->v, a);
     return true;
 }
 
@@ -432,13 +465,12 @@ static bool item_ok(struct weft_proc_pool *p, uint32_t tag, const unsigned char 
 static bool take_record(struct weft_proc_pool *p, uint32_t tag, const unsigned char *rec,
                         const struct wp_rec *r)
 {
-    struct wp_hdr *h = p->h;
     if (r->job >= WP_JOBS)
         return false;
     struct jlocal *l = &p->jl[r->job];
     /* A record is only ever written for a job its worker has claimed, and
      * the job stays CLAIMED by it until its last record is consumed here. */
-    uint64_t js = atomic_load_explicit(&wp_jobs(h)[r->job].state, memory_order_acquire);
+    uint64_t js = atomic_load_explicit(&wp_jobs(&p->v)[r->job].state, memory_order_acquire);
     if (!l->kind || l->gen != r->gen || WJ_ST(js) != WJ_CLAIMED || WJ_TAG(js) != tag ||
         WJ_GEN(js) != r->gen || (uint64_t)r->first + r->count > l->n)
         return false;
@@ -464,13 +496,13 @@ static bool take_record(struct weft_proc_pool *p, uint32_t tag, const unsigned c
         if (item >= l->reported) {
             /* Frees the result's arena run, if any. */
             if (l->kind == WK_CALL)
-                call_outcome(h, l->f, e.status, data, (size_t)e.len, e.arena);
+                call_outcome(&p->v, l->f, e.status, data, (size_t)e.len, e.arena);
             else
-                map_outcome(h, l->map, l->first + item, e.status, data, (size_t)e.len,
+                map_outcome(&p->v, l->map, l->first + item, e.status, data, (size_t)e.len,
                             e.arena);
             l->reported = item + 1;
         } else if (e.arena) {
-            weft__arena_free(h, e.arena - 1, 0);
+            weft__arena_free(&p->v, e.arena - 1, 0);
         }
     }
     if (r->last) {
@@ -492,7 +524,7 @@ static void ring_corrupt(struct weft_proc_pool *p, int i, uint32_t job)
 {
     uint32_t tag = p->w[i].tag;
     p->w[i].bad = true;
-    struct wp_job *jobs = wp_jobs(p->h);
+    struct wp_job *jobs = wp_jobs(&p->v);
     bool named = false;
     if (job < WP_JOBS) {
         uint64_t js = atomic_load(&jobs[job].state);
@@ -509,12 +541,11 @@ static void ring_corrupt(struct weft_proc_pool *p, int i, uint32_t job)
 
 static bool drain_slot(struct weft_proc_pool *p, int i)
 {
-    struct wp_hdr *h = p->h;
     if (p->w[i].bad)
         return false; /* killed for scribbling; its exit is on the way */
     struct wp_slot *s = slot_of(p, i);
-    unsigned char *ring = wp_cq(h, (uint32_t)i);
-    uint64_t size = p->ring_size;
+    unsigned char *ring = wp_cq(&p->v, (uint32_t)i);
+    uint64_t size = p->v.ring_size;
     uint32_t tag = p->w[i].tag;
     uint64_t head = atomic_load_explicit(&s->cq_head, memory_order_relaxed);
     /* acquire: the records the worker wrote before publishing the tail. */
@@ -571,6 +602,7 @@ static int spawn(struct weft_proc_pool *p, int i)
     atomic_store(&s->cq_tail, 0);
     atomic_store(&s->cq_head, 0);
     atomic_store(&s->cq_wait, 0);
+    write_header(p);
     struct wp_msg m = {0};
     m.type = WM_SPAWN;
     m.slot = (uint32_t)i;
@@ -632,7 +664,7 @@ static bool retry_job(struct weft_proc_pool *p, uint32_t j)
     /* Off the dead worker's books at once (REVOKED is invisible to
      * workers); published again now if the queue has room, else by the
      * next round of the dispatcher. */
-    struct wp_job *job = &wp_jobs(p->h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     atomic_store(&job->state, WJ_MAKE(l->gen, 0, WJ_REVOKED));
     l->retry_pending = true;
     p->nretry++;
@@ -654,7 +686,7 @@ static int publish_retries(struct weft_proc_pool *p)
             continue;
         if (!queue_room(p))
             break;
-        struct wp_job *job = &wp_jobs(p->h)[j];
+        struct wp_job *job = &wp_jobs(&p->v)[j];
         l->retry_pending = false;
         p->nretry--;
         publish(p, j, (weft_proc_fn)(uintptr_t)job->fn, job->arg_off, (size_t)job->arg_len,
@@ -683,7 +715,7 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
     /* The job it had claimed: at most one, unless it was killed for a
      * malformed ring (then every job it holds fails; see ring_corrupt).
      * Counters and records first: failing the job wakes whoever waits. */
-    struct wp_job *jobs = wp_jobs(p->h);
+    struct wp_job *jobs = wp_jobs(&p->v);
     int claimed = -1;
     for (uint32_t j = 0; j < WP_JOBS && claimed < 0; j++) {
         uint64_t js = atomic_load_explicit(&jobs[j].state, memory_order_acquire);
@@ -729,7 +761,7 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
     /* Its leftover arena pages (a result reserved, never delivered) go
      * back before its job fails and wakes anyone: drain_slot above
      * consumed every result that referred to its pages. */
-    weft__arena_free_owner(p->h, m->tag);
+    weft__arena_free_owner(&p->v, m->tag);
     for (uint32_t j = claimed >= 0 ? (uint32_t)claimed : WP_JOBS; j < WP_JOBS; j++) {
         uint64_t js = atomic_load_explicit(&jobs[j].state, memory_order_acquire);
         if (WJ_ST(js) != WJ_CLAIMED || WJ_TAG(js) != m->tag || !p->jl[j].kind)
@@ -832,7 +864,7 @@ static void read_server(struct weft_proc_pool *p, bool *progress)
 /* Revoke job j if no worker has claimed it yet. */
 static bool job_revoke(struct weft_proc_pool *p, uint32_t j)
 {
-    struct wp_job *job = &wp_jobs(p->h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     uint64_t s = atomic_load(&job->state);
     if (WJ_ST(s) != WJ_QUEUED || WJ_GEN(s) != p->jl[j].gen)
         return false;
@@ -850,7 +882,7 @@ static void fail_pending(struct weft_proc_pool *p, int err)
         struct ptask *nx = t->next;
         if (t->kind == WK_CALL) {
             if (t->arena)
-                weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+                weft__arena_free(&p->v, t->arena - 1, WP_OWN_PARENT);
             weft_future_set_error(t->f, err);
             weft_future_release(t->f);
         } else {
@@ -858,7 +890,7 @@ static void fail_pending(struct weft_proc_pool *p, int err)
             size_t from = m->next, n = m->n;
             m->next = n;
             for (size_t i = from; i < n; i++)
-                map_outcome(p->h, m, i, err, NULL, 0, 0); /* m may be freed after the last */
+                map_outcome(&p->v, m, i, err, NULL, 0, 0); /* m may be freed after the last */
         }
         free(t);
         t = nx;
@@ -910,7 +942,7 @@ static int cancel_one(struct weft_proc_pool *p, weft_future_t *f, bool kill)
     weft_mutex_unlock(&p->lock);
     if (t) {
         if (t->arena)
-            weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+            weft__arena_free(&p->v, t->arena - 1, WP_OWN_PARENT);
         weft_future_set_error(f, -ECANCELED);
         weft_future_release(t->f);
         free(t);
@@ -929,7 +961,7 @@ static int cancel_one(struct weft_proc_pool *p, weft_future_t *f, bool kill)
             fail_job(p, j, -ECANCELED);
             return 0;
         }
-        uint64_t s = atomic_load(&wp_jobs(p->h)[j].state);
+        uint64_t s = atomic_load(&wp_jobs(&p->v)[j].state);
         if (WJ_ST(s) == WJ_CLAIMED) {
             if (!kill)
                 return -EBUSY;
@@ -961,7 +993,7 @@ static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint6
                     size_t len, size_t item_size, uint32_t n, int kind)
 {
     struct wp_hdr *h = p->h;
-    struct wp_job *job = &wp_jobs(h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     struct jlocal *l = &p->jl[j];
     l->gen++;
     job->fn = (uint64_t)(uintptr_t)fn;
@@ -974,7 +1006,7 @@ static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint6
     atomic_store_explicit(&job->state, WJ_MAKE(l->gen, 0, WJ_QUEUED), memory_order_release);
     uint64_t t = atomic_load_explicit(&h->q_tail, memory_order_relaxed);
     uint64_t e = ((uint64_t)(uint32_t)t << 32) | ((uint64_t)(l->gen & 0xffff) << 16) | j;
-    atomic_store_explicit(&wp_queue(h)[t % WP_JOBS], e, memory_order_release);
+    atomic_store_explicit(&wp_queue(&p->v)[t % WP_JOBS], e, memory_order_release);
     /* seq_cst: the tail is what sleeping workers re-check (see worker.c). */
     atomic_store(&h->q_tail, t + 1);
 }
@@ -988,11 +1020,11 @@ static bool queue_room(struct weft_proc_pool *p)
         uint64_t head = atomic_load(&h->q_head), tail = atomic_load(&h->q_tail);
         if (tail - head < WP_JOBS)
             return true;
-        uint64_t e = atomic_load(&wp_queue(h)[head % WP_JOBS]);
+        uint64_t e = atomic_load(&wp_queue(&p->v)[head % WP_JOBS]);
         uint32_t j = (uint32_t)(e & 0xffff);
         /* j < WP_JOBS unless a task wrote over the queue: then the cell
          * names no job, and the head moves past it. */
-        uint64_t s = j < WP_JOBS ? atomic_load(&wp_jobs(h)[j].state) : 0;
+        uint64_t s = j < WP_JOBS ? atomic_load(&wp_jobs(&p->v)[j].state) : 0;
         if (WJ_ST(s) == WJ_QUEUED && (WJ_GEN(s) & 0xffff) == ((e >> 16) & 0xffff))
             return false;
         atomic_compare_exchange_strong(&h->q_head, &head, head + 1);
@@ -1006,20 +1038,20 @@ static int place(struct weft_proc_pool *p, struct jlocal *l, const void *src, si
 {
     l->ring_rec = -1;
     l->arena = 0;
-    if (len <= p->h->inline_max) {
+    if (len <= p->v.inline_max) {
         int r = ar_alloc(p, len, off);
         if (r < 0)
             return -1;
         l->ring_rec = r;
     } else {
-        uint64_t a = weft__arena_alloc(p->h, len, WP_OWN_PARENT);
+        uint64_t a = weft__arena_alloc(&p->v, len, WP_OWN_PARENT);
         if (!a)
             return -1;
         l->arena = a + 1;
         *off = a;
     }
     if (len)
-        memcpy(wp_at(p->h, *off), src, len);
+        memcpy(wp_at(&p->v, *off), src, len);
     return 0;
 }
 
@@ -1078,7 +1110,7 @@ static int dispatch(struct weft_proc_pool *p)
                 size_t from = m->next, n = m->n;
                 m->next = n;
                 for (size_t i = from; i < n; i++)
-                    map_outcome(p->h, m, i, -ECANCELED, NULL, 0, 0); /* m may be freed after the last */
+                    map_outcome(&p->v, m, i, -ECANCELED, NULL, 0, 0); /* m may be freed after the last */
             }
             continue;
         }
@@ -1086,7 +1118,7 @@ static int dispatch(struct weft_proc_pool *p)
             /* Cancelled while pending (weft_future_cancel). */
             weft_future_release(t->f);
             if (t->arena)
-                weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+                weft__arena_free(&p->v, t->arena - 1, WP_OWN_PARENT);
             free(t);
             continue;
         }
@@ -1146,7 +1178,7 @@ static weft_time_t check_deadlines(struct weft_proc_pool *p)
             continue;
         weft_time_t dl = atomic_load(&s->started) + p->jl[j].timeout;
         if (now >= dl) {
-            uint64_t js = atomic_load(&wp_jobs(p->h)[j].state);
+            uint64_t js = atomic_load(&wp_jobs(&p->v)[j].state);
             if (WJ_ST(js) == WJ_CLAIMED && WJ_GEN(js) == gen &&
                 WJ_TAG(js) == atomic_load(&s->tag) && atomic_load(&s->running) == run) {
                 p->jl[j].kill_reason = -ETIMEDOUT;
@@ -1180,7 +1212,7 @@ static void apply_shutdown(struct weft_proc_pool *p)
     }
     if ((how & WEFT_PROC_TERMINATE) && !p->terminated) {
         p->terminated = true;
-        struct wp_job *jobs = wp_jobs(p->h);
+        struct wp_job *jobs = wp_jobs(&p->v);
         for (uint32_t j = 0; j < WP_JOBS; j++) {
             uint64_t s = atomic_load(&jobs[j].state);
             if (p->jl[j].kind && WJ_ST(s) == WJ_CLAIMED && !p->jl[j].kill_reason)
@@ -1357,6 +1389,7 @@ static void pool_release_resources(struct weft_proc_pool *p)
         free(u);
         u = nx;
     }
+    free(p->init_copy);
     free(p->w);
     free(p);
 }
@@ -1452,31 +1485,22 @@ int weft_proc_pool_create(weft_proc_pool_t **out, const weft_proc_opts_t *opts)
         rc = errno == EMFILE || errno == ENFILE ? -EMFILE : -ENOMEM;
         goto fail;
     }
-    struct wp_hdr *h = p->h;
-    h->magic = WP_MAGIC;
-    h->total = p->map_size;
-    h->nworkers = (uint32_t)p->nworkers;
-    h->npages = npages;
-    h->ring_size = ring;
-    h->inline_max = ring / 4;
-    p->ring_size = ring;
-    p->npages = npages;
-    p->off_arena = off_arena;
-    h->off_jobs = off_jobs;
-    h->off_queue = off_queue;
-    h->off_slots = off_slots;
-    h->off_argring = off_argring;
-    h->off_cq = off_cq;
-    h->off_owners = off_owners;
-    h->off_runlen = off_runlen;
-    h->off_arena = off_arena;
-    h->off_init = off_init;
-    h->init_fn = (uint64_t)(uintptr_t)opts->initializer;
-    h->init_len = opts->initializer ? opts->init_arg_len : 0;
-    if (h->init_len)
-        memcpy(wp_at(h, off_init), opts->init_arg, h->init_len);
-    h->max_tasks = opts->max_tasks_per_worker;
-    h->server_pid = weft_proc_server_pid();
+    p->v = (struct wp_view){(unsigned char *)base, p->map_size, ring, ring / 4, off_jobs,
+                            off_queue, off_slots, off_argring, off_cq, off_owners, off_runlen,
+                            off_arena, off_init, (uint32_t)p->nworkers, npages};
+    p->init_fn = (uint64_t)(uintptr_t)opts->initializer;
+    p->init_len = opts->initializer ? opts->init_arg_len : 0;
+    if (p->init_len) {
+        p->init_copy = malloc(p->init_len);
+        if (!p->init_copy) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        memcpy(p->init_copy, opts->init_arg, p->init_len);
+    }
+    p->max_tasks = opts->max_tasks_per_worker;
+    p->server_pid = weft_proc_server_pid();
+    write_header(p);
 
     weft_mutex_init(&p->lock);
     weft_event_init(&p->started);
@@ -1555,20 +1579,20 @@ int weft_proc_submit_ex(weft_proc_pool_t *p, weft_proc_fn fn, const void *arg, s
         if (!u)
             return -EINVAL;
         if (!p || !fn || !out || (flags & ~1u) || timeout_ns < WEFT_PROC_NO_TIMEOUT ||
-            len > (size_t)p->h->npages * WP_PAGE) {
-            weft__arena_free(p->h, aoff, WP_OWN_PARENT);
+            len > (size_t)p->v.npages * WP_PAGE) {
+            weft__arena_free(&p->v, aoff, WP_OWN_PARENT);
             return -EINVAL;
         }
     }
     if (!p || !fn || !out || (!arg && len) || (flags & ~1u) || timeout_ns < WEFT_PROC_NO_TIMEOUT ||
         (shared && !arg))
         return -EINVAL;
-    if (!shared && len > (size_t)p->h->npages * WP_PAGE && len > p->h->inline_max)
+    if (!shared && len > (size_t)p->v.npages * WP_PAGE && len > p->v.inline_max)
         return -EMSGSIZE;
     struct ptask *t = malloc(sizeof *t + (shared ? 0 : len));
     if (!t) {
         if (shared)
-            weft__arena_free(p->h, aoff, WP_OWN_PARENT);
+            weft__arena_free(&p->v, aoff, WP_OWN_PARENT);
         return -ENOMEM;
     }
     memset(t, 0, sizeof *t);
@@ -1594,7 +1618,7 @@ int weft_proc_submit_ex(weft_proc_pool_t *p, weft_proc_fn fn, const void *arg, s
         weft_future_release(f);
     }
     if (shared)
-        weft__arena_free(p->h, aoff, WP_OWN_PARENT);
+        weft__arena_free(&p->v, aoff, WP_OWN_PARENT);
     free(t);
     return rc;
 }
@@ -1611,12 +1635,12 @@ int weft_proc_buf_alloc(weft_proc_pool_t *p, size_t len, void **buf)
         *buf = NULL;
     if (!p || !buf || len == 0)
         return -EINVAL;
-    if (len > (size_t)p->h->npages * WP_PAGE)
+    if (len > (size_t)p->v.npages * WP_PAGE)
         return -EMSGSIZE;
     struct ubuf *u = malloc(sizeof *u);
     if (!u)
         return -ENOMEM;
-    uint64_t off = weft__arena_alloc(p->h, len, WP_OWN_PARENT);
+    uint64_t off = weft__arena_alloc(&p->v, len, WP_OWN_PARENT);
     if (!off) {
         free(u);
         return -ENOMEM;
@@ -1626,7 +1650,7 @@ int weft_proc_buf_alloc(weft_proc_pool_t *p, size_t len, void **buf)
     u->next = p->ubufs;
     p->ubufs = u;
     weft_mutex_unlock(&p->lock);
-    *buf = wp_at(p->h, off);
+    *buf = wp_at(&p->v, off);
     return 0;
 }
 
@@ -1646,7 +1670,7 @@ int weft_proc_buf_free(weft_proc_pool_t *p, void *buf)
     if (!u)
         return -EINVAL;
     free(u);
-    weft__arena_free(p->h, off, WP_OWN_PARENT);
+    weft__arena_free(&p->v, off, WP_OWN_PARENT);
     return 0;
 }
 
@@ -1713,8 +1737,8 @@ static int map_start(struct weft_proc_pool *p, weft_proc_fn fn, const void *item
     if (chunksize > UINT32_MAX / 2)
         chunksize = UINT32_MAX / 2;
     size_t ck = chunksize < n ? chunksize : n;
-    if (ck && ck * item_size > p->h->inline_max &&
-        ck * item_size > (size_t)p->h->npages * WP_PAGE)
+    if (ck && ck * item_size > p->v.inline_max &&
+        ck * item_size > (size_t)p->v.npages * WP_PAGE)
         return -EMSGSIZE;
     struct pmap *m = calloc(1, sizeof *m);
     if (!m)
