@@ -269,9 +269,12 @@ WEFT_API int weft_proc_result(weft_future_t *f, const void **data, size_t *len);
  * Cancel a task of this pool. A task not yet claimed by a worker is
  * cancelled (its future fails with -ECANCELED, 0 returned). A running task
  * is stopped only if kill_running: its worker is killed (SIGKILL) and
- * replaced, its future fails with -ECANCELED (0); otherwise -EBUSY.
- * -EALREADY (already finished); -ENOENT (not a future of this pool's
- * submissions); -EINVAL (NULL).
+ * replaced, its future fails with -ECANCELED (0); otherwise -EBUSY. The
+ * kill never hits another task (the worker claims nothing new while the
+ * pool decides); if the task's result was already on its way when the kill
+ * landed, the future gets that result although 0 was returned.
+ * -EALREADY (already finished, or finished while being cancelled);
+ * -ENOENT (not a future of this pool's submissions); -EINVAL (NULL).
  */
 WEFT_API int weft_proc_cancel(weft_proc_pool_t *pool, weft_future_t *f, bool kill_running);
 

@@ -98,7 +98,9 @@ struct wp_slot {
     /* Written by the dispatcher. */
     _Atomic uint64_t cq_head;  /* bytes consumed */
     _Atomic uint32_t cq_seq;   /* bumped when cq_head moves: futex word */
-    uint8_t pad2_[64 - 12];
+    _Atomic uint32_t doomed;   /* 1 while the dispatcher decides to kill it:
+                                  it claims nothing new (see kill_running) */
+    uint8_t pad2_[64 - 16];
 };
 
 struct wp_hdr {

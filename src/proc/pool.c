@@ -113,6 +113,7 @@ struct wstate {
     bool alive;      /* spawned and not yet reported exited */
     bool spawning;   /* SPAWN sent, SPAWNED not yet received */
     bool bad;        /* its ring was malformed: killed, not read (dispatcher) */
+    bool kill_on_spawn; /* to be killed once its SPAWNED message is read */
     int64_t respawn_at;
 };
 
@@ -512,7 +513,7 @@ static bool take_record(struct weft_proc_pool *p, uint32_t tag, const unsigned c
     return true;
 }
 
-static void kill_tag(struct weft_proc_pool *p, uint32_t tag);
+static void kill_slot(struct weft_proc_pool *p, int i);
 
 /* Worker i wrote something malformed into its ring: kill it and stop
  * reading its ring. The job the bad record names, if it is one the worker
@@ -536,7 +537,7 @@ static void ring_corrupt(struct weft_proc_pool *p, int i, uint32_t job)
             !p->jl[j].kill_reason && (!named || j == job))
             p->jl[j].kill_reason = -EBADMSG;
     }
-    kill_tag(p, tag);
+    kill_slot(p, i);
 }
 
 static bool drain_slot(struct weft_proc_pool *p, int i)
@@ -602,6 +603,7 @@ static int spawn(struct weft_proc_pool *p, int i)
     atomic_store(&s->cq_tail, 0);
     atomic_store(&s->cq_head, 0);
     atomic_store(&s->cq_wait, 0);
+    atomic_store(&s->doomed, 0);
     write_header(p);
     struct wp_msg m = {0};
     m.type = WM_SPAWN;
@@ -621,6 +623,7 @@ static int spawn(struct weft_proc_pool *p, int i)
     p->w[i].tag = tag;
     p->w[i].spawning = true;
     p->w[i].bad = false;
+    p->w[i].kill_on_spawn = false;
     p->w[i].respawn_at = 0;
     weft_mutex_unlock(&p->lock);
     int rc = weft__proc_send(p->conn, &m, fds, 2 + p->nshm);
@@ -638,13 +641,59 @@ static bool queue_nonempty(struct weft_proc_pool *p)
     return atomic_load(&p->h->q_head) != atomic_load(&p->h->q_tail);
 }
 
-static void kill_tag(struct weft_proc_pool *p, uint32_t tag)
+/* SIGKILL worker i. A worker spawned whose SPAWNED message is not read yet
+ * (it may already run a task) has no pidfd here yet: it is killed when
+ * that message is read. */
+static void kill_slot(struct weft_proc_pool *p, int i)
 {
     weft_mutex_lock(&p->lock);
-    for (int i = 0; i < p->nworkers; i++)
-        if (p->w[i].alive && p->w[i].tag == tag && p->w[i].pidfd >= 0)
-            syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
+    if (p->w[i].alive && p->w[i].pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
+    else if (p->w[i].spawning)
+        p->w[i].kill_on_spawn = true;
     weft_mutex_unlock(&p->lock);
+}
+
+/*
+ * Kill worker i for job j (generation gen), which it is running, with
+ * reason for the job's error; unless it has finished the job meanwhile.
+ * Returns true if it was killed.
+ *
+ * A plain "is it still running j? then SIGKILL" kills an innocent task when
+ * the worker finishes j between the look and the signal and claims the
+ * next job: that job died with WEFT_ECRASHED. So: doomed = 1, then look at
+ * running (seq_cst both); the worker stores running = 0 after publishing
+ * j's result and looks at doomed before each claim, waiting while it is
+ * set (Dekker's pattern): whatever we see, the worker claims nothing new
+ * until we clear doomed or the SIGKILL lands.
+ *   running == j: kill. (If j's result was published just before, j
+ *     completes with it when the exit is reported; the pool only lost a
+ *     worker.)
+ *   running != j: either j is finished (its result was published before
+ *     running was cleared: draining the ring now delivers it), or the
+ *     worker has claimed j and not yet marked it running (it will run j,
+ *     and only j): kill if j is still claimed by it after the drain.
+ */
+static bool kill_running(struct weft_proc_pool *p, int i, uint32_t j, uint32_t gen, int reason)
+{
+    struct wp_slot *s = slot_of(p, i);
+    uint64_t run = ((uint64_t)gen << 32) | (uint64_t)(j + 1);
+    atomic_store(&s->doomed, 1);
+    bool kill = atomic_load(&s->running) == run;
+    if (!kill) {
+        drain_slot(p, i);
+        uint64_t js = atomic_load(&wp_jobs(&p->v)[j].state);
+        kill = p->jl[j].kind && p->jl[j].gen == gen && WJ_ST(js) == WJ_CLAIMED &&
+               WJ_TAG(js) == p->w[i].tag && !p->w[i].bad;
+    }
+    if (kill) {
+        p->jl[j].kill_reason = reason;
+        kill_slot(p, i);
+        return true;
+    }
+    atomic_store(&s->doomed, 0);
+    weft__futex_wake(&s->doomed, 1, true);
+    return false;
 }
 
 static void set_broken(struct weft_proc_pool *p, int err);
@@ -846,7 +895,7 @@ static void read_server(struct weft_proc_pool *p, bool *progress)
             weft_mutex_unlock(&p->lock);
             if (m.pid <= 0 && !p->start_done)
                 p->start_err = -EAGAIN;
-            if (p->w[i].alive && p->terminated)
+            if (p->w[i].alive && (p->terminated || p->w[i].kill_on_spawn))
                 syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
         } else if (m.type == WM_EXITED) {
             on_exit_msg(p, &m);
@@ -965,9 +1014,19 @@ static int cancel_one(struct weft_proc_pool *p, weft_future_t *f, bool kill)
         if (WJ_ST(s) == WJ_CLAIMED) {
             if (!kill)
                 return -EBUSY;
-            p->jl[j].kill_reason = -ECANCELED;
-            kill_tag(p, WJ_TAG(s));
-            return 0;
+            if (p->jl[j].kill_reason)
+                return 0; /* being killed already */
+            int i = 0;
+            while (i < p->nworkers && p->w[i].tag != WJ_TAG(s))
+                i++;
+            if (i == p->nworkers) {
+                /* No worker has that tag (cannot happen: a dead worker's
+                 * jobs fail before it is replaced). */
+                p->jl[j].kill_reason = -ECANCELED;
+                return 0;
+            }
+            /* Not killed: it finished meanwhile (its result delivered). */
+            return kill_running(p, i, j, p->jl[j].gen, -ECANCELED) ? 0 : -EALREADY;
         }
     }
     return weft_future_done(f) ? -EALREADY : -ENOENT;
@@ -1179,11 +1238,8 @@ static weft_time_t check_deadlines(struct weft_proc_pool *p)
         weft_time_t dl = atomic_load(&s->started) + p->jl[j].timeout;
         if (now >= dl) {
             uint64_t js = atomic_load(&wp_jobs(&p->v)[j].state);
-            if (WJ_ST(js) == WJ_CLAIMED && WJ_GEN(js) == gen &&
-                WJ_TAG(js) == atomic_load(&s->tag) && atomic_load(&s->running) == run) {
-                p->jl[j].kill_reason = -ETIMEDOUT;
-                kill_tag(p, WJ_TAG(js));
-            }
+            if (WJ_ST(js) == WJ_CLAIMED && WJ_GEN(js) == gen && WJ_TAG(js) == p->w[i].tag)
+                kill_running(p, i, j, gen, -ETIMEDOUT);
         } else if (dl < next) {
             next = dl;
         }

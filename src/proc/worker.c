@@ -289,6 +289,16 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
             wake_dispatcher(h);
             _exit(0);
         }
+        /* Not while the dispatcher is deciding to kill us for the job we
+         * just finished (Dekker's pattern with kill_running in pool.c: we
+         * stored running = 0, then look at doomed; it stores doomed, then
+         * looks at running; seq_cst both). Claiming now could put the
+         * next task under that SIGKILL. */
+        while (atomic_load(&slot->doomed)) {
+            weft__futex_wait(&slot->doomed, 1, weft_now() + 100000000, true);
+            if (getppid() != server)
+                _exit(0);
+        }
         uint64_t s;
         int j = claim(h, tag, &s);
         if (j < 0) {
@@ -344,8 +354,10 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
                                      w.next_item, 0, 0, 0};
         }
         wr_close(&w, true);
-        atomic_store(&slot->running, 0);
         done++;
+        /* The result first, then running = 0 (both seq_cst): a dispatcher
+         * that sees the job no longer running finds its result. */
         wr_publish(&w);
+        atomic_store(&slot->running, 0);
     }
 }
