@@ -398,7 +398,14 @@ static void finish_job(struct weft_proc_pool *p, uint32_t j)
     struct wp_job *job = &wp_jobs(&p->v)[j];
     /* release: whatever a worker wrote to the job is done with. */
     atomic_store_explicit(&job->state, WJ_MAKE(l->gen, 0, WJ_FREE), memory_order_release);
+    /* The generation survives: the next use of this slot gets a new one,
+     * so a queue entry or a record of an earlier use never matches it.
+     * (It was reset to 0 here, so every use of a slot was generation 1:
+     * a worker holding a revoked job's stale queue entry claimed the
+     * slot's next job through it.) */
+    uint32_t gen = l->gen;
     memset(l, 0, sizeof *l);
+    l->gen = gen;
     l->ring_rec = -1;
     p->freelist[p->nfree++] = j;
     p->injobs--;
