@@ -923,7 +923,7 @@ static void test_cancel_kill_spares_the_next_task(void)
     weft_proc_opts_t o = {.workers = 1, .shm = &r, .nshm = 1};
     weft_proc_pool_t *p;
     CHECK_OK(weft_proc_pool_create(&p, &o));
-    int rounds = (int)check_iters("PROC_KILL_RACE_ROUNDS", 1000);
+    int rounds = (int)check_iters("PROC_KILL_RACE_ROUNDS", 500);
     int killed = 0, finished = 0;
     /* How long before the task's end to send the cancel: the request takes
      * a while to reach the dispatcher, so the aim follows the boundary
@@ -971,6 +971,56 @@ static void test_cancel_kill_spares_the_next_task(void)
                     "the end at last)\n", rounds, killed, finished, (long long)lead);
     CHECK_OK(weft_proc_pool_free(p));
     CHECK_OK(weft_shm_free(r));
+}
+
+/* A done-callback (run by the dispatcher as the outcome is delivered, in
+ * the middle of reading a result ring) that cancels and kills another
+ * task: the ring is not read again from inside that read, and the kill
+ * still happens. */
+struct cb_cancel {
+    weft_proc_pool_t *p;
+    weft_future_t *victim;
+    int rc;
+    weft_event_t ran;
+};
+
+static void cancel_from_callback(weft_future_t *f, void *arg)
+{
+    (void)f;
+    struct cb_cancel *c = arg;
+    c->rc = weft_proc_cancel(c->p, c->victim, true);
+    weft_event_set(&c->ran);
+}
+
+static void test_cancel_from_done_callback(void)
+{
+    int rounds = (int)check_iters("PROC_CB_CANCEL_ROUNDS", 20);
+    weft_proc_pool_t *p = make_pool(1);
+    for (int r = 0; r < rounds; r++) {
+        int64_t x = r;
+        int forever = 100000;
+        weft_future_t *a, *b;
+        struct cb_cancel c = {p, NULL, 1, {0}};
+        weft_event_init(&c.ran);
+        CHECK_OK(weft_proc_submit(p, square, &x, sizeof x, &a));
+        CHECK_OK(weft_proc_submit(p, sleep_ms, &forever, sizeof forever, &b));
+        c.victim = b;
+        CHECK_OK(weft_future_on_done(a, cancel_from_callback, &c));
+        int ra = weft_proc_result(a, NULL, NULL);
+        weft_event_wait(&c.ran); /* before any CHECK: c is on this stack */
+        CHECK_OK(ra);
+        CHECK_OK(c.rc); /* b was queued, claimed or running: cancelled or killed */
+        CHECK_RC(weft_proc_result(b, NULL, NULL), -ECANCELED);
+        weft_future_release(a);
+        weft_future_release(b);
+    }
+    /* The pool goes on. */
+    int64_t x = 3;
+    weft_future_t *f;
+    CHECK_OK(weft_proc_submit(p, square, &x, sizeof x, &f));
+    CHECK_OK(weft_proc_result(f, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_proc_pool_free(p));
 }
 
 /* ---- bad input ------------------------------------------------------------------------ */
@@ -1309,6 +1359,7 @@ int main(void)
     RUN(test_shutdown);
     RUN(test_cancel_during_exit);
     RUN(test_cancel_kill_spares_the_next_task);
+    RUN(test_cancel_from_done_callback);
     RUN(test_bad_input);
     RUN(test_kill_during_map);
     RUN(test_parent_death);

@@ -184,6 +184,7 @@ struct weft_proc_pool {
     uint32_t ar_rh, ar_rt;
     uint32_t next_tag;
     bool start_done;
+    bool draining;      /* in drain_slot (outcomes run done-callbacks) */
     bool cancelled_all;
     bool terminated;
     uint32_t injobs;    /* job slots in use */
@@ -547,10 +548,23 @@ static void ring_corrupt(struct weft_proc_pool *p, int i, uint32_t job)
     kill_slot(p, i);
 }
 
+static bool drain_slot_(struct weft_proc_pool *p, int i);
 static bool drain_slot(struct weft_proc_pool *p, int i)
 {
     if (p->w[i].bad)
         return false; /* killed for scribbling; its exit is on the way */
+    /* Not from inside another drain (a done-callback run by an outcome
+     * that calls weft_proc_cancel): that one holds its place in a ring. */
+    if (p->draining)
+        return false;
+    p->draining = true;
+    bool r = drain_slot_(p, i);
+    p->draining = false;
+    return r;
+}
+
+static bool drain_slot_(struct weft_proc_pool *p, int i)
+{
     struct wp_slot *s = slot_of(p, i);
     unsigned char *ring = wp_cq(&p->v, (uint32_t)i);
     uint64_t size = p->v.ring_size;
@@ -688,7 +702,12 @@ static bool kill_running(struct weft_proc_pool *p, int i, uint32_t j, uint32_t g
     atomic_store(&s->doomed, 1);
     bool kill = atomic_load(&s->running) == run;
     if (!kill) {
-        drain_slot(p, i);
+        /* Inside a drain (a done-callback cancelling), the ring cannot be
+         * read now: then kill anyway. That is safe too: doomed keeps the
+         * worker from claiming anything but j, so the kill can only cost
+         * a worker (j's result, if published, is drained at its exit). */
+        if (!p->draining)
+            drain_slot(p, i);
         uint64_t js = atomic_load(&wp_jobs(&p->v)[j].state);
         kill = p->jl[j].kind && p->jl[j].gen == gen && WJ_ST(js) == WJ_CLAIMED &&
                WJ_TAG(js) == p->w[i].tag && !p->w[i].bad;
