@@ -888,6 +888,141 @@ static void test_cancel_during_exit(void)
     }
 }
 
+/* Records when it starts (in shared memory), is busy for us microseconds,
+ * then replies. */
+struct busy_arg {
+    _Atomic int64_t *started;
+    int64_t us;
+};
+
+static int busy_us(weft_proc_task_t *t, const void *a, size_t n)
+{
+    struct busy_arg b;
+    if (n != sizeof b)
+        return -EINVAL;
+    memcpy(&b, a, sizeof b);
+    weft_time_t now = weft_now();
+    atomic_store(b.started, now);
+    while (weft_now() < now + b.us * 1000)
+        ;
+    return weft_proc_reply(t, "done", 4);
+}
+
+/* weft_proc_cancel(kill_running) racing with the task's end: the kill
+ * never hits the task the worker claims next. (It did: the worker finished
+ * the task between the dispatcher's look and its SIGKILL, claimed the next
+ * one, and that one failed with WEFT_ECRASHED.) Each cancel is aimed at
+ * the task's end, learnt from the start time it writes to shared memory.
+ * The cancelled task either finished (its result; the cancel returned
+ * -EALREADY, or 0 if the kill came too late) or was killed (-ECANCELED). */
+static void test_cancel_kill_spares_the_next_task(void)
+{
+    weft_shm_t *r;
+    CHECK_OK(weft_shm_create(&r, 4096, "weft-test-killrace"));
+    _Atomic int64_t *started = weft_shm_alloc(r, sizeof *started, 64);
+    weft_proc_opts_t o = {.workers = 1, .shm = &r, .nshm = 1};
+    weft_proc_pool_t *p;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    int rounds = (int)check_iters("PROC_KILL_RACE_ROUNDS", 500);
+    int killed = 0, finished = 0;
+    /* How long before the task's end to send the cancel: the request takes
+     * a while to reach the dispatcher, so the aim follows the boundary
+     * (earlier after a cancel that came too late, later after a kill),
+     * which is where the race is. */
+    int64_t lead = 100;
+    for (int i = 0; i < rounds; i++) {
+        struct busy_arg b = {started, 1000};
+        atomic_store(started, 0);
+        weft_future_t *a, *next[2];
+        CHECK_OK(weft_proc_submit(p, busy_us, &b, sizeof b, &a));
+        for (int64_t k = 0; k < 2; k++)
+            CHECK_OK(weft_proc_submit(p, square, &k, sizeof k, &next[k]));
+        int64_t t0;
+        while ((t0 = atomic_load(started)) == 0)
+            ;
+        weft_time_t aim = t0 + (b.us - lead) * 1000;
+        while (weft_now() < aim)
+            ;
+        int rc = weft_proc_cancel(p, a, true);
+        CHECK(rc == 0 || rc == -EALREADY);
+        const void *d;
+        size_t len;
+        int ra = weft_proc_result(a, &d, &len);
+        if (ra == 0) {
+            CHECK_INT(len, ==, 4);
+            finished++;
+            lead = lead + 3 < b.us - 10 ? lead + 3 : b.us - 10;
+        } else {
+            CHECK_RC(ra, -ECANCELED);
+            CHECK_RC(rc, 0);
+            killed++;
+            lead = lead > 2 ? lead - 2 : 0;
+        }
+        for (int k = 0; k < 2; k++) {
+            int rb = weft_proc_result(next[k], NULL, NULL);
+            if (rb != 0)
+                fprintf(stderr, "  round %d: the next task failed: %s\n", i, weft_strerror(rb));
+            CHECK_OK(rb);
+            weft_future_release(next[k]);
+        }
+        weft_future_release(a);
+    }
+    fprintf(stderr, "  %d rounds: %d killed, %d finished first (cancel sent %lld us before "
+                    "the end at last)\n", rounds, killed, finished, (long long)lead);
+    CHECK_OK(weft_proc_pool_free(p));
+    CHECK_OK(weft_shm_free(r));
+}
+
+/* A done-callback (run by the dispatcher as the outcome is delivered, in
+ * the middle of reading a result ring) that cancels and kills another
+ * task: the ring is not read again from inside that read, and the kill
+ * still happens. */
+struct cb_cancel {
+    weft_proc_pool_t *p;
+    weft_future_t *victim;
+    int rc;
+    weft_event_t ran;
+};
+
+static void cancel_from_callback(weft_future_t *f, void *arg)
+{
+    (void)f;
+    struct cb_cancel *c = arg;
+    c->rc = weft_proc_cancel(c->p, c->victim, true);
+    weft_event_set(&c->ran);
+}
+
+static void test_cancel_from_done_callback(void)
+{
+    int rounds = (int)check_iters("PROC_CB_CANCEL_ROUNDS", 20);
+    weft_proc_pool_t *p = make_pool(1);
+    for (int r = 0; r < rounds; r++) {
+        int64_t x = r;
+        int forever = 100000;
+        weft_future_t *a, *b;
+        struct cb_cancel c = {p, NULL, 1, {0}};
+        weft_event_init(&c.ran);
+        CHECK_OK(weft_proc_submit(p, square, &x, sizeof x, &a));
+        CHECK_OK(weft_proc_submit(p, sleep_ms, &forever, sizeof forever, &b));
+        c.victim = b;
+        CHECK_OK(weft_future_on_done(a, cancel_from_callback, &c));
+        int ra = weft_proc_result(a, NULL, NULL);
+        weft_event_wait(&c.ran); /* before any CHECK: c is on this stack */
+        CHECK_OK(ra);
+        CHECK_OK(c.rc); /* b was queued, claimed or running: cancelled or killed */
+        CHECK_RC(weft_proc_result(b, NULL, NULL), -ECANCELED);
+        weft_future_release(a);
+        weft_future_release(b);
+    }
+    /* The pool goes on. */
+    int64_t x = 3;
+    weft_future_t *f;
+    CHECK_OK(weft_proc_submit(p, square, &x, sizeof x, &f));
+    CHECK_OK(weft_proc_result(f, NULL, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_proc_pool_free(p));
+}
+
 /* ---- bad input ------------------------------------------------------------------------ */
 
 static void test_bad_input(void)
@@ -1223,6 +1358,8 @@ int main(void)
     RUN(test_broken_by_replacement_initializer);
     RUN(test_shutdown);
     RUN(test_cancel_during_exit);
+    RUN(test_cancel_kill_spares_the_next_task);
+    RUN(test_cancel_from_done_callback);
     RUN(test_bad_input);
     RUN(test_kill_during_map);
     RUN(test_parent_death);

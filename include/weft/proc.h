@@ -61,6 +61,13 @@
  * fork server and on each worker, plus a check of getppid() while idle);
  * the fork server reaps every worker (no zombies).
  *
+ * A task can write over the pool's shared memory (a stray pointer): the
+ * parent checks every length, offset and index it reads from a worker's
+ * result ring before using it. A malformed result gets its worker killed
+ * and replaced, and its task fails with -EBADMSG; the parent does not
+ * crash. (A task that overwrites the job table or the queue can still make
+ * tasks fail or wait for ever; the pool's private state is not there.)
+ *
  * Thread safety: every function may be called from any thread of the
  * parent, except where said. Functions return 0 (or a count) on success and
  * a negative code on failure (weft/error.h).
@@ -211,7 +218,8 @@ WEFT_API int weft_proc_pool_create(weft_proc_pool_t **out, const weft_proc_opts_
  * before this returns (arg may be reused at once). *out gets a new future
  * (the caller's reference) that resolves to the result bytes
  * (weft_proc_bytes_t, see weft_proc_result), or fails with the task's error
- * code, WEFT_ECRASHED, -ETIMEDOUT (deadline), or -ECANCELED.
+ * code, WEFT_ECRASHED, -ETIMEDOUT (deadline), -ECANCELED, or -EBADMSG (the
+ * worker wrote a malformed result into the pool's memory: it was killed).
  * 0; -EINVAL (pool, fn or out NULL; arg NULL with len > 0); -EPIPE (the
  * pool is shut down); WEFT_EINITFAILED (the pool is broken: a replacement
  * worker's initializer failed); -EMSGSIZE (len larger than the arena);
@@ -261,9 +269,12 @@ WEFT_API int weft_proc_result(weft_future_t *f, const void **data, size_t *len);
  * Cancel a task of this pool. A task not yet claimed by a worker is
  * cancelled (its future fails with -ECANCELED, 0 returned). A running task
  * is stopped only if kill_running: its worker is killed (SIGKILL) and
- * replaced, its future fails with -ECANCELED (0); otherwise -EBUSY.
- * -EALREADY (already finished); -ENOENT (not a future of this pool's
- * submissions); -EINVAL (NULL).
+ * replaced, its future fails with -ECANCELED (0); otherwise -EBUSY. The
+ * kill never hits another task (the worker claims nothing new while the
+ * pool decides); if the task's result was already on its way when the kill
+ * landed, the future gets that result although 0 was returned.
+ * -EALREADY (already finished, or finished while being cancelled);
+ * -ENOENT (not a future of this pool's submissions); -EINVAL (NULL).
  */
 WEFT_API int weft_proc_cancel(weft_proc_pool_t *pool, weft_future_t *f, bool kill_running);
 
@@ -278,7 +289,8 @@ WEFT_API int weft_proc_cancel(weft_proc_pool_t *pool, weft_future_t *f, bool kil
  * code: 0, the task's error, -EMSGSIZE (wrong result size), WEFT_ECRASHED
  * (its worker died while running its chunk: every item of that chunk not
  * yet reported fails so), -ETIMEDOUT (the chunk passed the pool's task
- * deadline), -ECANCELED (shutdown cancelled it).
+ * deadline), -ECANCELED (shutdown cancelled it), -EBADMSG (its worker wrote
+ * a malformed result for that chunk and was killed).
  * Returns 0 if every item succeeded, else the error of the lowest failed
  * index; -EINVAL (pool or fn NULL, items NULL with n > 0, item_size 0 with
  * n > 0, results NULL with result_size > 0); -EPIPE (shut down);
@@ -354,12 +366,13 @@ typedef struct weft_proc_exit {
     int signal;    /* the signal that killed it, or 0 */
     int exit_code; /* its exit status when signal is 0 */
     int error;     /* what its task got: WEFT_ECRASHED, -ETIMEDOUT (killed at
-                      the deadline) or -ECANCELED (killed by cancel) */
+                      the deadline), -ECANCELED (killed by cancel) or
+                      -EBADMSG (killed for a malformed result) */
 } weft_proc_exit_t;
 
 /*
  * How the worker that ran f's task ended, for a future that failed with
- * WEFT_ECRASHED, -ETIMEDOUT or -ECANCELED because its worker was killed
+ * WEFT_ECRASHED, -ETIMEDOUT, -ECANCELED or -EBADMSG because its worker was killed
  * (or whose task was retried after a crash: then the last crash).
  * The pool keeps a reference to each such future (and this record) until
  * it is freed. 0; -ENOENT (f's task did not kill its worker); -EINVAL.

@@ -15,7 +15,7 @@
  */
 #include "internal.h"
 
-uint64_t weft__arena_alloc(struct wp_hdr *h, size_t len, uint32_t owner)
+uint64_t weft__arena_alloc(const struct wp_view *h, size_t len, uint32_t owner)
 {
     uint32_t np = h->npages;
     if (len == 0 || np == 0)
@@ -53,7 +53,7 @@ uint64_t weft__arena_alloc(struct wp_hdr *h, size_t len, uint32_t owner)
     return 0;
 }
 
-void weft__arena_free(struct wp_hdr *h, uint64_t off, uint32_t owner)
+void weft__arena_free(const struct wp_view *h, uint64_t off, uint32_t owner)
 {
     (void)owner;
     uint32_t p = (uint32_t)((off - h->off_arena) / WP_PAGE);
@@ -64,7 +64,7 @@ void weft__arena_free(struct wp_hdr *h, uint64_t off, uint32_t owner)
         atomic_store_explicit(&own[p + k], 0, memory_order_release);
 }
 
-void weft__arena_free_owner(struct wp_hdr *h, uint32_t owner)
+void weft__arena_free_owner(const struct wp_view *h, uint32_t owner)
 {
     _Atomic uint32_t *own = wp_owners(h);
     for (uint32_t p = 0; p < h->npages; p++)
@@ -72,7 +72,7 @@ void weft__arena_free_owner(struct wp_hdr *h, uint32_t owner)
             atomic_store_explicit(&own[p], 0, memory_order_release);
 }
 
-bool weft__arena_is_run(struct wp_hdr *h, uint64_t off, uint32_t owner)
+bool weft__arena_is_run(const struct wp_view *h, uint64_t off, uint32_t owner)
 {
     if (off < h->off_arena || (off - h->off_arena) % WP_PAGE)
         return false;

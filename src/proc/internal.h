@@ -98,7 +98,9 @@ struct wp_slot {
     /* Written by the dispatcher. */
     _Atomic uint64_t cq_head;  /* bytes consumed */
     _Atomic uint32_t cq_seq;   /* bumped when cq_head moves: futex word */
-    uint8_t pad2_[64 - 12];
+    _Atomic uint32_t doomed;   /* 1 while the dispatcher decides to kill it:
+                                  it claims nothing new (see kill_running) */
+    uint8_t pad2_[64 - 16];
 };
 
 struct wp_hdr {
@@ -164,28 +166,75 @@ struct wp_msg {
 #define WP_EXIT_MAPFAIL 120 /* a mapping was not free at its address */
 #define WP_EXIT_BADMSG 121
 
-static inline void *wp_at(struct wp_hdr *h, uint64_t off) { return (char *)h + off; }
-static inline struct wp_job *wp_jobs(struct wp_hdr *h) { return wp_at(h, h->off_jobs); }
-static inline _Atomic uint64_t *wp_queue(struct wp_hdr *h) { return wp_at(h, h->off_queue); }
-static inline struct wp_slot *wp_slots(struct wp_hdr *h) { return wp_at(h, h->off_slots); }
-static inline unsigned char *wp_cq(struct wp_hdr *h, uint32_t i)
+/* The layout of a pool's mapping, as each process keeps it in its own
+ * memory. The header holds the layout too, but the header is shared and a
+ * task with a stray pointer may write over it: nothing is found through
+ * the shared copy after start-up. The parent builds its view when it
+ * creates the pool; a worker copies and checks the header once, before any
+ * task runs. */
+struct wp_view {
+    unsigned char *base;
+    uint64_t total, ring_size, inline_max;
+    uint64_t off_jobs, off_queue, off_slots, off_argring, off_cq, off_owners, off_runlen,
+        off_arena, off_init;
+    uint32_t nworkers, npages;
+};
+
+/* Copy the layout from a header; false if it does not fit in total bytes
+ * (or is otherwise impossible). */
+static inline bool wp_view_init(struct wp_view *v, struct wp_hdr *h, uint64_t total)
 {
-    return (unsigned char *)wp_at(h, h->off_cq) + (size_t)i * h->ring_size;
+    *v = (struct wp_view){(unsigned char *)h, h->total, h->ring_size, h->inline_max,
+                          h->off_jobs, h->off_queue, h->off_slots, h->off_argring, h->off_cq,
+                          h->off_owners, h->off_runlen, h->off_arena, h->off_init,
+                          h->nworkers, h->npages};
+    return v->total == total && v->ring_size >= 4096 && v->ring_size <= total &&
+           v->inline_max <= v->ring_size && v->nworkers <= WEFT_PROC_MAX_WORKERS &&
+           v->off_jobs + sizeof(struct wp_job) * WP_JOBS <= total &&
+           v->off_queue + 8 * WP_JOBS <= total &&
+           v->off_slots + sizeof(struct wp_slot) * (uint64_t)v->nworkers <= total &&
+           v->off_owners + 4 * (uint64_t)v->npages <= total &&
+           v->off_runlen + 4 * (uint64_t)v->npages <= total &&
+           v->off_argring + v->ring_size <= total &&
+           v->off_cq + v->ring_size * (uint64_t)v->nworkers <= total &&
+           v->off_arena + (uint64_t)v->npages * WP_PAGE <= total && v->off_init <= total &&
+           v->off_jobs % 64 == 0 && v->off_queue % 8 == 0 && v->off_slots % 64 == 0 &&
+           v->off_owners % 4 == 0 && v->off_runlen % 4 == 0 && v->off_cq % 8 == 0 &&
+           v->ring_size % 8 == 0;
 }
-static inline _Atomic uint32_t *wp_owners(struct wp_hdr *h) { return wp_at(h, h->off_owners); }
-static inline uint32_t *wp_runlen(struct wp_hdr *h) { return wp_at(h, h->off_runlen); }
+
+static inline void *wp_at(const struct wp_view *v, uint64_t off) { return v->base + off; }
+static inline struct wp_job *wp_jobs(const struct wp_view *v) { return wp_at(v, v->off_jobs); }
+static inline _Atomic uint64_t *wp_queue(const struct wp_view *v) { return wp_at(v, v->off_queue); }
+static inline struct wp_slot *wp_slots(const struct wp_view *v) { return wp_at(v, v->off_slots); }
+static inline unsigned char *wp_cq(const struct wp_view *v, uint32_t i)
+{
+    return (unsigned char *)wp_at(v, v->off_cq) + (size_t)i * v->ring_size;
+}
+static inline _Atomic uint32_t *wp_owners(const struct wp_view *v) { return wp_at(v, v->off_owners); }
+static inline uint32_t *wp_runlen(const struct wp_view *v) { return wp_at(v, v->off_runlen); }
+
+/* A task's handle (weft_proc_task_t), in the worker. */
+struct weft_proc_task {
+    struct wp_hdr *h;
+    const struct wp_view *v; /* the worker's private copy of the layout */
+    uint32_t tag;
+    /* The current result: in the scratch buffer (small) or an arena run. */
+    size_t len;
+    uint64_t arena; /* arena offset + 1, or 0 */
+};
 
 /* ---- arena (arena.c): lock-free page runs, owned by a tag ----------------- */
 
 /* Allocate ceil(len / WP_PAGE) contiguous pages for owner. Returns the
  * offset (in the mapping) of the run, or 0 if there is no room. */
-uint64_t weft__arena_alloc(struct wp_hdr *h, size_t len, uint32_t owner);
+uint64_t weft__arena_alloc(const struct wp_view *v, size_t len, uint32_t owner);
 /* Free the run at off (its first page must be owned by owner). */
-void weft__arena_free(struct wp_hdr *h, uint64_t off, uint32_t owner);
+void weft__arena_free(const struct wp_view *v, uint64_t off, uint32_t owner);
 /* Free every page owned by owner (a dead worker's leftovers). */
-void weft__arena_free_owner(struct wp_hdr *h, uint32_t owner);
+void weft__arena_free_owner(const struct wp_view *v, uint32_t owner);
 /* True if off is the start of a run owned by owner. */
-bool weft__arena_is_run(struct wp_hdr *h, uint64_t off, uint32_t owner);
+bool weft__arena_is_run(const struct wp_view *v, uint64_t off, uint32_t owner);
 
 /* ---- fork server (server.c) ------------------------------------------------ */
 

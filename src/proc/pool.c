@@ -112,6 +112,8 @@ struct wstate {
     uint32_t tag;
     bool alive;      /* spawned and not yet reported exited */
     bool spawning;   /* SPAWN sent, SPAWNED not yet received */
+    bool bad;        /* its ring was malformed: killed, not read (dispatcher) */
+    bool kill_on_spawn; /* to be killed once its SPAWNED message is read */
     int64_t respawn_at;
 };
 
@@ -137,6 +139,12 @@ struct creq {
 struct weft_proc_pool {
     struct wp_hdr *h;
     size_t map_size;
+    /* The layout, as created (the header's copy is shared with the
+     * workers: not trusted). */
+    struct wp_view v;
+    uint64_t init_fn, init_len, max_tasks;
+    void *init_copy;   /* the initializer's argument */
+    int32_t server_pid;
     int memfd, efd, conn;
     int nworkers;
     int64_t timeout;
@@ -176,6 +184,7 @@ struct weft_proc_pool {
     uint32_t ar_rh, ar_rt;
     uint32_t next_tag;
     bool start_done;
+    bool draining;      /* in drain_slot (outcomes run done-callbacks) */
     bool cancelled_all;
     bool terminated;
     uint32_t injobs;    /* job slots in use */
@@ -222,7 +231,7 @@ static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) & ~(a - 1)
 
 static int ar_alloc(struct weft_proc_pool *p, size_t len, uint64_t *off)
 {
-    uint64_t size = p->h->ring_size;
+    uint64_t size = p->v.ring_size;
     uint64_t need = align_up(len ? len : 8, 8);
     uint64_t pos = p->ar_tail % size;
     uint64_t skip = size - pos < need ? size - pos : 0;
@@ -238,7 +247,7 @@ static int ar_alloc(struct weft_proc_pool *p, size_t len, uint64_t *off)
     p->ar_tail = start + need;
     uint32_t r = p->ar_rt++ % WP_JOBS;
     p->ar[r] = (struct arec){p->ar_tail, false};
-    *off = p->h->off_argring + start % size;
+    *off = p->v.off_argring + start % size;
     return (int)r;
 }
 
@@ -251,7 +260,39 @@ static void ar_free(struct weft_proc_pool *p, int r)
     }
 }
 
-static struct wp_slot *slot_of(struct weft_proc_pool *p, int i) { return &wp_slots(p->h)[i]; }
+static struct wp_slot *slot_of(struct weft_proc_pool *p, int i) { return &wp_slots(&p->v)[i]; }
+
+/* Write what a starting worker reads (the layout, the initializer and its
+ * argument, the task limit) into the shared header, from the pool's
+ * private copies. Done at creation and again before each spawn: a task
+ * may have written over the header since, and a new worker that read a
+ * damaged one would fail to start, again and again. */
+static void write_header(struct weft_proc_pool *p)
+{
+    struct wp_hdr *h = p->h;
+    const struct wp_view *v = &p->v;
+    h->magic = WP_MAGIC;
+    h->total = v->total;
+    h->nworkers = v->nworkers;
+    h->npages = v->npages;
+    h->ring_size = v->ring_size;
+    h->inline_max = v->inline_max;
+    h->off_jobs = v->off_jobs;
+    h->off_queue = v->off_queue;
+    h->off_slots = v->off_slots;
+    h->off_argring = v->off_argring;
+    h->off_cq = v->off_cq;
+    h->off_owners = v->off_owners;
+    h->off_runlen = v->off_runlen;
+    h->off_arena = v->off_arena;
+    h->off_init = v->off_init;
+    h->init_fn = p->init_fn;
+    h->init_len = p->init_len;
+    if (p->init_len)
+        memcpy(wp_at(v, v->off_init), p->init_copy, p->init_len);
+    h->max_tasks = p->max_tasks;
+    h->server_pid = p->server_pid;
+}
 
 /* ---- outcomes ------------------------------------------------------------------------ */
 
@@ -262,7 +303,7 @@ static struct wp_slot *slot_of(struct weft_proc_pool *p, int i) { return &wp_slo
  * by it finds the arena as free as it left it (it may allocate in it at
  * once, and a run held a moment longer would make that fail).
  */
-static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, const void *data,
+static void map_outcome(const struct wp_view *v, struct pmap *m, size_t idx, int err, const void *data,
                         size_t len, uint64_t arena)
 {
     if (err == 0 && m->result_size) {
@@ -291,7 +332,7 @@ static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, c
         }
     }
     if (arena)
-        weft__arena_free(h, arena - 1, 0);
+        weft__arena_free(v, arena - 1, 0);
     if (m->unordered) {
         if (r) {
             weft_mutex_lock(&m->qlock);
@@ -313,7 +354,7 @@ static void map_outcome(struct wp_hdr *h, struct pmap *m, size_t idx, int err, c
         weft_event_set(&m->done);
 }
 
-static void call_outcome(struct wp_hdr *h, weft_future_t *f, int err, const void *data,
+static void call_outcome(const struct wp_view *v, weft_future_t *f, int err, const void *data,
                          size_t len, uint64_t arena)
 {
     weft_proc_bytes_t *b = NULL;
@@ -328,7 +369,7 @@ static void call_outcome(struct wp_hdr *h, weft_future_t *f, int err, const void
         }
     }
     if (arena)
-        weft__arena_free(h, arena - 1, 0);
+        weft__arena_free(v, arena - 1, 0);
     if (err != 0)
         weft_future_set_error(f, err);
     else if (!b)
@@ -344,7 +385,7 @@ static void release_arg(struct weft_proc_pool *p, struct jlocal *l)
     if (l->ring_rec >= 0)
         ar_free(p, l->ring_rec);
     if (l->arena)
-        weft__arena_free(p->h, l->arena - 1, WP_OWN_PARENT);
+        weft__arena_free(&p->v, l->arena - 1, WP_OWN_PARENT);
     l->ring_rec = -1;
     l->arena = 0;
 }
@@ -355,10 +396,17 @@ static void finish_job(struct weft_proc_pool *p, uint32_t j)
     release_arg(p, l);
     if (l->f)
         weft_future_release(l->f);
-    struct wp_job *job = &wp_jobs(p->h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     /* release: whatever a worker wrote to the job is done with. */
     atomic_store_explicit(&job->state, WJ_MAKE(l->gen, 0, WJ_FREE), memory_order_release);
+    /* The generation survives: the next use of this slot gets a new one,
+     * so a queue entry or a record of an earlier use never matches it.
+     * (It was reset to 0 here, so every use of a slot was generation 1:
+     * a worker holding a revoked job's stale queue entry claimed the
+     * slot's next job through it.) */
+    uint32_t gen = l->gen;
     memset(l, 0, sizeof *l);
+    l->gen = gen;
     l->ring_rec = -1;
     p->freelist[p->nfree++] = j;
     p->injobs--;
@@ -373,56 +421,184 @@ static void fail_job(struct weft_proc_pool *p, uint32_t j, int err)
         weft_future_set_error(l->f, err);
     else
         for (uint32_t k = l->reported; k < l->n; k++)
-            map_outcome(p->h, l->map, l->first + k, err, NULL, 0, 0);
+            map_outcome(&p->v, l->map, l->first + k, err, NULL, 0, 0);
     finish_job(p, j);
 }
 
+/*
+ * Reading a worker's result ring. The ring, the worker's slot and the job
+ * table are shared memory that the task's own code can write to (a stray
+ * pointer, a buffer overrun): nothing read from them is trusted. Every
+ * field is copied into a local once and checked before it is used as a
+ * length, an index or an offset, so that a malformed record can make its
+ * task fail but never makes the parent read or free outside what it owns.
+ * A worker whose ring is found malformed is killed and its ring is not
+ * read again; its job fails with -EBADMSG (see ring_corrupt).
+ */
+
+/* Read and check the item at offset off of a record of rsize bytes that
+ * belongs to the worker tagged tag. Returns false if it is malformed; else
+ * fills *e and *data (the result bytes). */
+static bool item_ok(struct weft_proc_pool *p, uint32_t tag, const unsigned char *rec,
+                    uint32_t rsize, uint64_t off, struct wp_item *e, const void **data)
+{
+    if (off > rsize || rsize - off < sizeof *e)
+        return false;
+    memcpy(e, rec + off, sizeof *e);
+    if (e->span < sizeof *e || e->span % 8 || e->span > rsize - off || e->status > 0)
+        return false;
+    if (e->status != 0) {
+        *data = NULL;
+        return e->len == 0 && e->arena == 0;
+    }
+    if (!e->arena) {
+        if (e->len > e->span - sizeof *e)
+            return false;
+        *data = rec + off + sizeof *e;
+        return true;
+    }
+    /* In the arena: the start of a run the worker owns, long enough. */
+    uint64_t a = e->arena - 1;
+    if (!weft__arena_is_run(&p->v, a, tag))
+        return false;
+    uint64_t pg = (a - p->v.off_arena) / WP_PAGE;
+    uint32_t n = ((volatile uint32_t *)wp_runlen(&p->v))[pg];
+    if (n == 0 || n > p->v.npages - pg || e->len > (uint64_t)n * WP_PAGE)
+        return false;
+    *data = wp_at(&p->v, a);
+    return true;
+}
+
+/* Deliver the record r (a copy; its bytes at rec) of the worker tagged tag.
+ * Returns false if it is malformed (nothing more is delivered from it). */
+static bool take_record(struct weft_proc_pool *p, uint32_t tag, const unsigned char *rec,
+                        const struct wp_rec *r)
+{
+    if (r->job >= WP_JOBS)
+        return false;
+    struct jlocal *l = &p->jl[r->job];
+    /* A record is only ever written for a job its worker has claimed, and
+     * the job stays CLAIMED by it until its last record is consumed here. */
+    uint64_t js = atomic_load_explicit(&wp_jobs(&p->v)[r->job].state, memory_order_acquire);
+    if (!l->kind || l->gen != r->gen || WJ_ST(js) != WJ_CLAIMED || WJ_TAG(js) != tag ||
+        WJ_GEN(js) != r->gen || (uint64_t)r->first + r->count > l->n)
+        return false;
+    /* Check every item before delivering any: a malformed record delivers
+     * nothing (the checks are repeated below, as the worker may still be
+     * writing). */
+    struct wp_item e;
+    const void *data;
+    uint64_t off = sizeof *r;
+    for (uint32_t k = 0; k < r->count; k++, off += e.span)
+        if (!item_ok(p, tag, rec, r->size, off, &e, &data))
+            return false;
+    /* The last record: the worker is done with the argument. */
+    if (r->last)
+        release_arg(p, l);
+    off = sizeof *r;
+    for (uint32_t k = 0; k < r->count; k++, off += e.span) {
+        if (!item_ok(p, tag, rec, r->size, off, &e, &data))
+            return false;
+        /* Items below reported were delivered by an earlier run of a
+         * retried job: skip them. */
+        uint32_t item = r->first + k;
+        if (item >= l->reported) {
+            /* Frees the result's arena run, if any. */
+            if (l->kind == WK_CALL)
+                call_outcome(&p->v, l->f, e.status, data, (size_t)e.len, e.arena);
+            else
+                map_outcome(&p->v, l->map, l->first + item, e.status, data, (size_t)e.len,
+                            e.arena);
+            l->reported = item + 1;
+        } else if (e.arena) {
+            weft__arena_free(&p->v, e.arena - 1, 0);
+        }
+    }
+    if (r->last) {
+        finish_job(p, r->job);
+        atomic_fetch_add_explicit(&p->tasks_done, 1, memory_order_relaxed);
+    }
+    return true;
+}
+
+static void kill_slot(struct weft_proc_pool *p, int i);
+
+/* Worker i wrote something malformed into its ring: kill it and stop
+ * reading its ring. The job the bad record names, if it is one the worker
+ * holds, fails with -EBADMSG when the exit is reported (on_exit_msg); if
+ * the ring cannot tell which (a bad size, a bad tail), every job the
+ * worker holds does. Its other jobs end as a crash would end them (retried
+ * if allowed, else WEFT_ECRASHED). */
+static void ring_corrupt(struct weft_proc_pool *p, int i, uint32_t job)
+{
+    uint32_t tag = p->w[i].tag;
+    p->w[i].bad = true;
+    struct wp_job *jobs = wp_jobs(&p->v);
+    bool named = false;
+    if (job < WP_JOBS) {
+        uint64_t js = atomic_load(&jobs[job].state);
+        named = p->jl[job].kind && WJ_ST(js) == WJ_CLAIMED && WJ_TAG(js) == tag;
+    }
+    for (uint32_t j = 0; j < WP_JOBS; j++) {
+        uint64_t js = atomic_load(&jobs[j].state);
+        if (p->jl[j].kind && WJ_ST(js) == WJ_CLAIMED && WJ_TAG(js) == tag &&
+            !p->jl[j].kill_reason && (!named || j == job))
+            p->jl[j].kill_reason = -EBADMSG;
+    }
+    kill_slot(p, i);
+}
+
+static bool drain_slot_(struct weft_proc_pool *p, int i);
 static bool drain_slot(struct weft_proc_pool *p, int i)
 {
-    struct wp_hdr *h = p->h;
+    if (p->w[i].bad)
+        return false; /* killed for scribbling; its exit is on the way */
+    /* Not from inside another drain (a done-callback run by an outcome
+     * that calls weft_proc_cancel): that one holds its place in a ring. */
+    if (p->draining)
+        return false;
+    p->draining = true;
+    bool r = drain_slot_(p, i);
+    p->draining = false;
+    return r;
+}
+
+static bool drain_slot_(struct weft_proc_pool *p, int i)
+{
     struct wp_slot *s = slot_of(p, i);
-    unsigned char *ring = wp_cq(h, (uint32_t)i);
+    unsigned char *ring = wp_cq(&p->v, (uint32_t)i);
+    uint64_t size = p->v.ring_size;
+    uint32_t tag = p->w[i].tag;
     uint64_t head = atomic_load_explicit(&s->cq_head, memory_order_relaxed);
     /* acquire: the records the worker wrote before publishing the tail. */
     uint64_t tail = atomic_load_explicit(&s->cq_tail, memory_order_acquire);
     if (head == tail)
         return false;
-    while (head < tail) {
-        struct wp_rec *r = (struct wp_rec *)(ring + head % h->ring_size);
-        if (r->size < 8 || r->size % 8 || r->size > h->ring_size)
-            break; /* corrupt (a worker scribbled on its ring): stop here */
-        if (r->type == WR_RESULTS && r->job < WP_JOBS && p->jl[r->job].kind &&
-            p->jl[r->job].gen == r->gen) {
-            struct jlocal *l = &p->jl[r->job];
-            const unsigned char *it = (const unsigned char *)(r + 1);
-            /* The last record: the worker is done with the argument. */
-            if (r->last)
-                release_arg(p, l);
-            for (uint32_t k = 0; k < r->count; k++) {
-                const struct wp_item *e = (const struct wp_item *)it;
-                const void *data = e->arena ? wp_at(h, e->arena - 1) : (const void *)(e + 1);
-                /* Items below reported were delivered by an earlier run
-                 * of a retried job: skip them. */
-                uint32_t item = r->first + k;
-                if (item >= l->reported && item < l->n) {
-                    /* Frees the result's arena run, if any. */
-                    if (l->kind == WK_CALL)
-                        call_outcome(h, l->f, e->status, data, (size_t)e->len, e->arena);
-                    else
-                        map_outcome(h, l->map, l->first + item, e->status, data,
-                                    (size_t)e->len, e->arena);
-                    l->reported = item + 1;
-                } else if (e->arena) {
-                    weft__arena_free(h, e->arena - 1, 0);
-                }
-                it += e->span;
-            }
-            if (r->last) {
-                finish_job(p, r->job);
-                atomic_fetch_add_explicit(&p->tasks_done, 1, memory_order_relaxed);
-            }
+    bool bad = tail < head || tail - head > size;
+    uint32_t bad_job = UINT32_MAX; /* the job a bad record names */
+    while (!bad && head < tail) {
+        uint64_t pos = head % size;
+        struct wp_rec r;
+        memcpy(&r, ring + pos, 8); /* size and type: a PAD record has no more */
+        uint32_t rsize = r.size;
+        if (rsize < 8 || rsize % 8 || rsize > size - pos || rsize > tail - head) {
+            bad = true;
+        } else if (r.type == WR_PAD) {
+            head += rsize;
+        } else if (r.type != WR_RESULTS || rsize < sizeof r) {
+            bad = true;
+        } else {
+            memcpy(&r, ring + pos, sizeof r);
+            r.size = rsize; /* as checked, whatever is there now */
+            if (take_record(p, tag, ring + pos, &r))
+                head += rsize;
+            else
+                bad = true, bad_job = r.job;
         }
-        head += r->size;
+    }
+    if (bad) {
+        ring_corrupt(p, i, bad_job);
+        return true;
     }
     /* release: we are done reading what the worker may now overwrite. */
     atomic_store_explicit(&s->cq_head, head, memory_order_release);
@@ -448,6 +624,8 @@ static int spawn(struct weft_proc_pool *p, int i)
     atomic_store(&s->cq_tail, 0);
     atomic_store(&s->cq_head, 0);
     atomic_store(&s->cq_wait, 0);
+    atomic_store(&s->doomed, 0);
+    write_header(p);
     struct wp_msg m = {0};
     m.type = WM_SPAWN;
     m.slot = (uint32_t)i;
@@ -465,6 +643,8 @@ static int spawn(struct weft_proc_pool *p, int i)
     weft_mutex_lock(&p->lock);
     p->w[i].tag = tag;
     p->w[i].spawning = true;
+    p->w[i].bad = false;
+    p->w[i].kill_on_spawn = false;
     p->w[i].respawn_at = 0;
     weft_mutex_unlock(&p->lock);
     int rc = weft__proc_send(p->conn, &m, fds, 2 + p->nshm);
@@ -482,13 +662,64 @@ static bool queue_nonempty(struct weft_proc_pool *p)
     return atomic_load(&p->h->q_head) != atomic_load(&p->h->q_tail);
 }
 
-static void kill_tag(struct weft_proc_pool *p, uint32_t tag)
+/* SIGKILL worker i. A worker spawned whose SPAWNED message is not read yet
+ * (it may already run a task) has no pidfd here yet: it is killed when
+ * that message is read. */
+static void kill_slot(struct weft_proc_pool *p, int i)
 {
     weft_mutex_lock(&p->lock);
-    for (int i = 0; i < p->nworkers; i++)
-        if (p->w[i].alive && p->w[i].tag == tag && p->w[i].pidfd >= 0)
-            syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
+    if (p->w[i].alive && p->w[i].pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
+    else if (p->w[i].spawning)
+        p->w[i].kill_on_spawn = true;
     weft_mutex_unlock(&p->lock);
+}
+
+/*
+ * Kill worker i for job j (generation gen), which it is running, with
+ * reason for the job's error; unless it has finished the job meanwhile.
+ * Returns true if it was killed.
+ *
+ * A plain "is it still running j? then SIGKILL" kills an innocent task when
+ * the worker finishes j between the look and the signal and claims the
+ * next job: that job died with WEFT_ECRASHED. So: doomed = 1, then look at
+ * running (seq_cst both); the worker stores running = 0 after publishing
+ * j's result and looks at doomed before each claim, waiting while it is
+ * set (Dekker's pattern): whatever we see, the worker claims nothing new
+ * until we clear doomed or the SIGKILL lands.
+ *   running == j: kill. (If j's result was published just before, j
+ *     completes with it when the exit is reported; the pool only lost a
+ *     worker.)
+ *   running != j: either j is finished (its result was published before
+ *     running was cleared: draining the ring now delivers it), or the
+ *     worker has claimed j and not yet marked it running (it will run j,
+ *     and only j): kill if j is still claimed by it after the drain.
+ */
+static bool kill_running(struct weft_proc_pool *p, int i, uint32_t j, uint32_t gen, int reason)
+{
+    struct wp_slot *s = slot_of(p, i);
+    uint64_t run = ((uint64_t)gen << 32) | (uint64_t)(j + 1);
+    atomic_store(&s->doomed, 1);
+    bool kill = atomic_load(&s->running) == run;
+    if (!kill) {
+        /* Inside a drain (a done-callback cancelling), the ring cannot be
+         * read now: then kill anyway. That is safe too: doomed keeps the
+         * worker from claiming anything but j, so the kill can only cost
+         * a worker (j's result, if published, is drained at its exit). */
+        if (!p->draining)
+            drain_slot(p, i);
+        uint64_t js = atomic_load(&wp_jobs(&p->v)[j].state);
+        kill = p->jl[j].kind && p->jl[j].gen == gen && WJ_ST(js) == WJ_CLAIMED &&
+               WJ_TAG(js) == p->w[i].tag && !p->w[i].bad;
+    }
+    if (kill) {
+        p->jl[j].kill_reason = reason;
+        kill_slot(p, i);
+        return true;
+    }
+    atomic_store(&s->doomed, 0);
+    weft__futex_wake(&s->doomed, 1, true);
+    return false;
 }
 
 static void set_broken(struct weft_proc_pool *p, int err);
@@ -508,7 +739,7 @@ static bool retry_job(struct weft_proc_pool *p, uint32_t j)
     /* Off the dead worker's books at once (REVOKED is invisible to
      * workers); published again now if the queue has room, else by the
      * next round of the dispatcher. */
-    struct wp_job *job = &wp_jobs(p->h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     atomic_store(&job->state, WJ_MAKE(l->gen, 0, WJ_REVOKED));
     l->retry_pending = true;
     p->nretry++;
@@ -530,7 +761,7 @@ static int publish_retries(struct weft_proc_pool *p)
             continue;
         if (!queue_room(p))
             break;
-        struct wp_job *job = &wp_jobs(p->h)[j];
+        struct wp_job *job = &wp_jobs(&p->v)[j];
         l->retry_pending = false;
         p->nretry--;
         publish(p, j, (weft_proc_fn)(uintptr_t)job->fn, job->arg_off, (size_t)job->arg_len,
@@ -556,9 +787,10 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
         x.signal = m->status;
     bool clean = (st == WS_RETIRED || st == WS_EXITING) && m->code == CLD_EXITED &&
                  m->status == 0;
-    /* The job it had claimed (at most one). Counters and records first:
-     * failing the job wakes whoever waits for it. */
-    struct wp_job *jobs = wp_jobs(p->h);
+    /* The job it had claimed: at most one, unless it was killed for a
+     * malformed ring (then every job it holds fails; see ring_corrupt).
+     * Counters and records first: failing the job wakes whoever waits. */
+    struct wp_job *jobs = wp_jobs(&p->v);
     int claimed = -1;
     for (uint32_t j = 0; j < WP_JOBS && claimed < 0; j++) {
         uint64_t js = atomic_load_explicit(&jobs[j].state, memory_order_acquire);
@@ -604,9 +836,15 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
     /* Its leftover arena pages (a result reserved, never delivered) go
      * back before its job fails and wakes anyone: drain_slot above
      * consumed every result that referred to its pages. */
-    weft__arena_free_owner(p->h, m->tag);
-    if (claimed >= 0 && !retry_job(p, (uint32_t)claimed))
-        fail_job(p, (uint32_t)claimed, x.error);
+    weft__arena_free_owner(&p->v, m->tag);
+    for (uint32_t j = claimed >= 0 ? (uint32_t)claimed : WP_JOBS; j < WP_JOBS; j++) {
+        uint64_t js = atomic_load_explicit(&jobs[j].state, memory_order_acquire);
+        if (WJ_ST(js) != WJ_CLAIMED || WJ_TAG(js) != m->tag || !p->jl[j].kind)
+            continue;
+        int err = p->jl[j].kill_reason ? p->jl[j].kill_reason : WEFT_ECRASHED;
+        if (!retry_job(p, j))
+            fail_job(p, j, err);
+    }
     atomic_store(&s->state, WS_EMPTY);
 
     if (!p->start_done) {
@@ -683,7 +921,7 @@ static void read_server(struct weft_proc_pool *p, bool *progress)
             weft_mutex_unlock(&p->lock);
             if (m.pid <= 0 && !p->start_done)
                 p->start_err = -EAGAIN;
-            if (p->w[i].alive && p->terminated)
+            if (p->w[i].alive && (p->terminated || p->w[i].kill_on_spawn))
                 syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
         } else if (m.type == WM_EXITED) {
             on_exit_msg(p, &m);
@@ -701,7 +939,7 @@ static void read_server(struct weft_proc_pool *p, bool *progress)
 /* Revoke job j if no worker has claimed it yet. */
 static bool job_revoke(struct weft_proc_pool *p, uint32_t j)
 {
-    struct wp_job *job = &wp_jobs(p->h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     uint64_t s = atomic_load(&job->state);
     if (WJ_ST(s) != WJ_QUEUED || WJ_GEN(s) != p->jl[j].gen)
         return false;
@@ -719,7 +957,7 @@ static void fail_pending(struct weft_proc_pool *p, int err)
         struct ptask *nx = t->next;
         if (t->kind == WK_CALL) {
             if (t->arena)
-                weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+                weft__arena_free(&p->v, t->arena - 1, WP_OWN_PARENT);
             weft_future_set_error(t->f, err);
             weft_future_release(t->f);
         } else {
@@ -727,7 +965,7 @@ static void fail_pending(struct weft_proc_pool *p, int err)
             size_t from = m->next, n = m->n;
             m->next = n;
             for (size_t i = from; i < n; i++)
-                map_outcome(p->h, m, i, err, NULL, 0, 0); /* m may be freed after the last */
+                map_outcome(&p->v, m, i, err, NULL, 0, 0); /* m may be freed after the last */
         }
         free(t);
         t = nx;
@@ -779,7 +1017,7 @@ static int cancel_one(struct weft_proc_pool *p, weft_future_t *f, bool kill)
     weft_mutex_unlock(&p->lock);
     if (t) {
         if (t->arena)
-            weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+            weft__arena_free(&p->v, t->arena - 1, WP_OWN_PARENT);
         weft_future_set_error(f, -ECANCELED);
         weft_future_release(t->f);
         free(t);
@@ -798,13 +1036,23 @@ static int cancel_one(struct weft_proc_pool *p, weft_future_t *f, bool kill)
             fail_job(p, j, -ECANCELED);
             return 0;
         }
-        uint64_t s = atomic_load(&wp_jobs(p->h)[j].state);
+        uint64_t s = atomic_load(&wp_jobs(&p->v)[j].state);
         if (WJ_ST(s) == WJ_CLAIMED) {
             if (!kill)
                 return -EBUSY;
-            p->jl[j].kill_reason = -ECANCELED;
-            kill_tag(p, WJ_TAG(s));
-            return 0;
+            if (p->jl[j].kill_reason)
+                return 0; /* being killed already */
+            int i = 0;
+            while (i < p->nworkers && p->w[i].tag != WJ_TAG(s))
+                i++;
+            if (i == p->nworkers) {
+                /* No worker has that tag (cannot happen: a dead worker's
+                 * jobs fail before it is replaced). */
+                p->jl[j].kill_reason = -ECANCELED;
+                return 0;
+            }
+            /* Not killed: it finished meanwhile (its result delivered). */
+            return kill_running(p, i, j, p->jl[j].gen, -ECANCELED) ? 0 : -EALREADY;
         }
     }
     return weft_future_done(f) ? -EALREADY : -ENOENT;
@@ -830,7 +1078,7 @@ static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint6
                     size_t len, size_t item_size, uint32_t n, int kind)
 {
     struct wp_hdr *h = p->h;
-    struct wp_job *job = &wp_jobs(h)[j];
+    struct wp_job *job = &wp_jobs(&p->v)[j];
     struct jlocal *l = &p->jl[j];
     l->gen++;
     job->fn = (uint64_t)(uintptr_t)fn;
@@ -843,7 +1091,7 @@ static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint6
     atomic_store_explicit(&job->state, WJ_MAKE(l->gen, 0, WJ_QUEUED), memory_order_release);
     uint64_t t = atomic_load_explicit(&h->q_tail, memory_order_relaxed);
     uint64_t e = ((uint64_t)(uint32_t)t << 32) | ((uint64_t)(l->gen & 0xffff) << 16) | j;
-    atomic_store_explicit(&wp_queue(h)[t % WP_JOBS], e, memory_order_release);
+    atomic_store_explicit(&wp_queue(&p->v)[t % WP_JOBS], e, memory_order_release);
     /* seq_cst: the tail is what sleeping workers re-check (see worker.c). */
     atomic_store(&h->q_tail, t + 1);
 }
@@ -857,9 +1105,11 @@ static bool queue_room(struct weft_proc_pool *p)
         uint64_t head = atomic_load(&h->q_head), tail = atomic_load(&h->q_tail);
         if (tail - head < WP_JOBS)
             return true;
-        uint64_t e = atomic_load(&wp_queue(h)[head % WP_JOBS]);
+        uint64_t e = atomic_load(&wp_queue(&p->v)[head % WP_JOBS]);
         uint32_t j = (uint32_t)(e & 0xffff);
-        uint64_t s = atomic_load(&wp_jobs(h)[j].state);
+        /* j < WP_JOBS unless a task wrote over the queue: then the cell
+         * names no job, and the head moves past it. */
+        uint64_t s = j < WP_JOBS ? atomic_load(&wp_jobs(&p->v)[j].state) : 0;
         if (WJ_ST(s) == WJ_QUEUED && (WJ_GEN(s) & 0xffff) == ((e >> 16) & 0xffff))
             return false;
         atomic_compare_exchange_strong(&h->q_head, &head, head + 1);
@@ -873,20 +1123,20 @@ static int place(struct weft_proc_pool *p, struct jlocal *l, const void *src, si
 {
     l->ring_rec = -1;
     l->arena = 0;
-    if (len <= p->h->inline_max) {
+    if (len <= p->v.inline_max) {
         int r = ar_alloc(p, len, off);
         if (r < 0)
             return -1;
         l->ring_rec = r;
     } else {
-        uint64_t a = weft__arena_alloc(p->h, len, WP_OWN_PARENT);
+        uint64_t a = weft__arena_alloc(&p->v, len, WP_OWN_PARENT);
         if (!a)
             return -1;
         l->arena = a + 1;
         *off = a;
     }
     if (len)
-        memcpy(wp_at(p->h, *off), src, len);
+        memcpy(wp_at(&p->v, *off), src, len);
     return 0;
 }
 
@@ -945,7 +1195,7 @@ static int dispatch(struct weft_proc_pool *p)
                 size_t from = m->next, n = m->n;
                 m->next = n;
                 for (size_t i = from; i < n; i++)
-                    map_outcome(p->h, m, i, -ECANCELED, NULL, 0, 0); /* m may be freed after the last */
+                    map_outcome(&p->v, m, i, -ECANCELED, NULL, 0, 0); /* m may be freed after the last */
             }
             continue;
         }
@@ -953,7 +1203,7 @@ static int dispatch(struct weft_proc_pool *p)
             /* Cancelled while pending (weft_future_cancel). */
             weft_future_release(t->f);
             if (t->arena)
-                weft__arena_free(p->h, t->arena - 1, WP_OWN_PARENT);
+                weft__arena_free(&p->v, t->arena - 1, WP_OWN_PARENT);
             free(t);
             continue;
         }
@@ -1013,12 +1263,9 @@ static weft_time_t check_deadlines(struct weft_proc_pool *p)
             continue;
         weft_time_t dl = atomic_load(&s->started) + p->jl[j].timeout;
         if (now >= dl) {
-            uint64_t js = atomic_load(&wp_jobs(p->h)[j].state);
-            if (WJ_ST(js) == WJ_CLAIMED && WJ_GEN(js) == gen &&
-                WJ_TAG(js) == atomic_load(&s->tag) && atomic_load(&s->running) == run) {
-                p->jl[j].kill_reason = -ETIMEDOUT;
-                kill_tag(p, WJ_TAG(js));
-            }
+            uint64_t js = atomic_load(&wp_jobs(&p->v)[j].state);
+            if (WJ_ST(js) == WJ_CLAIMED && WJ_GEN(js) == gen && WJ_TAG(js) == p->w[i].tag)
+                kill_running(p, i, j, gen, -ETIMEDOUT);
         } else if (dl < next) {
             next = dl;
         }
@@ -1047,7 +1294,7 @@ static void apply_shutdown(struct weft_proc_pool *p)
     }
     if ((how & WEFT_PROC_TERMINATE) && !p->terminated) {
         p->terminated = true;
-        struct wp_job *jobs = wp_jobs(p->h);
+        struct wp_job *jobs = wp_jobs(&p->v);
         for (uint32_t j = 0; j < WP_JOBS; j++) {
             uint64_t s = atomic_load(&jobs[j].state);
             if (p->jl[j].kind && WJ_ST(s) == WJ_CLAIMED && !p->jl[j].kill_reason)
@@ -1084,7 +1331,7 @@ static bool anything_to_do(struct weft_proc_pool *p, uint32_t poke_seen)
         return true;
     for (int i = 0; i < p->nworkers; i++) {
         struct wp_slot *s = slot_of(p, i);
-        if (atomic_load(&s->cq_tail) != atomic_load(&s->cq_head))
+        if (!p->w[i].bad && atomic_load(&s->cq_tail) != atomic_load(&s->cq_head))
             return true;
         if (!p->start_done && atomic_load(&s->state) != WS_STARTING)
             return true;
@@ -1224,6 +1471,7 @@ static void pool_release_resources(struct weft_proc_pool *p)
         free(u);
         u = nx;
     }
+    free(p->init_copy);
     free(p->w);
     free(p);
 }
@@ -1319,28 +1567,22 @@ int weft_proc_pool_create(weft_proc_pool_t **out, const weft_proc_opts_t *opts)
         rc = errno == EMFILE || errno == ENFILE ? -EMFILE : -ENOMEM;
         goto fail;
     }
-    struct wp_hdr *h = p->h;
-    h->magic = WP_MAGIC;
-    h->total = p->map_size;
-    h->nworkers = (uint32_t)p->nworkers;
-    h->npages = npages;
-    h->ring_size = ring;
-    h->inline_max = ring / 4;
-    h->off_jobs = off_jobs;
-    h->off_queue = off_queue;
-    h->off_slots = off_slots;
-    h->off_argring = off_argring;
-    h->off_cq = off_cq;
-    h->off_owners = off_owners;
-    h->off_runlen = off_runlen;
-    h->off_arena = off_arena;
-    h->off_init = off_init;
-    h->init_fn = (uint64_t)(uintptr_t)opts->initializer;
-    h->init_len = opts->initializer ? opts->init_arg_len : 0;
-    if (h->init_len)
-        memcpy(wp_at(h, off_init), opts->init_arg, h->init_len);
-    h->max_tasks = opts->max_tasks_per_worker;
-    h->server_pid = weft_proc_server_pid();
+    p->v = (struct wp_view){(unsigned char *)base, p->map_size, ring, ring / 4, off_jobs,
+                            off_queue, off_slots, off_argring, off_cq, off_owners, off_runlen,
+                            off_arena, off_init, (uint32_t)p->nworkers, npages};
+    p->init_fn = (uint64_t)(uintptr_t)opts->initializer;
+    p->init_len = opts->initializer ? opts->init_arg_len : 0;
+    if (p->init_len) {
+        p->init_copy = malloc(p->init_len);
+        if (!p->init_copy) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        memcpy(p->init_copy, opts->init_arg, p->init_len);
+    }
+    p->max_tasks = opts->max_tasks_per_worker;
+    p->server_pid = weft_proc_server_pid();
+    write_header(p);
 
     weft_mutex_init(&p->lock);
     weft_event_init(&p->started);
@@ -1419,20 +1661,20 @@ int weft_proc_submit_ex(weft_proc_pool_t *p, weft_proc_fn fn, const void *arg, s
         if (!u)
             return -EINVAL;
         if (!p || !fn || !out || (flags & ~1u) || timeout_ns < WEFT_PROC_NO_TIMEOUT ||
-            len > (size_t)p->h->npages * WP_PAGE) {
-            weft__arena_free(p->h, aoff, WP_OWN_PARENT);
+            len > (size_t)p->v.npages * WP_PAGE) {
+            weft__arena_free(&p->v, aoff, WP_OWN_PARENT);
             return -EINVAL;
         }
     }
     if (!p || !fn || !out || (!arg && len) || (flags & ~1u) || timeout_ns < WEFT_PROC_NO_TIMEOUT ||
         (shared && !arg))
         return -EINVAL;
-    if (!shared && len > (size_t)p->h->npages * WP_PAGE && len > p->h->inline_max)
+    if (!shared && len > (size_t)p->v.npages * WP_PAGE && len > p->v.inline_max)
         return -EMSGSIZE;
     struct ptask *t = malloc(sizeof *t + (shared ? 0 : len));
     if (!t) {
         if (shared)
-            weft__arena_free(p->h, aoff, WP_OWN_PARENT);
+            weft__arena_free(&p->v, aoff, WP_OWN_PARENT);
         return -ENOMEM;
     }
     memset(t, 0, sizeof *t);
@@ -1458,7 +1700,7 @@ int weft_proc_submit_ex(weft_proc_pool_t *p, weft_proc_fn fn, const void *arg, s
         weft_future_release(f);
     }
     if (shared)
-        weft__arena_free(p->h, aoff, WP_OWN_PARENT);
+        weft__arena_free(&p->v, aoff, WP_OWN_PARENT);
     free(t);
     return rc;
 }
@@ -1475,12 +1717,12 @@ int weft_proc_buf_alloc(weft_proc_pool_t *p, size_t len, void **buf)
         *buf = NULL;
     if (!p || !buf || len == 0)
         return -EINVAL;
-    if (len > (size_t)p->h->npages * WP_PAGE)
+    if (len > (size_t)p->v.npages * WP_PAGE)
         return -EMSGSIZE;
     struct ubuf *u = malloc(sizeof *u);
     if (!u)
         return -ENOMEM;
-    uint64_t off = weft__arena_alloc(p->h, len, WP_OWN_PARENT);
+    uint64_t off = weft__arena_alloc(&p->v, len, WP_OWN_PARENT);
     if (!off) {
         free(u);
         return -ENOMEM;
@@ -1490,7 +1732,7 @@ int weft_proc_buf_alloc(weft_proc_pool_t *p, size_t len, void **buf)
     u->next = p->ubufs;
     p->ubufs = u;
     weft_mutex_unlock(&p->lock);
-    *buf = wp_at(p->h, off);
+    *buf = wp_at(&p->v, off);
     return 0;
 }
 
@@ -1510,7 +1752,7 @@ int weft_proc_buf_free(weft_proc_pool_t *p, void *buf)
     if (!u)
         return -EINVAL;
     free(u);
-    weft__arena_free(p->h, off, WP_OWN_PARENT);
+    weft__arena_free(&p->v, off, WP_OWN_PARENT);
     return 0;
 }
 
@@ -1577,8 +1819,8 @@ static int map_start(struct weft_proc_pool *p, weft_proc_fn fn, const void *item
     if (chunksize > UINT32_MAX / 2)
         chunksize = UINT32_MAX / 2;
     size_t ck = chunksize < n ? chunksize : n;
-    if (ck && ck * item_size > p->h->inline_max &&
-        ck * item_size > (size_t)p->h->npages * WP_PAGE)
+    if (ck && ck * item_size > p->v.inline_max &&
+        ck * item_size > (size_t)p->v.npages * WP_PAGE)
         return -EMSGSIZE;
     struct pmap *m = calloc(1, sizeof *m);
     if (!m)

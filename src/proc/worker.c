@@ -15,15 +15,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-struct weft_proc_task {
-    struct wp_hdr *h;
-    uint32_t tag;
-    /* The current result: in the scratch buffer (small) or an arena run. */
-    size_t len;
-    uint64_t arena; /* arena offset + 1, or 0 */
-};
-
 static int g_worker_index = -1;
+static struct wp_view g_view; /* the layout, copied before any task runs */
 static int g_efd = -1; /* the dispatcher's eventfd, as numbered here */
 static unsigned char *g_scratch;
 static size_t g_scratch_cap;
@@ -32,7 +25,7 @@ int weft_proc_worker_index(void) { return g_worker_index; }
 
 static int reserve(weft_proc_task_t *t, size_t len, void **buf)
 {
-    struct wp_hdr *h = t->h;
+    const struct wp_view *h = t->v;
     if (t->arena) {
         weft__arena_free(h, t->arena - 1, t->tag);
         t->arena = 0;
@@ -182,7 +175,7 @@ static void wr_item(struct wr *w, int status, weft_proc_task_t *t)
     if (inl && t->len)
         memcpy(it + 1, g_scratch, t->len);
     if (status != 0 && t->arena)
-        weft__arena_free(w->h, t->arena - 1, t->tag);
+        weft__arena_free(t->v, t->arena - 1, t->tag);
     w->rec->size += (uint32_t)span;
     w->rec->count++;
     w->next_item++;
@@ -193,8 +186,8 @@ static void wr_item(struct wr *w, int status, weft_proc_task_t *t)
 /* Claim the next job; returns its index, or -1 if the queue is empty. */
 static int claim(struct wp_hdr *h, uint32_t tag, uint64_t *state)
 {
-    _Atomic uint64_t *q = wp_queue(h);
-    struct wp_job *jobs = wp_jobs(h);
+    _Atomic uint64_t *q = wp_queue(&g_view);
+    struct wp_job *jobs = wp_jobs(&g_view);
     for (;;) {
         uint64_t head = atomic_load_explicit(&h->q_head, memory_order_acquire);
         uint64_t tail = atomic_load_explicit(&h->q_tail, memory_order_acquire);
@@ -204,6 +197,11 @@ static int claim(struct wp_hdr *h, uint32_t tag, uint64_t *state)
         if ((uint32_t)(e >> 32) != (uint32_t)head)
             continue; /* the head moved under us */
         uint32_t j = (uint32_t)(e & 0xffff), g16 = (uint32_t)((e >> 16) & 0xffff);
+        if (j >= WP_JOBS) {
+            /* A task wrote over the queue: the cell names no job. */
+            atomic_compare_exchange_strong(&h->q_head, &head, head + 1);
+            continue;
+        }
         uint64_t s = atomic_load_explicit(&jobs[j].state, memory_order_acquire);
         if (WJ_ST(s) == WJ_QUEUED && (WJ_GEN(s) & 0xffff) == g16) {
             /* The claim: after this CAS the job is ours, recorded by tag
@@ -253,10 +251,14 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
         _exit(WP_EXIT_MAPFAIL);
     close(fds[0]);
     struct wp_hdr *h = p;
-    if (h->magic != WP_MAGIC || m->slot >= h->nworkers)
+    if (h->magic != WP_MAGIC || !wp_view_init(&g_view, h, m->size) ||
+        m->slot >= g_view.nworkers)
+        _exit(WP_EXIT_BADMSG);
+    uint64_t init_fn = h->init_fn, init_len = h->init_len, max_tasks = h->max_tasks;
+    if (init_len > 64 * 1024 || g_view.off_init + init_len > g_view.total)
         _exit(WP_EXIT_BADMSG);
     g_efd = fds[1];
-    struct wp_slot *slot = &wp_slots(h)[m->slot];
+    struct wp_slot *slot = &wp_slots(&g_view)[m->slot];
     uint32_t tag = m->tag;
     g_worker_index = (int)m->slot;
     char name[32];
@@ -264,9 +266,9 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
     name[15] = 0;
     prctl(PR_SET_NAME, name);
 
-    if (h->init_fn) {
-        weft_proc_init_fn init = (weft_proc_init_fn)(uintptr_t)h->init_fn;
-        int rc = init(h->init_len ? wp_at(h, h->off_init) : NULL, h->init_len);
+    if (init_fn) {
+        weft_proc_init_fn init = (weft_proc_init_fn)(uintptr_t)init_fn;
+        int rc = init(init_len ? wp_at(&g_view, g_view.off_init) : NULL, init_len);
         if (rc != 0) {
             atomic_store(&slot->init_err, rc < 0 ? rc : -rc);
             atomic_store(&slot->state, WS_INITFAIL);
@@ -277,15 +279,25 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
     atomic_store(&slot->state, WS_READY);
     wake_dispatcher(h);
 
-    struct wr w = {h, slot, wp_cq(h, m->slot), h->ring_size, 0, NULL, 0, 0, 0};
+    struct wr w = {h, slot, wp_cq(&g_view, m->slot), g_view.ring_size, 0, NULL, 0, 0, 0};
     w.tail = atomic_load(&slot->cq_tail);
-    struct wp_job *jobs = wp_jobs(h);
+    struct wp_job *jobs = wp_jobs(&g_view);
     uint64_t done = 0;
     for (;;) {
-        if (h->max_tasks && done >= h->max_tasks) {
+        if (max_tasks && done >= max_tasks) {
             atomic_store(&slot->state, WS_RETIRED);
             wake_dispatcher(h);
             _exit(0);
+        }
+        /* Not while the dispatcher is deciding to kill us for the job we
+         * just finished (Dekker's pattern with kill_running in pool.c: we
+         * stored running = 0, then look at doomed; it stores doomed, then
+         * looks at running; seq_cst both). Claiming now could put the
+         * next task under that SIGKILL. */
+        while (atomic_load(&slot->doomed)) {
+            weft__futex_wait(&slot->doomed, 1, weft_now() + 100000000, true);
+            if (getppid() != server)
+                _exit(0);
         }
         uint64_t s;
         int j = claim(h, tag, &s);
@@ -321,13 +333,13 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
         atomic_store(&slot->started, weft_now());
         atomic_store(&slot->running, ((uint64_t)gen << 32) | (uint64_t)(j + 1));
         weft_proc_fn fn = (weft_proc_fn)(uintptr_t)job->fn;
-        const unsigned char *arg = job->arg_len ? wp_at(h, job->arg_off) : NULL;
+        const unsigned char *arg = job->arg_len ? wp_at(&g_view, job->arg_off) : NULL;
         w.job = (uint32_t)j;
         w.gen = gen;
         w.next_item = 0;
         size_t isz = (size_t)job->item_size;
         for (uint32_t i = 0; i < job->nitems; i++) {
-            weft_proc_task_t t = {h, tag, 0, 0};
+            weft_proc_task_t t = {h, &g_view, tag, 0, 0};
             const void *a = isz ? arg + (size_t)i * isz : NULL;
             int rc = fn(&t, a, isz);
             if (rc > 0)
@@ -342,8 +354,10 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
                                      w.next_item, 0, 0, 0};
         }
         wr_close(&w, true);
-        atomic_store(&slot->running, 0);
         done++;
+        /* The result first, then running = 0 (both seq_cst): a dispatcher
+         * that sees the job no longer running finds its result. */
         wr_publish(&w);
+        atomic_store(&slot->running, 0);
     }
 }
