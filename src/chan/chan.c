@@ -690,9 +690,155 @@ int weft__chan_recv_try(struct weft_chan *ch, void *out)
  * a partner sharing our core run. */
 #define CHAN_SPIN_ROUNDS 8
 
+/* Spinning helps only an OS thread, whose partner may be running on another
+ * core. A coroutine's partner is often a coroutine of the same loop, which
+ * cannot run while we spin (and sched_yield would stall the whole loop), so
+ * a coroutine (park ops other than the thread's) queues itself at once. */
+static inline bool may_spin(void)
+{
+    return weft__park_ops_current() == &weft__thread_park_ops;
+}
+
+/*
+ * The blocking core of one plain send or receive (select has its own, in
+ * select.c, for any number of cases). Go's chansend/chanrecv shape: take the
+ * channel lock once, and under it either meet a queued partner (unbuffered)
+ * or queue our node; then sleep on our waiter with the lock released.
+ *
+ * Why no pump after queueing on an unbuffered channel: every party that
+ * can meet us queues itself, or looks for a queued partner, under this
+ * lock. Before queueing we looked for a live partner and found none (each
+ * dead node met on the way was unlinked), so the queue of the other side
+ * holds no live node that could take us now; whoever comes later finds our
+ * node under the lock (match_receiver / match_sender, or the pump of a
+ * select's registration). A buffered channel's ring changes without the
+ * lock, so there the node runs the pump after the Dekker fence, as
+ * weft__chan_register does.
+ *
+ * Waiting, giving up and leaving follow weft__chan_block (select.c) exactly:
+ * a timeout or a cancellation must win WAITING -> TIMEDOUT, or else the
+ * claimer is handing something over and we wait for its finish.
+ *
+ * `inside` is taken once, when we first queue, and dropped once, at the
+ * end: a RETRY loops without leaving the channel's lifetime, so an orphaned
+ * channel (released while we wait) cannot be freed under a retry.
+ *
+ * Returns 0, -EPIPE, -ETIMEDOUT, -ECANCELED.
+ */
+static int block_one(struct weft_chan *ch, bool is_send, void *elem, weft_time_t deadline)
+{
+    struct weft__chan_sel sel;
+    struct weft__chan_node nd;
+    bool entered = false;
+    int result;
+    /* An expired deadline still gets one try under the lock. Read the
+     * clock outside the lock (and never for WEFT_FOREVER). */
+    bool expired = weft__deadline_passed(deadline);
+    struct weft__chan_node *done;
+    for (;;) {
+        done = NULL;
+        weft__chan_lock(ch);
+        if (ch->cap == 0) {
+            if (is_send) {
+                if (chan_closed(ch)) {
+                    result = -EPIPE;
+                    goto unlock_out;
+                }
+                if (match_receiver(ch, elem, NULL, &done)) {
+                    result = 0;
+                    goto unlock_out;
+                }
+            } else {
+                if (match_sender(ch, elem, NULL, &done)) {
+                    result = 0;
+                    goto unlock_out;
+                }
+                if (chan_closed(ch)) {
+                    result = -EPIPE;
+                    goto unlock_out;
+                }
+            }
+        } else if (expired) {
+            /* The buffered caller tried the ring before coming here; one
+             * more try, as select's "succeeds if it need not wait". */
+            weft__chan_unlock(ch);
+            result = is_send ? weft__chan_send_try(ch, elem) : weft__chan_recv_try(ch, elem);
+            if (result == -EAGAIN)
+                result = -ETIMEDOUT;
+            goto out;
+        }
+        if (expired) {
+            result = -ETIMEDOUT;
+            goto unlock_out;
+        }
+
+        weft__waiter_init(&sel.w);
+        sel.winner = 0;
+        nd.sel = &sel;
+        nd.elem = elem;
+        nd.idx = 0;
+        nd.is_send = is_send;
+        atomic_init(&nd.queued, false);
+        if (!entered) {
+            atomic_fetch_add_explicit(&ch->inside, 1, memory_order_relaxed);
+            entered = true;
+        }
+        q_push(ch, &nd);
+        if (ch->cap) {
+            /* Dekker with the ring's fast paths (see the top). */
+            WEFT__CHAN_FENCE(ch);
+            pump(ch, &done);
+        }
+        weft__chan_unlock(ch);
+        finish_done(done);
+
+        sel.w.cancellable = true;
+        int s = weft__waiter_wait(&sel.w, WEFT__W_WAITING, deadline);
+        bool cancelled = s == -ECANCELED;
+        if (s == -ETIMEDOUT || s == -ECANCELED)
+            s = weft__waiter_cas(&sel.w, WEFT__W_WAITING, WEFT__W_TIMEDOUT) ? WEFT__W_TIMEDOUT
+                                                                             : WEFT__W_BUSY;
+        sel.w.cancellable = false;
+        while (s == WEFT__W_BUSY)
+            s = weft__waiter_wait(&sel.w, WEFT__W_BUSY, WEFT_FOREVER);
+
+        /* acquire: pairs with q_unlink's release, so a claimer is done with
+         * the node (the usual case: it unlinked us, no lock needed). */
+        if (atomic_load_explicit(&nd.queued, memory_order_acquire)) {
+            weft__chan_lock(ch);
+            if (atomic_load_explicit(&nd.queued, memory_order_relaxed))
+                q_unlink(ch, &nd);
+            weft__chan_unlock(ch);
+        }
+        if (s == WEFT__W_WOKEN) {
+            result = 0;
+            break;
+        }
+        if (s == WEFT__W_CLOSED) {
+            result = -EPIPE;
+            break;
+        }
+        if (s == WEFT__W_TIMEDOUT) {
+            result = cancelled ? -ECANCELED : -ETIMEDOUT;
+            break;
+        }
+        /* WEFT__CHAN_RETRY: a fast path took what we were claimed for. */
+        expired = weft__deadline_passed(deadline);
+    }
+    goto out;
+unlock_out:
+    weft__chan_unlock(ch);
+    finish_done(done);
+out:
+    if (entered &&
+        atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) == WEFT__CHAN_ORPHAN + 1)
+        chan_free(ch);
+    return result;
+}
+
 static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadline)
 {
-    if (ch->cap) {
+    if (ch->cap && may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
             backoff(&step);
@@ -705,14 +851,12 @@ static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadlin
                 return r;
         }
     }
-    weft_select_case_t c = {ch, WEFT_SELECT_SEND, (void *)elem, 0};
-    int r = weft__chan_block(&c, 1, deadline, ch->cap != 0);
-    return r < 0 ? r : c.result;
+    return block_one(ch, true, (void *)elem, deadline);
 }
 
 static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
 {
-    if (ch->cap) {
+    if (ch->cap && may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
             backoff(&step);
@@ -725,9 +869,7 @@ static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
                 return r;
         }
     }
-    weft_select_case_t c = {ch, WEFT_SELECT_RECV, out, 0};
-    int r = weft__chan_block(&c, 1, deadline, ch->cap != 0);
-    return r < 0 ? r : c.result;
+    return block_one(ch, false, out, deadline);
 }
 
 int weft_chan_send(weft_chan_t *ch, const void *elem)
