@@ -307,23 +307,77 @@ static void close_queue(struct weft_chan *ch, struct weft__chan_queue *q,
     }
 }
 
-/* Unbuffered: hand src to the oldest live receiver not of `exclude`. */
-static bool match_receiver(struct weft_chan *ch, const void *src, struct weft__chan_sel *exclude,
-                           struct weft__chan_node **done)
+/*
+ * One-step hand-over (unbuffered; plain sends, receives and tries).
+ *
+ * The pump claims a waiter (WAITING -> BUSY), moves the element, and
+ * finishes it after unlocking: two RMWs on the waiter, plus a list of
+ * finishes. A single meeting can do with one: set the final state WOKEN at
+ * once (keeping SLEEP), then copy, record the case, and unlink the node
+ * last (q_unlink's release store of `queued`). The owner may see WOKEN
+ * before the copy is done, but it does not return before it has seen its
+ * node unlinked (the acquire load of `queued`, or the lock: see the leave
+ * in block_one and weft__chan_leave), so it reads its element only after
+ * the copy. What the wake needs (ops, ctx, gen) is read while the node is
+ * still queued, i.e. while the waiter is certainly alive; the wake itself
+ * comes after unlocking and may find the owner gone, which every wake
+ * tolerates (park.h). Both protocols mix freely on one channel: either way
+ * a node is claimed once, by one CAS out of WAITING.
+ */
+struct pwake {
+    const struct weft__park_ops *ops; /* NULL: no wake owed */
+    void *ctx;
+    uint64_t gen;
+    _Atomic uint32_t *state;
+};
+
+static inline void pwake_run(const struct pwake *pw)
 {
-    struct weft__chan_node *n = ch->rq.head, *next;
-    for (; n; n = next) {
-        next = n->next;
-        if (n->sel == exclude)
-            continue; /* a select must not meet itself */
-        bool mine = claim(n);
-        q_unlink(ch, n);
-        if (mine) {
-            weft__chan_copy(n->elem, src, ch->elem_size);
-            complete(n, WEFT__W_WOKEN, done);
-            return true;
+    if (pw->ops)
+        pw->ops->wake(pw->ctx, pw->gen, pw->state);
+}
+
+/* n is queued and not ours (under the lock). Complete it with the element
+ * moved (src -> n->elem for a receiver, n->elem -> dst for a sender), or,
+ * if its owner is no longer waiting, just unlink it. Either way n is
+ * unlinked on return and must not be touched again. */
+static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, void *dst,
+                             const void *src, struct pwake *pw)
+{
+    struct weft__waiter *w = &n->sel->w;
+    uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
+    for (;;) {
+        if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING) {
+            q_unlink(ch, n);
+            return false;
         }
+        /* acq_rel, as weft__waiter_cas: the claim of a waiter. */
+        if (atomic_compare_exchange_weak_explicit(&w->state, &cur,
+                                                  WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            break;
     }
+    if (cur & WEFT__W_SLEEP) {
+        pw->ops = w->ops;
+        pw->ctx = w->ctx;
+        pw->gen = w->gen;
+        pw->state = &w->state;
+    }
+    weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
+    n->sel->winner = n->idx;
+    q_unlink(ch, n); /* last: the owner may return once it sees this */
+    return true;
+}
+
+/* Meet the oldest live node of q (receivers for a send: src set; senders
+ * for a receive: dst set), unlinking dead ones on the way. */
+static inline bool take_partner(struct weft_chan *ch, struct weft__chan_queue *q, void *dst,
+                                const void *src, struct pwake *pw)
+{
+    struct weft__chan_node *n;
+    while ((n = q->head) != NULL)
+        if (take_node(ch, n, dst, src, pw))
+            return true;
     return false;
 }
 
@@ -637,15 +691,15 @@ static int unbuffered_send_try(struct weft_chan *ch, const void *elem)
         return -EPIPE;
     if (atomic_load_explicit(&ch->nrecv, memory_order_relaxed) == 0)
         return -EAGAIN; /* nobody to meet (a try may miss one arriving now) */
-    struct weft__chan_node *done = NULL;
+    struct pwake pw = {0};
     int r;
     weft__chan_lock(ch);
     if (chan_closed(ch))
         r = -EPIPE;
     else
-        r = match_receiver(ch, elem, NULL, &done) ? 0 : -EAGAIN;
+        r = take_partner(ch, &ch->rq, NULL, elem, &pw) ? 0 : -EAGAIN;
     weft__chan_unlock(ch);
-    finish_done(done);
+    pwake_run(&pw);
     return r;
 }
 
@@ -653,15 +707,15 @@ static int unbuffered_recv_try(struct weft_chan *ch, void *out)
 {
     if (atomic_load_explicit(&ch->nsend, memory_order_relaxed) == 0)
         return chan_closed(ch) ? -EPIPE : -EAGAIN;
-    struct weft__chan_node *done = NULL;
+    struct pwake pw = {0};
     int r;
     weft__chan_lock(ch);
-    if (match_sender(ch, out, NULL, &done))
+    if (take_partner(ch, &ch->sq, out, NULL, &pw))
         r = 0;
     else
         r = chan_closed(ch) ? -EPIPE : -EAGAIN;
     weft__chan_unlock(ch);
-    finish_done(done);
+    pwake_run(&pw);
     return r;
 }
 
@@ -710,10 +764,10 @@ static inline bool may_spin(void)
  * lock. Before queueing we looked for a live partner and found none (each
  * dead node met on the way was unlinked), so the queue of the other side
  * holds no live node that could take us now; whoever comes later finds our
- * node under the lock (match_receiver / match_sender, or the pump of a
- * select's registration). A buffered channel's ring changes without the
- * lock, so there the node runs the pump after the Dekker fence, as
- * weft__chan_register does.
+ * node under the lock (take_partner, or the pump of a select's
+ * registration). A meeting is a one-step hand-over (take_node). A buffered
+ * channel's ring changes without the lock, so there the node runs the pump
+ * after the Dekker fence, as weft__chan_register does.
  *
  * Waiting, giving up and leaving follow weft__chan_block (select.c) exactly:
  * a timeout or a cancellation must win WAITING -> TIMEDOUT, or else the
@@ -722,123 +776,168 @@ static inline bool may_spin(void)
  * `inside` is taken once, when we first queue, and dropped once, at the
  * end: a RETRY loops without leaving the channel's lifetime, so an orphaned
  * channel (released while we wait) cannot be freed under a retry.
- *
- * Returns 0, -EPIPE, -ETIMEDOUT, -ECANCELED.
  */
-static int block_one(struct weft_chan *ch, bool is_send, void *elem, weft_time_t deadline)
+
+/* Queue our node (under the lock), with a fresh waiter. */
+static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel,
+                                struct weft__chan_node *nd, bool is_send, void *elem,
+                                bool *entered)
+{
+    weft__waiter_init(&sel->w);
+    sel->winner = 0;
+    nd->sel = sel;
+    nd->elem = elem;
+    nd->idx = 0;
+    nd->is_send = is_send;
+    if (!*entered) {
+        atomic_fetch_add_explicit(&ch->inside, 1, memory_order_relaxed);
+        *entered = true;
+    }
+    q_push(ch, nd);
+}
+
+/* Sleep until our node is completed or we gave up; leave the queue. Returns
+ * 0, -EPIPE, -ETIMEDOUT, -ECANCELED, or -EAGAIN for CHAN_RETRY. */
+static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
+                            struct weft__chan_node *nd, weft_time_t deadline)
+{
+    sel->w.cancellable = true;
+    int s = weft__waiter_wait(&sel->w, WEFT__W_WAITING, deadline);
+    bool cancelled = s == -ECANCELED;
+    if (WEFT_UNLIKELY(s == -ETIMEDOUT || s == -ECANCELED))
+        s = weft__waiter_cas(&sel->w, WEFT__W_WAITING, WEFT__W_TIMEDOUT) ? WEFT__W_TIMEDOUT
+                                                                          : WEFT__W_BUSY;
+    sel->w.cancellable = false;
+    while (WEFT_UNLIKELY(s == WEFT__W_BUSY))
+        s = weft__waiter_wait(&sel->w, WEFT__W_BUSY, WEFT_FOREVER);
+
+    /* acquire: pairs with q_unlink's release, so a claimer is done with the
+     * node and its element (the usual case: it unlinked us, no lock). */
+    if (WEFT_UNLIKELY(atomic_load_explicit(&nd->queued, memory_order_acquire))) {
+        weft__chan_lock(ch);
+        if (atomic_load_explicit(&nd->queued, memory_order_relaxed))
+            q_unlink(ch, nd);
+        weft__chan_unlock(ch);
+    }
+    switch (s) {
+    case WEFT__W_WOKEN: return 0;
+    case WEFT__W_CLOSED: return -EPIPE;
+    case WEFT__W_TIMEDOUT: return cancelled ? -ECANCELED : -ETIMEDOUT;
+    default: return -EAGAIN; /* WEFT__CHAN_RETRY */
+    }
+}
+
+static void leave_inside(struct weft_chan *ch)
+{
+    /* acq_rel: the last leaver of an orphan sees everyone's use of ch. */
+    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
+        WEFT__CHAN_ORPHAN + 1)
+        chan_free(ch);
+}
+
+/* Unbuffered, under the lock: meet a queued partner. 0 (met: a wake may be
+ * owed in *pw), -EPIPE (closed), -EAGAIN (nobody). */
+static inline int unbuf_meet(struct weft_chan *ch, bool is_send, void *elem, struct pwake *pw)
+{
+    if (is_send) {
+        if (chan_closed(ch))
+            return -EPIPE;
+        return take_partner(ch, &ch->rq, NULL, elem, pw) ? 0 : -EAGAIN;
+    }
+    if (take_partner(ch, &ch->sq, elem, NULL, pw))
+        return 0;
+    return chan_closed(ch) ? -EPIPE : -EAGAIN;
+}
+
+/* Unbuffered, called with the lock held and nobody to meet: queue, wait,
+ * and on a RETRY meet or queue again. Releases the lock. */
+static WEFT_NOINLINE int unbuf_block(struct weft_chan *ch, bool is_send, void *elem,
+                                     weft_time_t deadline, bool expired)
 {
     struct weft__chan_sel sel;
     struct weft__chan_node nd;
     bool entered = false;
-    int result;
-    /* An expired deadline still gets one try under the lock. Read the
-     * clock outside the lock (and never for WEFT_FOREVER). */
-    bool expired = weft__deadline_passed(deadline);
-    struct weft__chan_node *done;
+    int r;
     for (;;) {
-        done = NULL;
-        weft__chan_lock(ch);
-        if (ch->cap == 0) {
-            if (is_send) {
-                if (chan_closed(ch)) {
-                    result = -EPIPE;
-                    goto unlock_out;
-                }
-                if (match_receiver(ch, elem, NULL, &done)) {
-                    result = 0;
-                    goto unlock_out;
-                }
-            } else {
-                if (match_sender(ch, elem, NULL, &done)) {
-                    result = 0;
-                    goto unlock_out;
-                }
-                if (chan_closed(ch)) {
-                    result = -EPIPE;
-                    goto unlock_out;
-                }
-            }
-        } else if (expired) {
-            /* The buffered caller tried the ring before coming here; one
-             * more try, as select's "succeeds if it need not wait". */
-            weft__chan_unlock(ch);
-            result = is_send ? weft__chan_send_try(ch, elem) : weft__chan_recv_try(ch, elem);
-            if (result == -EAGAIN)
-                result = -ETIMEDOUT;
-            goto out;
-        }
         if (expired) {
-            result = -ETIMEDOUT;
-            goto unlock_out;
+            weft__chan_unlock(ch);
+            r = -ETIMEDOUT;
+            break;
         }
+        enqueue_self(ch, &sel, &nd, is_send, elem, &entered);
+        weft__chan_unlock(ch);
+        r = wait_self(ch, &sel, &nd, deadline);
+        if (WEFT_LIKELY(r != -EAGAIN))
+            break;
+        /* RETRY: a pump claimed us for a partner that had gone. */
+        expired = weft__deadline_passed(deadline);
+        struct pwake pw = {0};
+        weft__chan_lock(ch);
+        r = unbuf_meet(ch, is_send, elem, &pw);
+        if (r != -EAGAIN) {
+            weft__chan_unlock(ch);
+            pwake_run(&pw);
+            break;
+        }
+    }
+    if (entered)
+        leave_inside(ch);
+    return r;
+}
 
-        weft__waiter_init(&sel.w);
-        sel.winner = 0;
-        nd.sel = &sel;
-        nd.elem = elem;
-        nd.idx = 0;
-        nd.is_send = is_send;
-        atomic_init(&nd.queued, false);
-        if (!entered) {
-            atomic_fetch_add_explicit(&ch->inside, 1, memory_order_relaxed);
-            entered = true;
+/* A plain unbuffered send or receive: one lock, then meet or block. */
+static inline int unbuf_op(struct weft_chan *ch, bool is_send, void *elem, weft_time_t deadline)
+{
+    /* An expired deadline still gets one try: read the clock outside the
+     * lock (never for WEFT_FOREVER), decide after the try. */
+    bool expired = weft__deadline_passed(deadline);
+    struct pwake pw = {0};
+    weft__chan_lock(ch);
+    int r = unbuf_meet(ch, is_send, elem, &pw);
+    if (r == -EAGAIN)
+        return unbuf_block(ch, is_send, elem, deadline, expired);
+    weft__chan_unlock(ch);
+    pwake_run(&pw);
+    return r;
+}
+
+/* Buffered, after the ring said full (send) or empty (receive): queue, run
+ * the pump, wait; a RETRY queues again. */
+static WEFT_NOINLINE int buf_block(struct weft_chan *ch, bool is_send, void *elem,
+                                   weft_time_t deadline)
+{
+    struct weft__chan_sel sel;
+    struct weft__chan_node nd;
+    bool entered = false;
+    int r;
+    for (;;) {
+        if (weft__deadline_passed(deadline)) {
+            /* One more try, as select's "succeeds if it need not wait". */
+            r = is_send ? weft__chan_send_try(ch, elem) : weft__chan_recv_try(ch, elem);
+            if (r == -EAGAIN)
+                r = -ETIMEDOUT;
+            break;
         }
-        q_push(ch, &nd);
-        if (ch->cap) {
-            /* Dekker with the ring's fast paths (see the top). */
-            WEFT__CHAN_FENCE(ch);
-            pump(ch, &done);
-        }
+        struct weft__chan_node *done = NULL;
+        weft__chan_lock(ch);
+        enqueue_self(ch, &sel, &nd, is_send, elem, &entered);
+        /* Dekker with the ring's fast paths (see the top). */
+        WEFT__CHAN_FENCE(ch);
+        pump(ch, &done);
         weft__chan_unlock(ch);
         finish_done(done);
-
-        sel.w.cancellable = true;
-        int s = weft__waiter_wait(&sel.w, WEFT__W_WAITING, deadline);
-        bool cancelled = s == -ECANCELED;
-        if (s == -ETIMEDOUT || s == -ECANCELED)
-            s = weft__waiter_cas(&sel.w, WEFT__W_WAITING, WEFT__W_TIMEDOUT) ? WEFT__W_TIMEDOUT
-                                                                             : WEFT__W_BUSY;
-        sel.w.cancellable = false;
-        while (s == WEFT__W_BUSY)
-            s = weft__waiter_wait(&sel.w, WEFT__W_BUSY, WEFT_FOREVER);
-
-        /* acquire: pairs with q_unlink's release, so a claimer is done with
-         * the node (the usual case: it unlinked us, no lock needed). */
-        if (atomic_load_explicit(&nd.queued, memory_order_acquire)) {
-            weft__chan_lock(ch);
-            if (atomic_load_explicit(&nd.queued, memory_order_relaxed))
-                q_unlink(ch, &nd);
-            weft__chan_unlock(ch);
-        }
-        if (s == WEFT__W_WOKEN) {
-            result = 0;
+        r = wait_self(ch, &sel, &nd, deadline);
+        if (r != -EAGAIN)
             break;
-        }
-        if (s == WEFT__W_CLOSED) {
-            result = -EPIPE;
-            break;
-        }
-        if (s == WEFT__W_TIMEDOUT) {
-            result = cancelled ? -ECANCELED : -ETIMEDOUT;
-            break;
-        }
-        /* WEFT__CHAN_RETRY: a fast path took what we were claimed for. */
-        expired = weft__deadline_passed(deadline);
     }
-    goto out;
-unlock_out:
-    weft__chan_unlock(ch);
-    finish_done(done);
-out:
-    if (entered &&
-        atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) == WEFT__CHAN_ORPHAN + 1)
-        chan_free(ch);
-    return result;
+    if (entered)
+        leave_inside(ch);
+    return r;
 }
 
 static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadline)
 {
-    if (ch->cap && may_spin()) {
+    if (may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
             backoff(&step);
@@ -851,12 +950,12 @@ static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadlin
                 return r;
         }
     }
-    return block_one(ch, true, (void *)elem, deadline);
+    return buf_block(ch, true, (void *)elem, deadline);
 }
 
 static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
 {
-    if (ch->cap && may_spin()) {
+    if (may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
             backoff(&step);
@@ -869,22 +968,22 @@ static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
                 return r;
         }
     }
-    return block_one(ch, false, out, deadline);
+    return buf_block(ch, false, out, deadline);
 }
 
 int weft_chan_send(weft_chan_t *ch, const void *elem)
 {
     if (WEFT_UNLIKELY(!ch || !elem))
         return -EINVAL;
-    if (WEFT_LIKELY(ch->cap)) {
-        int r = ring_push(ch, elem);
-        if (WEFT_LIKELY(r == 0)) {
-            notify(ch, &ch->nrecv);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
+    if (WEFT_UNLIKELY(ch->cap == 0))
+        return unbuf_op(ch, true, (void *)elem, WEFT_FOREVER);
+    int r = ring_push(ch, elem);
+    if (WEFT_LIKELY(r == 0)) {
+        notify(ch, &ch->nrecv);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
     return send_slow(ch, elem, WEFT_FOREVER);
 }
 
@@ -899,17 +998,17 @@ int weft_chan_send_until(weft_chan_t *ch, const void *elem, weft_time_t deadline
 {
     if (WEFT_UNLIKELY(!ch || !elem || deadline < 0))
         return -EINVAL;
-    if (ch->cap) {
-        int r = ring_push(ch, elem);
-        if (r == 0) {
-            notify(ch, &ch->nrecv);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
-        if (weft__deadline_passed(deadline))
-            return -ETIMEDOUT;
+    if (ch->cap == 0)
+        return unbuf_op(ch, true, (void *)elem, deadline);
+    int r = ring_push(ch, elem);
+    if (r == 0) {
+        notify(ch, &ch->nrecv);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
+    if (weft__deadline_passed(deadline))
+        return -ETIMEDOUT;
     return send_slow(ch, elem, deadline);
 }
 
@@ -917,15 +1016,15 @@ int weft_chan_recv(weft_chan_t *ch, void *out)
 {
     if (WEFT_UNLIKELY(!ch || !out))
         return -EINVAL;
-    if (WEFT_LIKELY(ch->cap)) {
-        int r = ring_pop(ch, out);
-        if (WEFT_LIKELY(r == 0)) {
-            notify(ch, &ch->nsend);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
+    if (WEFT_UNLIKELY(ch->cap == 0))
+        return unbuf_op(ch, false, out, WEFT_FOREVER);
+    int r = ring_pop(ch, out);
+    if (WEFT_LIKELY(r == 0)) {
+        notify(ch, &ch->nsend);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
     return recv_slow(ch, out, WEFT_FOREVER);
 }
 
@@ -940,16 +1039,16 @@ int weft_chan_recv_until(weft_chan_t *ch, void *out, weft_time_t deadline)
 {
     if (WEFT_UNLIKELY(!ch || !out || deadline < 0))
         return -EINVAL;
-    if (ch->cap) {
-        int r = ring_pop(ch, out);
-        if (r == 0) {
-            notify(ch, &ch->nsend);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
-        if (weft__deadline_passed(deadline))
-            return -ETIMEDOUT;
+    if (ch->cap == 0)
+        return unbuf_op(ch, false, out, deadline);
+    int r = ring_pop(ch, out);
+    if (r == 0) {
+        notify(ch, &ch->nsend);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
+    if (weft__deadline_passed(deadline))
+        return -ETIMEDOUT;
     return recv_slow(ch, out, deadline);
 }
