@@ -21,7 +21,9 @@
  *            switch to the scheduler.
  *   waker:   exchange state -> final (acq_rel, in weft__waiter_finish);
  *            if SLEEP was set, wake(task, gen): CAS wait_gen gen -> 0
- *            (acq_rel), and on success enqueue the task.
+ *            (acq_rel), and on success enqueue the task. (A waker on the
+ *            task's own loop thread uses a load and a store instead: see
+ *            co_wake.)
  *
  * The waker's exchange reads the sleeper's CAS (or a later value), so it
  * sees wait_gen == gen; if instead the state changed before the sleeper's
@@ -776,6 +778,22 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
         return;
     }
     struct weft_task *t = ctx;
+    struct weft_loop *L = t->loop;
+    if (weft__loop_tls == L) {
+        /* On the task's own loop thread. Every other party that may claim
+         * this park (its timer, a cancellation, the sleeper taking itself
+         * back) runs on this thread too, so none can act between our load
+         * and store; another thread's wake of the same task can only be a
+         * stale one (one waker per park), whose CAS expects an older gen
+         * and writes nothing. So no locked RMW is needed here: this is the
+         * wake of every coroutine-to-coroutine hand-over on one loop. */
+        if (atomic_load_explicit(&t->wait_gen, memory_order_relaxed) != gen)
+            return; /* stale */
+        atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
+        t->resume_reason = R_WAKE;
+        weft__loop_runq_push(L, t);
+        return;
+    }
     uint64_t g = gen;
     if (!atomic_compare_exchange_strong_explicit(&t->wait_gen, &g, 0, memory_order_acq_rel,
                                                  memory_order_relaxed))
