@@ -40,6 +40,14 @@
 
 #include "internal.h"
 
+/* The unbuffered fast path must be inlined into each public call (the
+ * compiler's size heuristics otherwise keep it out of line). */
+#if defined(__GNUC__)
+#define CHAN_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define CHAN_ALWAYS_INLINE
+#endif
+
 /* ---- the channel lock ------------------------------------------------------ */
 
 static bool lock_validate(void *arg)
@@ -272,9 +280,14 @@ static bool alive(struct weft__chan_node *n)
     return weft__waiter_state(&n->sel->w) == WEFT__W_WAITING;
 }
 
-/* A claimed, unlinked node: record the winning case and queue the finish. */
-static void complete(struct weft__chan_node *n, uint32_t state, struct weft__chan_node **done)
+/* A claimed, unlinked node: record the winning case and queue the finish.
+ * Its owner's stake goes with it, except on RETRY (the owner comes back to
+ * this channel, or drops the stake itself: see internal.h, Lifetime). */
+static void complete(struct weft_chan *ch, struct weft__chan_node *n, uint32_t state,
+                     struct weft__chan_node **done)
 {
+    if (state != WEFT__CHAN_RETRY)
+        weft__chan_stake_drop(ch);
     n->sel->winner = n->idx;
     n->done_state = state;
     n->done_next = *done;
@@ -294,17 +307,30 @@ static void finish_done(struct weft__chan_node *d)
     }
 }
 
-/* Finish every node of one queue with CLOSED (dead ones just leave). */
+/* Finish every live node of one queue with CLOSED. Dead nodes stay for
+ * their owners to unlink. */
 static void close_queue(struct weft_chan *ch, struct weft__chan_queue *q,
                         struct weft__chan_node **done)
 {
-    while (q->head) {
-        struct weft__chan_node *n = q->head;
-        bool mine = claim(n);
-        q_unlink(ch, n);
-        if (mine)
-            complete(n, WEFT__W_CLOSED, done);
+    struct weft__chan_node *n = q->head, *next;
+    for (; n; n = next) {
+        next = n->next;
+        if (claim(n)) {
+            q_unlink(ch, n);
+            complete(ch, n, WEFT__W_CLOSED, done);
+        }
     }
+}
+
+/* Claim and unlink the oldest live node of q, or NULL. */
+static struct weft__chan_node *claim_first(struct weft_chan *ch, struct weft__chan_queue *q)
+{
+    for (struct weft__chan_node *n = q->head; n; n = n->next)
+        if (claim(n)) {
+            q_unlink(ch, n);
+            return n;
+        }
+    return NULL;
 }
 
 /*
@@ -338,19 +364,17 @@ static inline void pwake_run(const struct pwake *pw)
 }
 
 /* n is queued and not ours (under the lock). Complete it with the element
- * moved (src -> n->elem for a receiver, n->elem -> dst for a sender), or,
- * if its owner is no longer waiting, just unlink it. Either way n is
- * unlinked on return and must not be touched again. */
+ * moved (src -> n->elem for a receiver, n->elem -> dst for a sender), and
+ * unlink it: true, and n must not be touched again. False if its owner is
+ * no longer waiting (n is dead and stays queued for its owner). */
 static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, void *dst,
                              const void *src, struct pwake *pw)
 {
     struct weft__waiter *w = &n->sel->w;
     uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
     for (;;) {
-        if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING) {
-            q_unlink(ch, n);
-            return false;
-        }
+        if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
+            return false; /* dead: its owner unlinks it */
         /* acq_rel, as weft__waiter_cas: the claim of a waiter. */
         if (atomic_compare_exchange_weak_explicit(&w->state, &cur,
                                                   WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
@@ -365,7 +389,8 @@ static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, vo
     }
     weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
     n->sel->winner = n->idx;
-    q_unlink(ch, n); /* last: the owner may return once it sees this */
+    weft__chan_stake_drop(ch); /* the owner will not come back */
+    q_unlink(ch, n);           /* last: the owner may return once it sees this */
     return true;
 }
 
@@ -374,10 +399,9 @@ static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, vo
 static inline bool take_partner(struct weft_chan *ch, struct weft__chan_queue *q, void *dst,
                                 const void *src, struct pwake *pw)
 {
-    struct weft__chan_node *n;
-    while ((n = q->head) != NULL)
+    for (struct weft__chan_node *n = q->head; n; n = n->next)
         if (take_node(ch, n, dst, src, pw))
-            return true;
+            return true; /* n was unlinked: stop walking */
     return false;
 }
 
@@ -388,15 +412,12 @@ static bool match_sender(struct weft_chan *ch, void *dst, struct weft__chan_sel 
     struct weft__chan_node *n = ch->sq.head, *next;
     for (; n; n = next) {
         next = n->next;
-        if (n->sel == exclude)
-            continue;
-        bool mine = claim(n);
+        if (n->sel == exclude || !claim(n))
+            continue; /* ourselves, or dead (its owner unlinks it) */
         q_unlink(ch, n);
-        if (mine) {
-            weft__chan_copy(dst, n->elem, ch->elem_size);
-            complete(n, WEFT__W_WOKEN, done);
-            return true;
-        }
+        weft__chan_copy(dst, n->elem, ch->elem_size);
+        complete(ch, n, WEFT__W_WOKEN, done);
+        return true;
     }
     return false;
 }
@@ -404,7 +425,7 @@ static bool match_sender(struct weft_chan *ch, void *dst, struct weft__chan_sel 
 static bool has_partner(struct weft__chan_queue *q, struct weft__chan_sel *sel)
 {
     for (struct weft__chan_node *n = q->head; n; n = n->next)
-        if (n->sel != sel)
+        if (n->sel != sel && alive(n))
             return true;
     return false;
 }
@@ -420,21 +441,14 @@ static void pump_unbuffered(struct weft_chan *ch, struct weft__chan_node **done)
     struct weft__chan_node *r = ch->rq.head, *next;
     for (; r && ch->sq.head; r = next) {
         next = r->next;
-        if (!alive(r)) {
-            q_unlink(ch, r);
-            continue;
-        }
-        if (!has_partner(&ch->sq, r->sel))
-            continue;
-        bool mine = claim(r);
+        if (!alive(r) || !has_partner(&ch->sq, r->sel) || !claim(r))
+            continue; /* dead ones stay for their owners */
         q_unlink(ch, r);
-        if (!mine)
-            continue;
         /* next stays valid: matching unlinks only senders. */
         if (match_sender(ch, r->elem, r->sel, done))
-            complete(r, WEFT__W_WOKEN, done);
+            complete(ch, r, WEFT__W_WOKEN, done);
         else
-            complete(r, WEFT__CHAN_RETRY, done); /* every partner had gone */
+            complete(ch, r, WEFT__CHAN_RETRY, done); /* every partner had gone */
     }
 }
 
@@ -446,26 +460,22 @@ static void pump_buffered(struct weft_chan *ch, struct weft__chan_node **done)
     do {
         progress = false;
         while (ch->rq.head && !ring_looks_empty(ch)) {
-            struct weft__chan_node *r = ch->rq.head;
-            bool mine = claim(r);
-            q_unlink(ch, r);
-            if (!mine)
-                continue;
+            struct weft__chan_node *r = claim_first(ch, &ch->rq);
+            if (!r)
+                break; /* only dead nodes */
             int rc = ring_pop(ch, r->elem);
-            complete(r, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
+            complete(ch, r, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
                      done);
             if (rc != 0)
                 break; /* a fast-path receiver took it first */
             progress = true;
         }
         while (ch->sq.head && !ring_looks_full(ch)) {
-            struct weft__chan_node *s = ch->sq.head;
-            bool mine = claim(s);
-            q_unlink(ch, s);
-            if (!mine)
-                continue;
+            struct weft__chan_node *s = claim_first(ch, &ch->sq);
+            if (!s)
+                break;
             int rc = ring_push(ch, s->elem);
-            complete(s, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
+            complete(ch, s, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
                      done);
             if (rc == -EAGAIN)
                 break; /* a fast-path sender took the slot first */
@@ -485,14 +495,21 @@ static void pump(struct weft_chan *ch, struct weft__chan_node **done)
         pump_unbuffered(ch, done);
 }
 
-/* Lock, pump, unlock, finish: for a fast path that saw waiters. */
+static void chan_free(struct weft_chan *ch)
+{
+    free(ch);
+}
+
+/* Lock, pump, unlock, finish: for a fast path that saw waiters, and close. */
 static WEFT_NOINLINE void run_pump(struct weft_chan *ch)
 {
     struct weft__chan_node *done = NULL;
     weft__chan_lock(ch);
     pump(ch, &done);
-    weft__chan_unlock(ch);
+    bool last = weft__chan_unlock_last(ch);
     finish_done(done);
+    if (last)
+        chan_free(ch);
 }
 
 /* After a fast-path push or pop: wake the other side if it waits. The fence
@@ -511,34 +528,38 @@ void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool i
     struct weft__chan_node *done = NULL;
     n->is_send = is_send;
     atomic_init(&n->queued, false);
-    atomic_fetch_add_explicit(&ch->inside, 1, memory_order_relaxed);
     weft__chan_lock(ch);
+    weft__chan_stake_add(ch);
     q_push(ch, n);
     /* Dekker with the fast paths: our count store before the pump's look at
      * the ring. */
     WEFT__CHAN_FENCE(ch);
     pump(ch, &done);
-    weft__chan_unlock(ch);
+    /* The pump may have completed our own node, stake and all: then we may
+     * be an orphan's last user, and free it (we do not touch ch again). */
+    bool last = weft__chan_unlock_last(ch);
     finish_done(done);
+    if (last)
+        chan_free(ch);
 }
 
-static void chan_free(struct weft_chan *ch)
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, bool kept)
 {
-    free(ch);
-}
-
-void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n)
-{
-    /* acquire: pairs with q_unlink's release, so a pump is done with n. */
+    /* acquire: pairs with q_unlink's release, so a claimer is done with n
+     * (and has dropped our stake with it). */
     if (atomic_load_explicit(&n->queued, memory_order_acquire)) {
         weft__chan_lock(ch);
-        if (atomic_load_explicit(&n->queued, memory_order_relaxed))
-            q_unlink(ch, n);
-        weft__chan_unlock(ch);
+        if (atomic_load_explicit(&n->queued, memory_order_relaxed)) {
+            q_unlink(ch, n); /* dead, or we gave up: ours to unlink */
+            weft__chan_stake_drop(ch);
+        }
+    } else if (kept) {
+        weft__chan_lock(ch); /* RETRY: the stake stayed with us */
+        weft__chan_stake_drop(ch);
+    } else {
+        return;
     }
-    /* acq_rel: the last leaver of an orphan sees everyone's use of ch. */
-    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
-        WEFT__CHAN_ORPHAN + 1)
+    if (weft__chan_unlock_last(ch))
         chan_free(ch);
 }
 
@@ -624,19 +645,24 @@ int weft_chan_release(weft_chan_t *ch)
                                                     memory_order_relaxed));
     if (r != 1)
         return 0;
-    /* The last reference. Count ourselves inside so that no leaver frees the
-     * channel under our feet while we close it. */
-    uint64_t old = atomic_fetch_add_explicit(&ch->inside, WEFT__CHAN_ORPHAN + 1,
-                                             memory_order_acq_rel);
-    if (old == 0) {
-        chan_free(ch);
-        return 0;
+    /* The last reference. Under the lock: mark the orphan; with stakes
+     * left (blocked callers: misuse), close, which completes every live
+     * node (their stakes go with them); whoever drops the last stake frees
+     * (internal.h, Lifetime), possibly us right here. */
+    struct weft__chan_node *done = NULL;
+    weft__chan_lock(ch);
+    uint64_t stakes = atomic_load_explicit(&ch->inside, memory_order_relaxed);
+    atomic_store_explicit(&ch->inside, stakes | WEFT__CHAN_ORPHAN, memory_order_relaxed);
+    if (stakes) {
+        /* seq_cst RMW as in close_chan: no sender's CAS of tail succeeds after. */
+        atomic_fetch_or_explicit(&ch->tail, ch->mark, memory_order_seq_cst);
+        pump(ch, &done);
     }
-    close_chan(ch);
-    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
-        WEFT__CHAN_ORPHAN + 1)
+    bool last = weft__chan_unlock_last(ch);
+    finish_done(done);
+    if (last)
         chan_free(ch);
-    return -EBUSY;
+    return stakes ? -EBUSY : 0;
 }
 
 int weft_chan_close(weft_chan_t *ch)
@@ -781,7 +807,7 @@ static inline bool may_spin(void)
 /* Queue our node (under the lock), with a fresh waiter. */
 static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel,
                                 struct weft__chan_node *nd, bool is_send, void *elem,
-                                bool *entered)
+                                bool *stake)
 {
     weft__waiter_init(&sel->w);
     sel->winner = 0;
@@ -789,17 +815,20 @@ static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel
     nd->elem = elem;
     nd->idx = 0;
     nd->is_send = is_send;
-    if (!*entered) {
-        atomic_fetch_add_explicit(&ch->inside, 1, memory_order_relaxed);
-        *entered = true;
+    if (!*stake) {
+        weft__chan_stake_add(ch);
+        *stake = true;
     }
     q_push(ch, nd);
 }
 
 /* Sleep until our node is completed or we gave up; leave the queue. Returns
- * 0, -EPIPE, -ETIMEDOUT, -ECANCELED, or -EAGAIN for CHAN_RETRY. */
+ * 0, -EPIPE, -ETIMEDOUT, -ECANCELED, or -EAGAIN for CHAN_RETRY. *stake
+ * stays true only on RETRY (internal.h, Lifetime); otherwise it is gone, and
+ * with it maybe the channel (an orphan's last user frees it here): the
+ * caller must not touch ch again. */
 static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
-                            struct weft__chan_node *nd, weft_time_t deadline)
+                            struct weft__chan_node *nd, weft_time_t deadline, bool *stake)
 {
     sel->w.cancellable = true;
     int s = weft__waiter_wait(&sel->w, WEFT__W_WAITING, deadline);
@@ -812,12 +841,20 @@ static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
         s = weft__waiter_wait(&sel->w, WEFT__W_BUSY, WEFT_FOREVER);
 
     /* acquire: pairs with q_unlink's release, so a claimer is done with the
-     * node and its element (the usual case: it unlinked us, no lock). */
+     * node and its element, and has dropped our stake (the usual case: no
+     * lock). Still queued: we gave up (nobody else unlinks a dead node), or
+     * a one-step claimer is finishing the copy. */
     if (WEFT_UNLIKELY(atomic_load_explicit(&nd->queued, memory_order_acquire))) {
         weft__chan_lock(ch);
-        if (atomic_load_explicit(&nd->queued, memory_order_relaxed))
+        if (atomic_load_explicit(&nd->queued, memory_order_relaxed)) {
             q_unlink(ch, nd);
-        weft__chan_unlock(ch);
+            weft__chan_stake_drop(ch);
+        }
+        *stake = false;
+        if (weft__chan_unlock_last(ch))
+            chan_free(ch);
+    } else if (s != WEFT__CHAN_RETRY) {
+        *stake = false;
     }
     switch (s) {
     case WEFT__W_WOKEN: return 0;
@@ -825,14 +862,6 @@ static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
     case WEFT__W_TIMEDOUT: return cancelled ? -ECANCELED : -ETIMEDOUT;
     default: return -EAGAIN; /* WEFT__CHAN_RETRY */
     }
-}
-
-static void leave_inside(struct weft_chan *ch)
-{
-    /* acq_rel: the last leaver of an orphan sees everyone's use of ch. */
-    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
-        WEFT__CHAN_ORPHAN + 1)
-        chan_free(ch);
 }
 
 /* Unbuffered, under the lock: meet a queued partner. 0 (met: a wake may be
@@ -856,37 +885,39 @@ static WEFT_NOINLINE int unbuf_block(struct weft_chan *ch, bool is_send, void *e
 {
     struct weft__chan_sel sel;
     struct weft__chan_node nd;
-    bool entered = false;
+    struct pwake pw = {0};
+    bool stake = false;
     int r;
     for (;;) {
+        /* The lock is held here. */
         if (expired) {
-            weft__chan_unlock(ch);
             r = -ETIMEDOUT;
             break;
         }
-        enqueue_self(ch, &sel, &nd, is_send, elem, &entered);
-        weft__chan_unlock(ch);
-        r = wait_self(ch, &sel, &nd, deadline);
+        enqueue_self(ch, &sel, &nd, is_send, elem, &stake);
+        weft__chan_unlock(ch); /* our stake keeps ch */
+        r = wait_self(ch, &sel, &nd, deadline, &stake);
         if (WEFT_LIKELY(r != -EAGAIN))
-            break;
+            return r; /* no stake left: do not touch ch */
         /* RETRY: a pump claimed us for a partner that had gone. */
         expired = weft__deadline_passed(deadline);
-        struct pwake pw = {0};
         weft__chan_lock(ch);
         r = unbuf_meet(ch, is_send, elem, &pw);
-        if (r != -EAGAIN) {
-            weft__chan_unlock(ch);
-            pwake_run(&pw);
+        if (r != -EAGAIN)
             break;
-        }
     }
-    if (entered)
-        leave_inside(ch);
+    if (stake)
+        weft__chan_stake_drop(ch);
+    bool last = weft__chan_unlock_last(ch);
+    pwake_run(&pw);
+    if (last)
+        chan_free(ch);
     return r;
 }
 
 /* A plain unbuffered send or receive: one lock, then meet or block. */
-static inline int unbuf_op(struct weft_chan *ch, bool is_send, void *elem, weft_time_t deadline)
+static inline CHAN_ALWAYS_INLINE int unbuf_op(struct weft_chan *ch, bool is_send, void *elem,
+                                              weft_time_t deadline)
 {
     /* An expired deadline still gets one try: read the clock outside the
      * lock (never for WEFT_FOREVER), decide after the try. */
@@ -908,11 +939,12 @@ static WEFT_NOINLINE int buf_block(struct weft_chan *ch, bool is_send, void *ele
 {
     struct weft__chan_sel sel;
     struct weft__chan_node nd;
-    bool entered = false;
+    bool stake = false;
     int r;
     for (;;) {
         if (weft__deadline_passed(deadline)) {
-            /* One more try, as select's "succeeds if it need not wait". */
+            /* One more try, as select's "succeeds if it need not wait"
+             * (after a RETRY our stake keeps ch). */
             r = is_send ? weft__chan_send_try(ch, elem) : weft__chan_recv_try(ch, elem);
             if (r == -EAGAIN)
                 r = -ETIMEDOUT;
@@ -920,18 +952,27 @@ static WEFT_NOINLINE int buf_block(struct weft_chan *ch, bool is_send, void *ele
         }
         struct weft__chan_node *done = NULL;
         weft__chan_lock(ch);
-        enqueue_self(ch, &sel, &nd, is_send, elem, &entered);
+        enqueue_self(ch, &sel, &nd, is_send, elem, &stake);
         /* Dekker with the ring's fast paths (see the top). */
         WEFT__CHAN_FENCE(ch);
         pump(ch, &done);
-        weft__chan_unlock(ch);
+        /* The pump may complete our own node: then the stake went with it
+         * (wait_self sees that) and we may even be an orphan's last user. */
+        bool last = weft__chan_unlock_last(ch);
         finish_done(done);
-        r = wait_self(ch, &sel, &nd, deadline);
+        if (last)
+            chan_free(ch); /* our node is completed and unlinked: wait_self
+                              reads only the waiter and the node */
+        r = wait_self(ch, &sel, &nd, deadline, &stake);
         if (r != -EAGAIN)
-            break;
+            return r; /* no stake left: do not touch ch */
     }
-    if (entered)
-        leave_inside(ch);
+    if (stake) {
+        weft__chan_lock(ch);
+        weft__chan_stake_drop(ch);
+        if (weft__chan_unlock_last(ch))
+            chan_free(ch);
+    }
     return r;
 }
 

@@ -34,9 +34,27 @@
  * and starts again. So no claim is ever undone, and a BUSY waiter always
  * reaches a final state.
  *
- * Lifetime. `inside` counts nodes registered and not yet left by their
- * owners; the last reference dropped while it is non-zero sets ORPHAN and
- * closes the channel, and the last owner to leave frees it.
+ * Lifetime. Every blocked operation holds a STAKE in each channel it is
+ * queued on (a select: one per node; a plain call: one per call), counted
+ * in `inside`, which changes only under the lock (a load and a store, no
+ * locked RMW). The stake covers the time in which the owner may still touch
+ * the channel. The rules:
+ *   - the owner takes it under the lock when it queues its node;
+ *   - a claimer that completes a node WOKEN or CLOSED unlinks it and drops
+ *     the owner's stake (the owner then sees `queued` false and never
+ *     touches the channel again);
+ *   - a node completed RETRY keeps its stake: the owner comes back (a plain
+ *     call queues again with the same stake, a select drops it under the
+ *     lock in weft__chan_leave);
+ *   - nobody but its owner unlinks a DEAD node (its waiter left WAITING some
+ *     other way: the owner gave up, or another channel of its select won),
+ *     so an owner that gave up always finds its node queued, takes the lock,
+ *     unlinks it and drops its stake.
+ * The last reference dropped while stakes remain sets ORPHAN (under the
+ * lock) and closes the channel; whoever leaves `inside` at exactly ORPHAN
+ * when unlocking (weft__chan_unlock_last) frees the channel: the releaser
+ * itself if no stake remains, else the last owner to drop its stake. So the
+ * common path pays no atomic RMW for the lifetime at all.
  */
 #ifndef WEFT_CHAN_INTERNAL_H
 #define WEFT_CHAN_INTERNAL_H
@@ -54,7 +72,7 @@
  * wanted to hand over was taken by a fast path; start the operation again. */
 #define WEFT__CHAN_RETRY 5u
 
-/* `inside` flag: the last reference is gone; the last leaver frees. */
+/* `inside` flag: the last reference is gone; the last stake frees. */
 #define WEFT__CHAN_ORPHAN ((uint64_t)1 << 63)
 
 /* What the nodes of one blocking operation (one select) share. */
@@ -108,7 +126,8 @@ struct weft_chan {
     /* The slow side. */
     _Alignas(WEFT_CACHELINE) _Atomic uint32_t lock; /* chan_lock: LOCKED|PARKED bits */
     _Atomic uint32_t refs;                          /* references */
-    _Atomic uint64_t inside;                        /* registered nodes + ORPHAN */
+    _Atomic uint64_t inside;                        /* stakes + ORPHAN, changed under
+                                                       the lock only (load + store) */
     struct weft__chan_queue rq;                     /* blocked receivers */
     struct weft__chan_queue sq;                     /* blocked senders */
     _Atomic uint64_t tsan_fence;                    /* see WEFT__CHAN_FENCE */
@@ -173,6 +192,28 @@ static inline void weft__chan_unlock(struct weft_chan *ch)
     weft__chan_unlock_slow(ch);
 }
 
+/* Take or drop a stake (under the lock; see Lifetime at the top). Atomic
+ * only so that tests may watch `inside` without the lock. */
+static inline void weft__chan_stake_add(struct weft_chan *ch)
+{
+    atomic_store_explicit(&ch->inside, atomic_load_explicit(&ch->inside, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+static inline void weft__chan_stake_drop(struct weft_chan *ch)
+{
+    atomic_store_explicit(&ch->inside, atomic_load_explicit(&ch->inside, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+}
+/* Unlock; true if the channel is an orphan without stakes: the caller was
+ * its last user and must free it (after finishing any waiters: they do not
+ * touch the channel), and touch it no more. */
+static inline bool weft__chan_unlock_last(struct weft_chan *ch)
+{
+    bool last = atomic_load_explicit(&ch->inside, memory_order_relaxed) == WEFT__CHAN_ORPHAN;
+    weft__chan_unlock(ch);
+    return last;
+}
+
 /*
  * The non-blocking attempts, as select's cases use them: 0 (moved),
  * -EPIPE (closed; for a receive: closed and drained), -EAGAIN (would block).
@@ -182,11 +223,13 @@ int weft__chan_send_try(struct weft_chan *ch, const void *elem);
 int weft__chan_recv_try(struct weft_chan *ch, void *out);
 
 /* Queue a node of the calling owner on ch (receive queue if !is_send), run
- * the pump, and finish whatever it completed. Counts the node in `inside`. */
+ * the pump, and finish whatever it completed. Takes a stake for the node. */
 void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool is_send);
-/* Take a node out of ch's queue if still there, and leave the channel
- * (possibly freeing an orphaned channel: do not touch ch afterwards). */
-void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n);
+/* After the owner's waiter is final: take the node out of ch's queue if it
+ * is still there and drop its stake; kept: the node was completed RETRY, so
+ * the stake is still ours to drop. May free an orphaned channel: do not
+ * touch ch afterwards. */
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, bool kept);
 
 /*
  * The blocking core behind every blocking send, receive and select: wait

@@ -16,8 +16,9 @@
  *      time out we must win WAITING -> TIMEDOUT ourselves; if a claimer got
  *      there first, the operation is happening and we wait for its finish,
  *      so a timed-out select never consumed or sent anything.
- *   4. Leave every channel (unlinking nodes a pump did not already unlink).
- *      Only then may the nodes' memory go. A CHAN_RETRY finish means a fast
+ *   4. Leave every channel (unlinking nodes a claimer did not unlink: dead
+ *      ones are left to their owner) and drop the stakes still ours. Only
+ *      then may the nodes' memory go. A CHAN_RETRY finish means a fast
  *      path beat the pump to what it had claimed us for: start again at 1.
  */
 #include <stdlib.h>
@@ -135,8 +136,10 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
         while (s == WEFT__W_BUSY)
             s = weft__waiter_wait(&sel.w, WEFT__W_BUSY, WEFT_FOREVER);
 
+        /* A node completed RETRY kept its stake (internal.h, Lifetime). */
         for (size_t j = 0; j < nreg; j++)
-            weft__chan_leave(cases[nodes[j].idx].chan, &nodes[j]);
+            weft__chan_leave(cases[nodes[j].idx].chan, &nodes[j],
+                             s == WEFT__CHAN_RETRY && nodes[j].idx == sel.winner);
 
         if (s == WEFT__W_WOKEN || s == WEFT__W_CLOSED) {
             cases[sel.winner].result = s == WEFT__W_WOKEN ? 0 : -EPIPE;
