@@ -631,7 +631,7 @@ static void test_over_release(void)
     /* Leave as a blocked caller would: the last one frees. */
     struct weft__chan_node n;
     atomic_init(&n.queued, false);
-    weft__chan_leave(ch, &n, true); /* our stake: the last frees */
+    weft__chan_leave(ch, &n, WEFT__CHAN_LEAVE_KEPT); /* our stake: the last frees */
 }
 
 int main(void)

@@ -338,29 +338,33 @@ static struct weft__chan_node *claim_first(struct weft_chan *ch, struct weft__ch
  *
  * The pump claims a waiter (WAITING -> BUSY), moves the element, and
  * finishes it after unlocking: two RMWs on the waiter, plus a list of
- * finishes. A single meeting can do with one: set the final state WOKEN at
- * once (keeping SLEEP), then copy, record the case, and unlink the node
- * last (q_unlink's release store of `queued`). The owner may see WOKEN
+ * finishes. Meeting a PLAIN call's node (sel->single) can do with one: set
+ * the final state WOKEN at once (keeping SLEEP), then copy and unlink the
+ * node last (q_unlink's release store of `queued`). The owner may see WOKEN
  * before the copy is done, but it does not return before it has seen its
- * node unlinked (the acquire load of `queued`, or the lock: see the leave
- * in block_one and weft__chan_leave), so it reads its element only after
- * the copy. What the wake needs (ops, ctx, gen) is read while the node is
- * still queued, i.e. while the waiter is certainly alive; the wake itself
- * comes after unlocking and may find the owner gone, which every wake
- * tolerates (park.h). Both protocols mix freely on one channel: either way
- * a node is claimed once, by one CAS out of WAITING.
+ * node unlinked (weft__chan_wait_unlinked: an acquire load of `queued`), so
+ * it reads its element only after the copy. What the wake needs (ops, ctx,
+ * gen) is read while the node is still queued, i.e. while the waiter is
+ * certainly alive; the wake itself comes after unlocking and may find the
+ * owner gone, which every wake tolerates (park.h). A select's node keeps
+ * the two steps: its owner reads `winner` as soon as its state is final.
+ * Both protocols mix on one channel: either way a node is claimed once, by
+ * one CAS out of WAITING.
  */
 struct pwake {
     const struct weft__park_ops *ops; /* NULL: no wake owed */
     void *ctx;
     uint64_t gen;
     _Atomic uint32_t *state;
+    struct weft__waiter *finish; /* a select claimed BUSY: finish it WOKEN */
 };
 
 static inline void pwake_run(const struct pwake *pw)
 {
     if (pw->ops)
         pw->ops->wake(pw->ctx, pw->gen, pw->state);
+    else if (WEFT_UNLIKELY(pw->finish != NULL))
+        weft__waiter_finish(pw->finish, WEFT__W_WOKEN);
 }
 
 /* n is queued and not ours (under the lock). Complete it with the element
@@ -371,6 +375,19 @@ static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, vo
                              const void *src, struct pwake *pw)
 {
     struct weft__waiter *w = &n->sel->w;
+    if (!n->sel->single) {
+        /* A select's node: the owner reads `winner` as soon as its state is
+         * final, to know which node to wait for, so it must be written
+         * before: claim BUSY, and finish after unlocking. */
+        if (!claim(n))
+            return false;
+        weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
+        n->sel->winner = n->idx;
+        weft__chan_stake_drop(ch);
+        q_unlink(ch, n);
+        pw->finish = w;
+        return true;
+    }
     uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
     for (;;) {
         if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
@@ -388,7 +405,6 @@ static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, vo
         pw->state = &w->state;
     }
     weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
-    n->sel->winner = n->idx;
     weft__chan_stake_drop(ch); /* the owner will not come back */
     q_unlink(ch, n);           /* last: the owner may return once it sees this */
     return true;
@@ -543,21 +559,30 @@ void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool i
         chan_free(ch);
 }
 
-void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, bool kept)
+void weft__chan_wait_unlinked(struct weft__chan_node *n)
 {
-    /* acquire: pairs with q_unlink's release, so a claimer is done with n
-     * (and has dropped our stake with it). */
-    if (atomic_load_explicit(&n->queued, memory_order_acquire)) {
-        weft__chan_lock(ch);
-        if (atomic_load_explicit(&n->queued, memory_order_relaxed)) {
-            q_unlink(ch, n); /* dead, or we gave up: ours to unlink */
-            weft__chan_stake_drop(ch);
-        }
-    } else if (kept) {
-        weft__chan_lock(ch); /* RETRY: the stake stayed with us */
-        weft__chan_stake_drop(ch);
-    } else {
+    /* acquire: pairs with q_unlink's release, the claimer's last touch. A
+     * one-step claimer is a few instructions (one copy) from it; two-step
+     * ones unlink before they finish, so this rarely loops. */
+    unsigned step = 0;
+    while (atomic_load_explicit(&n->queued, memory_order_acquire))
+        backoff(&step);
+}
+
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, int how)
+{
+    if (how == WEFT__CHAN_LEAVE_COMPLETED) {
+        /* The claimer dropped our stake: ch is not ours to touch. */
+        weft__chan_wait_unlinked(n);
         return;
+    }
+    weft__chan_lock(ch);
+    if (how == WEFT__CHAN_LEAVE_DEAD &&
+        atomic_load_explicit(&n->queued, memory_order_relaxed)) {
+        q_unlink(ch, n); /* nobody but us unlinks a dead node */
+        weft__chan_stake_drop(ch);
+    } else if (how == WEFT__CHAN_LEAVE_KEPT) {
+        weft__chan_stake_drop(ch); /* RETRY: the stake stayed with us */
     }
     if (weft__chan_unlock_last(ch))
         chan_free(ch);
@@ -811,6 +836,7 @@ static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel
 {
     weft__waiter_init(&sel->w);
     sel->winner = 0;
+    sel->single = true;
     nd->sel = sel;
     nd->elem = elem;
     nd->idx = 0;
@@ -840,21 +866,19 @@ static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
     while (WEFT_UNLIKELY(s == WEFT__W_BUSY))
         s = weft__waiter_wait(&sel->w, WEFT__W_BUSY, WEFT_FOREVER);
 
-    /* acquire: pairs with q_unlink's release, so a claimer is done with the
-     * node and its element, and has dropped our stake (the usual case: no
-     * lock). Still queued: we gave up (nobody else unlinks a dead node), or
-     * a one-step claimer is finishing the copy. */
-    if (WEFT_UNLIKELY(atomic_load_explicit(&nd->queued, memory_order_acquire))) {
-        weft__chan_lock(ch);
-        if (atomic_load_explicit(&nd->queued, memory_order_relaxed)) {
-            q_unlink(ch, nd);
-            weft__chan_stake_drop(ch);
-        }
+    if (WEFT_UNLIKELY(s == WEFT__W_TIMEDOUT)) {
+        /* We gave up: our node is dead and still queued (nobody but us
+         * unlinks a dead node), and our stake is intact. */
+        weft__chan_leave(ch, nd, WEFT__CHAN_LEAVE_DEAD);
         *stake = false;
-        if (weft__chan_unlock_last(ch))
-            chan_free(ch);
-    } else if (s != WEFT__CHAN_RETRY) {
-        *stake = false;
+    } else {
+        /* A claimer completed us, and unlinks our node last: wait for that
+         * on the node itself (the usual case: already done), never on ch,
+         * whose last user may be that claimer. WOKEN/CLOSED: it dropped our
+         * stake; RETRY: the stake is still ours. */
+        weft__chan_wait_unlinked(nd);
+        if (s != WEFT__CHAN_RETRY)
+            *stake = false;
     }
     switch (s) {
     case WEFT__W_WOKEN: return 0;

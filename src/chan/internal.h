@@ -49,7 +49,12 @@
  *   - nobody but its owner unlinks a DEAD node (its waiter left WAITING some
  *     other way: the owner gave up, or another channel of its select won),
  *     so an owner that gave up always finds its node queued, takes the lock,
- *     unlinks it and drops its stake.
+ *     unlinks it and drops its stake;
+ *   - an owner completed through a node without RETRY never touches that
+ *     channel again, not even its lock: if it sees its final state before
+ *     the (one-step) claimer unlinked the node, it waits on the node's
+ *     `queued` flag, since that claimer may be the channel's last user and
+ *     free it right after unlocking.
  * The last reference dropped while stakes remain sets ORPHAN (under the
  * lock) and closes the channel; whoever leaves `inside` at exactly ORPHAN
  * when unlocking (weft__chan_unlock_last) frees the channel: the releaser
@@ -80,6 +85,8 @@ struct weft__chan_sel {
     struct weft__waiter w; /* claimed once for the whole select */
     uint32_t winner;       /* the case that completed (written by the claimer
                               before the finish that publishes it) */
+    bool single;           /* a plain send/receive (one node, case 0): may be
+                              completed in one step (chan.c, take_node) */
 };
 
 /* One case of a blocked operation, queued on one channel. Lives on the
@@ -225,11 +232,18 @@ int weft__chan_recv_try(struct weft_chan *ch, void *out);
 /* Queue a node of the calling owner on ch (receive queue if !is_send), run
  * the pump, and finish whatever it completed. Takes a stake for the node. */
 void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool is_send);
-/* After the owner's waiter is final: take the node out of ch's queue if it
- * is still there and drop its stake; kept: the node was completed RETRY, so
- * the stake is still ours to drop. May free an orphaned channel: do not
- * touch ch afterwards. */
-void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, bool kept);
+/* After the owner's waiter is final, leave ch with node n, which is:
+ *   DEAD       the owner gave up, or another node of its select won: n is
+ *              still queued; unlink it and drop its stake (under the lock);
+ *   COMPLETED  completed WOKEN or CLOSED through n: the claimer dropped the
+ *              stake and unlinks n last; wait for that without touching ch;
+ *   KEPT       completed RETRY through n: unlinked, the stake still ours;
+ *              drop it (under the lock).
+ * May free an orphaned channel: do not touch ch afterwards. */
+enum { WEFT__CHAN_LEAVE_DEAD, WEFT__CHAN_LEAVE_COMPLETED, WEFT__CHAN_LEAVE_KEPT };
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, int how);
+/* Wait until a claimer has unlinked n (it is completed already). */
+void weft__chan_wait_unlinked(struct weft__chan_node *n);
 
 /*
  * The blocking core behind every blocking send, receive and select: wait

@@ -105,6 +105,7 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
 
         weft__waiter_init(&sel.w);
         sel.winner = 0;
+        sel.single = false; /* several nodes: claimed in two steps */
         size_t nreg = 0;
         for (size_t k = 0; k < n; k++) {
             weft_select_case_t *c = &cases[perm[k]];
@@ -136,10 +137,15 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
         while (s == WEFT__W_BUSY)
             s = weft__waiter_wait(&sel.w, WEFT__W_BUSY, WEFT_FOREVER);
 
-        /* A node completed RETRY kept its stake (internal.h, Lifetime). */
-        for (size_t j = 0; j < nreg; j++)
-            weft__chan_leave(cases[nodes[j].idx].chan, &nodes[j],
-                             s == WEFT__CHAN_RETRY && nodes[j].idx == sel.winner);
+        /* How each node leaves (internal.h, Lifetime): the winner's node was
+         * completed (its stake gone, or kept on RETRY), every other one is
+         * dead and ours to unlink. */
+        for (size_t j = 0; j < nreg; j++) {
+            int how = WEFT__CHAN_LEAVE_DEAD;
+            if (s != WEFT__W_TIMEDOUT && nodes[j].idx == sel.winner)
+                how = s == WEFT__CHAN_RETRY ? WEFT__CHAN_LEAVE_KEPT : WEFT__CHAN_LEAVE_COMPLETED;
+            weft__chan_leave(cases[nodes[j].idx].chan, &nodes[j], how);
+        }
 
         if (s == WEFT__W_WOKEN || s == WEFT__W_CLOSED) {
             cases[sel.winner].result = s == WEFT__W_WOKEN ? 0 : -EPIPE;
