@@ -43,6 +43,9 @@ static bool bits_get(struct bits *b, size_t i)
 
 struct mix {
     weft_chan_t *ch;
+    weft_chan_t *idle[2]; /* never ready: a select's other case (so that the
+                             winning case is not always case 0); senders
+                             receive from [0], receivers send to [1] */
     long per;          /* items per sender */
     int senders;       /* thread senders + coroutine senders */
     int thread_senders, thread_receivers;
@@ -80,11 +83,15 @@ static int send_one(struct mix *m, const uint64_t *item, long style)
         case 1: r = weft_chan_send_until(m->ch, item, short_deadline(style)); break;
         case 2: r = weft_chan_send_try(m->ch, item); break;
         case 3: {
-            weft_select_case_t c[2] = {{NULL, WEFT_SELECT_RECV, NULL, 0},
+            uint64_t dummy;
+            weft_select_case_t c[2] = {{m->idle[0], WEFT_SELECT_RECV, &dummy, 0},
                                        {m->ch, WEFT_SELECT_SEND, (void *)item, 1}};
-            r = weft_chan_select_until(c, 2, short_deadline(style));
+            r = (style / 5) & 1 ? weft_chan_select(c, 2)
+                                : weft_chan_select_until(c, 2, short_deadline(style));
             if (r == 1)
                 r = c[1].result;
+            else if (r == 0)
+                r = -1000; /* the idle channel is never ready */
             break;
         }
         default: r = weft_chan_send_until(m->ch, item, weft_deadline_in(60)); break;
@@ -113,11 +120,16 @@ static int recv_one(struct mix *m, uint64_t *item, long style)
         case 1: r = weft_chan_recv_until(m->ch, item, short_deadline(style)); break;
         case 2: r = weft_chan_recv_try(m->ch, item); break;
         case 3: {
-            weft_select_case_t c[2] = {{m->ch, WEFT_SELECT_RECV, item, 1},
+            uint64_t dummy = 0;
+            weft_select_case_t c[3] = {{m->idle[1], WEFT_SELECT_SEND, &dummy, 0},
+                                       {m->ch, WEFT_SELECT_RECV, item, 1},
                                        {NULL, WEFT_SELECT_SEND, NULL, 0}};
-            r = weft_chan_select_until(c, 2, short_deadline(style));
-            if (r == 0)
-                r = c[0].result;
+            r = (style / 5) & 1 ? weft_chan_select(c, 3)
+                                : weft_chan_select_until(c, 3, short_deadline(style));
+            if (r == 1)
+                r = c[1].result;
+            else if (r == 0)
+                r = -1000; /* the idle channel is never ready */
             break;
         }
         default: r = weft_chan_recv(m->ch, item); break;
@@ -249,6 +261,8 @@ static void mix_run(int loops, int co_s, int co_r, int th_s, int th_r, long per,
     struct mix m;
     memset(&m, 0, sizeof m);
     CHECK_RC(weft_chan_create(&m.ch, sizeof(uint64_t), 0), 0);
+    CHECK_RC(weft_chan_create(&m.idle[0], sizeof(uint64_t), 0), 0);
+    CHECK_RC(weft_chan_create(&m.idle[1], sizeof(uint64_t), 0), 0);
     m.per = per;
     m.loops = loops;
     m.co_senders = co_s;
@@ -270,6 +284,8 @@ static void mix_run(int loops, int co_s, int co_r, int th_s, int th_r, long per,
             co_s, co_r, th_s, th_r, early ? ", close mid-flight" : "", atomic_load(&m.nsent),
             atomic_load(&m.timeouts));
     CHECK_RC(weft_chan_release(m.ch), 0);
+    CHECK_RC(weft_chan_release(m.idle[0]), 0);
+    CHECK_RC(weft_chan_release(m.idle[1]), 0);
     free(m.sent_ok.w);
     free(m.recvd.w);
 }
@@ -441,6 +457,8 @@ static void test_cancel_blocked(void)
     struct mix m;
     memset(&m, 0, sizeof m);
     CHECK_RC(weft_chan_create(&m.ch, sizeof(uint64_t), 0), 0);
+    CHECK_RC(weft_chan_create(&m.idle[0], sizeof(uint64_t), 0), 0);
+    CHECK_RC(weft_chan_create(&m.idle[1], sizeof(uint64_t), 0), 0);
     static struct cancel_state cs;
     memset(&cs, 0, sizeof cs);
     cs.m = &m;
@@ -464,6 +482,8 @@ static void test_cancel_blocked(void)
     fprintf(stderr, "cancel: %ld tasks cancelled, %ld blocked calls ended -ECANCELED, %ld timeouts\n",
             cs.cancelled_tasks, atomic_load(&m.cancels), atomic_load(&m.timeouts));
     CHECK_RC(weft_chan_release(m.ch), 0);
+    CHECK_RC(weft_chan_release(m.idle[0]), 0);
+    CHECK_RC(weft_chan_release(m.idle[1]), 0);
     free(m.sent_ok.w);
     free(m.recvd.w);
 }
