@@ -367,6 +367,22 @@ static inline void pwake_run(const struct pwake *pw)
         weft__waiter_finish(pw->finish, WEFT__W_WOKEN);
 }
 
+/* A select's node: its owner reads `winner` as soon as its state is final,
+ * to know which node to wait for, so winner must be written first: claim
+ * BUSY, move, unlink, and finish after unlocking (pwake_run). */
+static WEFT_NOINLINE bool take_select_node(struct weft_chan *ch, struct weft__chan_node *n,
+                                           void *dst, const void *src, struct pwake *pw)
+{
+    if (!claim(n))
+        return false;
+    weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
+    n->sel->winner = n->idx;
+    weft__chan_stake_drop(ch);
+    q_unlink(ch, n);
+    pw->finish = &n->sel->w;
+    return true;
+}
+
 /* n is queued and not ours (under the lock). Complete it with the element
  * moved (src -> n->elem for a receiver, n->elem -> dst for a sender), and
  * unlink it: true, and n must not be touched again. False if its owner is
@@ -375,19 +391,8 @@ static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, vo
                              const void *src, struct pwake *pw)
 {
     struct weft__waiter *w = &n->sel->w;
-    if (!n->sel->single) {
-        /* A select's node: the owner reads `winner` as soon as its state is
-         * final, to know which node to wait for, so it must be written
-         * before: claim BUSY, and finish after unlocking. */
-        if (!claim(n))
-            return false;
-        weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
-        n->sel->winner = n->idx;
-        weft__chan_stake_drop(ch);
-        q_unlink(ch, n);
-        pw->finish = w;
-        return true;
-    }
+    if (WEFT_UNLIKELY(!n->sel->single))
+        return take_select_node(ch, n, dst, src, pw);
     uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
     for (;;) {
         if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
@@ -890,7 +895,8 @@ static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
 
 /* Unbuffered, under the lock: meet a queued partner. 0 (met: a wake may be
  * owed in *pw), -EPIPE (closed), -EAGAIN (nobody). */
-static inline int unbuf_meet(struct weft_chan *ch, bool is_send, void *elem, struct pwake *pw)
+static inline CHAN_ALWAYS_INLINE int unbuf_meet(struct weft_chan *ch, bool is_send, void *elem,
+                                                struct pwake *pw)
 {
     if (is_send) {
         if (chan_closed(ch))
