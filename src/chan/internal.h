@@ -26,13 +26,15 @@
  *
  * Waking protocol. A node is claimed with weft__waiter_cas(WAITING -> BUSY)
  * under its channel's lock; a failed claim means the waiter was taken by
- * another channel of its select or gave up, and the node is simply unlinked.
- * The claimer unlinks the node, moves the element, records which case won,
- * and after unlocking finishes the waiter WOKEN (moved), CLOSED, or
- * CHAN_RETRY. RETRY means "the pump claimed you for an element (or a free
- * slot) that a lock-free fast path took first": the owner unlinks its nodes
- * and starts again. So no claim is ever undone, and a BUSY waiter always
- * reaches a final state.
+ * another channel of its select or gave up: the node is DEAD and is left in
+ * the queue for its owner to unlink (see Lifetime). The claimer unlinks the
+ * node, moves the element, records which case won, and after unlocking
+ * finishes the waiter WOKEN (moved), CLOSED, or CHAN_RETRY. RETRY means "the
+ * pump claimed you for an element (or a free slot) that a lock-free fast
+ * path took first": the owner leaves and starts again. So no claim is ever
+ * undone, and a BUSY waiter always reaches a final state. A plain call's
+ * node (sel->single) may instead be completed in ONE step, WAITING ->
+ * WOKEN, with the node unlinked last (chan.c, take_node).
  *
  * Lifetime. Every blocked operation holds a STAKE in each channel it is
  * queued on (a select: one per node; a plain call: one per call), counted
