@@ -778,6 +778,12 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
         return;
     }
     struct weft_task *t = ctx;
+    /* acquire: pairs with the sleeper's release store of wait_gen, so that
+     * t->loop (set before the task first ran) is visible; a stale wake (the
+     * record may even have been reused: records are type-stable and gens
+     * only grow) sees another value and reads nothing else of t. */
+    if (atomic_load_explicit(&t->wait_gen, memory_order_acquire) != gen)
+        return; /* stale */
     struct weft_loop *L = t->loop;
     if (weft__loop_tls == L) {
         /* On the task's own loop thread. Every other party that may claim
@@ -787,8 +793,6 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
          * stale one (one waker per park), whose CAS expects an older gen
          * and writes nothing. So no locked RMW is needed here: this is the
          * wake of every coroutine-to-coroutine hand-over on one loop. */
-        if (atomic_load_explicit(&t->wait_gen, memory_order_relaxed) != gen)
-            return; /* stale */
         atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
         t->resume_reason = R_WAKE;
         weft__loop_runq_push(L, t);
