@@ -614,9 +614,12 @@ static void test_over_release(void)
     struct blocked b;
     start_blocked(&b, ch, 0, 0);
     wait_inside(ch, 1);
-    /* Hold the channel alive as a "blocked caller" ourselves, so that it
-     * outlives the release for the checks below. */
-    atomic_fetch_add(&ch->inside, 1);
+    /* Hold the channel alive as a "blocked caller" ourselves (a stake, taken
+     * under the lock as every stake is), so that it outlives the release
+     * for the checks below. */
+    weft__chan_lock(ch);
+    weft__chan_stake_add(ch);
+    weft__chan_unlock(ch);
     CHECK_RC(weft_chan_release(ch), -EBUSY);
     pthread_join(b.t, NULL);
     CHECK_RC(b.rc, -EPIPE);
@@ -628,7 +631,7 @@ static void test_over_release(void)
     /* Leave as a blocked caller would: the last one frees. */
     struct weft__chan_node n;
     atomic_init(&n.queued, false);
-    weft__chan_leave(ch, &n);
+    weft__chan_leave(ch, &n, WEFT__CHAN_LEAVE_KEPT); /* our stake: the last frees */
 }
 
 int main(void)

@@ -40,6 +40,14 @@
 
 #include "internal.h"
 
+/* The unbuffered fast path must be inlined into each public call (the
+ * compiler's size heuristics otherwise keep it out of line). */
+#if defined(__GNUC__)
+#define CHAN_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define CHAN_ALWAYS_INLINE
+#endif
+
 /* ---- the channel lock ------------------------------------------------------ */
 
 static bool lock_validate(void *arg)
@@ -272,9 +280,14 @@ static bool alive(struct weft__chan_node *n)
     return weft__waiter_state(&n->sel->w) == WEFT__W_WAITING;
 }
 
-/* A claimed, unlinked node: record the winning case and queue the finish. */
-static void complete(struct weft__chan_node *n, uint32_t state, struct weft__chan_node **done)
+/* A claimed, unlinked node: record the winning case and queue the finish.
+ * Its owner's stake goes with it, except on RETRY (the owner comes back to
+ * this channel, or drops the stake itself: see internal.h, Lifetime). */
+static void complete(struct weft_chan *ch, struct weft__chan_node *n, uint32_t state,
+                     struct weft__chan_node **done)
 {
+    if (state != WEFT__CHAN_RETRY)
+        weft__chan_stake_drop(ch);
     n->sel->winner = n->idx;
     n->done_state = state;
     n->done_next = *done;
@@ -294,36 +307,122 @@ static void finish_done(struct weft__chan_node *d)
     }
 }
 
-/* Finish every node of one queue with CLOSED (dead ones just leave). */
+/* Finish every live node of one queue with CLOSED. Dead nodes stay for
+ * their owners to unlink. */
 static void close_queue(struct weft_chan *ch, struct weft__chan_queue *q,
                         struct weft__chan_node **done)
 {
-    while (q->head) {
-        struct weft__chan_node *n = q->head;
-        bool mine = claim(n);
-        q_unlink(ch, n);
-        if (mine)
-            complete(n, WEFT__W_CLOSED, done);
+    struct weft__chan_node *n = q->head, *next;
+    for (; n; n = next) {
+        next = n->next;
+        if (claim(n)) {
+            q_unlink(ch, n);
+            complete(ch, n, WEFT__W_CLOSED, done);
+        }
     }
 }
 
-/* Unbuffered: hand src to the oldest live receiver not of `exclude`. */
-static bool match_receiver(struct weft_chan *ch, const void *src, struct weft__chan_sel *exclude,
-                           struct weft__chan_node **done)
+/* Claim and unlink the oldest live node of q, or NULL. */
+static struct weft__chan_node *claim_first(struct weft_chan *ch, struct weft__chan_queue *q)
 {
-    struct weft__chan_node *n = ch->rq.head, *next;
-    for (; n; n = next) {
-        next = n->next;
-        if (n->sel == exclude)
-            continue; /* a select must not meet itself */
-        bool mine = claim(n);
-        q_unlink(ch, n);
-        if (mine) {
-            weft__chan_copy(n->elem, src, ch->elem_size);
-            complete(n, WEFT__W_WOKEN, done);
-            return true;
+    for (struct weft__chan_node *n = q->head; n; n = n->next)
+        if (claim(n)) {
+            q_unlink(ch, n);
+            return n;
         }
+    return NULL;
+}
+
+/*
+ * One-step hand-over (unbuffered; plain sends, receives and tries).
+ *
+ * The pump claims a waiter (WAITING -> BUSY), moves the element, and
+ * finishes it after unlocking: two RMWs on the waiter, plus a list of
+ * finishes. Meeting a PLAIN call's node (sel->single) can do with one: set
+ * the final state WOKEN at once (keeping SLEEP), then copy and unlink the
+ * node last (q_unlink's release store of `queued`). The owner may see WOKEN
+ * before the copy is done, but it does not return before it has seen its
+ * node unlinked (weft__chan_wait_unlinked: an acquire load of `queued`), so
+ * it reads its element only after the copy. What the wake needs (ops, ctx,
+ * gen) is read while the node is still queued, i.e. while the waiter is
+ * certainly alive; the wake itself comes after unlocking and may find the
+ * owner gone, which every wake tolerates (park.h). A select's node keeps
+ * the two steps: its owner reads `winner` as soon as its state is final.
+ * Both protocols mix on one channel: either way a node is claimed once, by
+ * one CAS out of WAITING.
+ */
+struct pwake {
+    const struct weft__park_ops *ops; /* NULL: no wake owed */
+    void *ctx;
+    uint64_t gen;
+    _Atomic uint32_t *state;
+    struct weft__waiter *finish; /* a select claimed BUSY: finish it WOKEN */
+};
+
+static inline void pwake_run(const struct pwake *pw)
+{
+    if (pw->ops)
+        pw->ops->wake(pw->ctx, pw->gen, pw->state);
+    else if (WEFT_UNLIKELY(pw->finish != NULL))
+        weft__waiter_finish(pw->finish, WEFT__W_WOKEN);
+}
+
+/* A select's node: its owner reads `winner` as soon as its state is final,
+ * to know which node to wait for, so winner must be written first: claim
+ * BUSY, move, unlink, and finish after unlocking (pwake_run). */
+static WEFT_NOINLINE bool take_select_node(struct weft_chan *ch, struct weft__chan_node *n,
+                                           void *dst, const void *src, struct pwake *pw)
+{
+    if (!claim(n))
+        return false;
+    weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
+    n->sel->winner = n->idx;
+    weft__chan_stake_drop(ch);
+    q_unlink(ch, n);
+    pw->finish = &n->sel->w;
+    return true;
+}
+
+/* n is queued and not ours (under the lock). Complete it with the element
+ * moved (src -> n->elem for a receiver, n->elem -> dst for a sender), and
+ * unlink it: true, and n must not be touched again. False if its owner is
+ * no longer waiting (n is dead and stays queued for its owner). */
+static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, void *dst,
+                             const void *src, struct pwake *pw)
+{
+    struct weft__waiter *w = &n->sel->w;
+    if (WEFT_UNLIKELY(!n->sel->single))
+        return take_select_node(ch, n, dst, src, pw);
+    uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
+    for (;;) {
+        if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
+            return false; /* dead: its owner unlinks it */
+        /* acq_rel, as weft__waiter_cas: the claim of a waiter. */
+        if (atomic_compare_exchange_weak_explicit(&w->state, &cur,
+                                                  WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
+                                                  memory_order_acq_rel, memory_order_relaxed))
+            break;
     }
+    if (cur & WEFT__W_SLEEP) {
+        pw->ops = w->ops;
+        pw->ctx = w->ctx;
+        pw->gen = w->gen;
+        pw->state = &w->state;
+    }
+    weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
+    weft__chan_stake_drop(ch); /* the owner will not come back */
+    q_unlink(ch, n);           /* last: the owner may return once it sees this */
+    return true;
+}
+
+/* Meet the oldest live node of q (receivers for a send: src set; senders
+ * for a receive: dst set), unlinking dead ones on the way. */
+static inline bool take_partner(struct weft_chan *ch, struct weft__chan_queue *q, void *dst,
+                                const void *src, struct pwake *pw)
+{
+    for (struct weft__chan_node *n = q->head; n; n = n->next)
+        if (take_node(ch, n, dst, src, pw))
+            return true; /* n was unlinked: stop walking */
     return false;
 }
 
@@ -334,15 +433,12 @@ static bool match_sender(struct weft_chan *ch, void *dst, struct weft__chan_sel 
     struct weft__chan_node *n = ch->sq.head, *next;
     for (; n; n = next) {
         next = n->next;
-        if (n->sel == exclude)
-            continue;
-        bool mine = claim(n);
+        if (n->sel == exclude || !claim(n))
+            continue; /* ourselves, or dead (its owner unlinks it) */
         q_unlink(ch, n);
-        if (mine) {
-            weft__chan_copy(dst, n->elem, ch->elem_size);
-            complete(n, WEFT__W_WOKEN, done);
-            return true;
-        }
+        weft__chan_copy(dst, n->elem, ch->elem_size);
+        complete(ch, n, WEFT__W_WOKEN, done);
+        return true;
     }
     return false;
 }
@@ -350,7 +446,7 @@ static bool match_sender(struct weft_chan *ch, void *dst, struct weft__chan_sel 
 static bool has_partner(struct weft__chan_queue *q, struct weft__chan_sel *sel)
 {
     for (struct weft__chan_node *n = q->head; n; n = n->next)
-        if (n->sel != sel)
+        if (n->sel != sel && alive(n))
             return true;
     return false;
 }
@@ -366,21 +462,14 @@ static void pump_unbuffered(struct weft_chan *ch, struct weft__chan_node **done)
     struct weft__chan_node *r = ch->rq.head, *next;
     for (; r && ch->sq.head; r = next) {
         next = r->next;
-        if (!alive(r)) {
-            q_unlink(ch, r);
-            continue;
-        }
-        if (!has_partner(&ch->sq, r->sel))
-            continue;
-        bool mine = claim(r);
+        if (!alive(r) || !has_partner(&ch->sq, r->sel) || !claim(r))
+            continue; /* dead ones stay for their owners */
         q_unlink(ch, r);
-        if (!mine)
-            continue;
         /* next stays valid: matching unlinks only senders. */
         if (match_sender(ch, r->elem, r->sel, done))
-            complete(r, WEFT__W_WOKEN, done);
+            complete(ch, r, WEFT__W_WOKEN, done);
         else
-            complete(r, WEFT__CHAN_RETRY, done); /* every partner had gone */
+            complete(ch, r, WEFT__CHAN_RETRY, done); /* every partner had gone */
     }
 }
 
@@ -392,26 +481,22 @@ static void pump_buffered(struct weft_chan *ch, struct weft__chan_node **done)
     do {
         progress = false;
         while (ch->rq.head && !ring_looks_empty(ch)) {
-            struct weft__chan_node *r = ch->rq.head;
-            bool mine = claim(r);
-            q_unlink(ch, r);
-            if (!mine)
-                continue;
+            struct weft__chan_node *r = claim_first(ch, &ch->rq);
+            if (!r)
+                break; /* only dead nodes */
             int rc = ring_pop(ch, r->elem);
-            complete(r, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
+            complete(ch, r, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
                      done);
             if (rc != 0)
                 break; /* a fast-path receiver took it first */
             progress = true;
         }
         while (ch->sq.head && !ring_looks_full(ch)) {
-            struct weft__chan_node *s = ch->sq.head;
-            bool mine = claim(s);
-            q_unlink(ch, s);
-            if (!mine)
-                continue;
+            struct weft__chan_node *s = claim_first(ch, &ch->sq);
+            if (!s)
+                break;
             int rc = ring_push(ch, s->elem);
-            complete(s, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
+            complete(ch, s, rc == 0 ? WEFT__W_WOKEN : rc == -EPIPE ? WEFT__W_CLOSED : WEFT__CHAN_RETRY,
                      done);
             if (rc == -EAGAIN)
                 break; /* a fast-path sender took the slot first */
@@ -431,14 +516,21 @@ static void pump(struct weft_chan *ch, struct weft__chan_node **done)
         pump_unbuffered(ch, done);
 }
 
-/* Lock, pump, unlock, finish: for a fast path that saw waiters. */
+static void chan_free(struct weft_chan *ch)
+{
+    free(ch);
+}
+
+/* Lock, pump, unlock, finish: for a fast path that saw waiters, and close. */
 static WEFT_NOINLINE void run_pump(struct weft_chan *ch)
 {
     struct weft__chan_node *done = NULL;
     weft__chan_lock(ch);
     pump(ch, &done);
-    weft__chan_unlock(ch);
+    bool last = weft__chan_unlock_last(ch);
     finish_done(done);
+    if (last)
+        chan_free(ch);
 }
 
 /* After a fast-path push or pop: wake the other side if it waits. The fence
@@ -457,34 +549,47 @@ void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool i
     struct weft__chan_node *done = NULL;
     n->is_send = is_send;
     atomic_init(&n->queued, false);
-    atomic_fetch_add_explicit(&ch->inside, 1, memory_order_relaxed);
     weft__chan_lock(ch);
+    weft__chan_stake_add(ch);
     q_push(ch, n);
     /* Dekker with the fast paths: our count store before the pump's look at
      * the ring. */
     WEFT__CHAN_FENCE(ch);
     pump(ch, &done);
-    weft__chan_unlock(ch);
+    /* The pump may have completed our own node, stake and all: then we may
+     * be an orphan's last user, and free it (we do not touch ch again). */
+    bool last = weft__chan_unlock_last(ch);
     finish_done(done);
+    if (last)
+        chan_free(ch);
 }
 
-static void chan_free(struct weft_chan *ch)
+void weft__chan_wait_unlinked(struct weft__chan_node *n)
 {
-    free(ch);
+    /* acquire: pairs with q_unlink's release, the claimer's last touch. A
+     * one-step claimer is a few instructions (one copy) from it; two-step
+     * ones unlink before they finish, so this rarely loops. */
+    unsigned step = 0;
+    while (atomic_load_explicit(&n->queued, memory_order_acquire))
+        backoff(&step);
 }
 
-void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n)
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, int how)
 {
-    /* acquire: pairs with q_unlink's release, so a pump is done with n. */
-    if (atomic_load_explicit(&n->queued, memory_order_acquire)) {
-        weft__chan_lock(ch);
-        if (atomic_load_explicit(&n->queued, memory_order_relaxed))
-            q_unlink(ch, n);
-        weft__chan_unlock(ch);
+    if (how == WEFT__CHAN_LEAVE_COMPLETED) {
+        /* The claimer dropped our stake: ch is not ours to touch. */
+        weft__chan_wait_unlinked(n);
+        return;
     }
-    /* acq_rel: the last leaver of an orphan sees everyone's use of ch. */
-    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
-        WEFT__CHAN_ORPHAN + 1)
+    weft__chan_lock(ch);
+    if (how == WEFT__CHAN_LEAVE_DEAD &&
+        atomic_load_explicit(&n->queued, memory_order_relaxed)) {
+        q_unlink(ch, n); /* nobody but us unlinks a dead node */
+        weft__chan_stake_drop(ch);
+    } else if (how == WEFT__CHAN_LEAVE_KEPT) {
+        weft__chan_stake_drop(ch); /* RETRY: the stake stayed with us */
+    }
+    if (weft__chan_unlock_last(ch))
         chan_free(ch);
 }
 
@@ -570,19 +675,24 @@ int weft_chan_release(weft_chan_t *ch)
                                                     memory_order_relaxed));
     if (r != 1)
         return 0;
-    /* The last reference. Count ourselves inside so that no leaver frees the
-     * channel under our feet while we close it. */
-    uint64_t old = atomic_fetch_add_explicit(&ch->inside, WEFT__CHAN_ORPHAN + 1,
-                                             memory_order_acq_rel);
-    if (old == 0) {
-        chan_free(ch);
-        return 0;
+    /* The last reference. Under the lock: mark the orphan; with stakes
+     * left (blocked callers: misuse), close, which completes every live
+     * node (their stakes go with them); whoever drops the last stake frees
+     * (internal.h, Lifetime), possibly us right here. */
+    struct weft__chan_node *done = NULL;
+    weft__chan_lock(ch);
+    uint64_t stakes = atomic_load_explicit(&ch->inside, memory_order_relaxed);
+    atomic_store_explicit(&ch->inside, stakes | WEFT__CHAN_ORPHAN, memory_order_relaxed);
+    if (stakes) {
+        /* seq_cst RMW as in close_chan: no sender's CAS of tail succeeds after. */
+        atomic_fetch_or_explicit(&ch->tail, ch->mark, memory_order_seq_cst);
+        pump(ch, &done);
     }
-    close_chan(ch);
-    if (atomic_fetch_sub_explicit(&ch->inside, 1, memory_order_acq_rel) ==
-        WEFT__CHAN_ORPHAN + 1)
+    bool last = weft__chan_unlock_last(ch);
+    finish_done(done);
+    if (last)
         chan_free(ch);
-    return -EBUSY;
+    return stakes ? -EBUSY : 0;
 }
 
 int weft_chan_close(weft_chan_t *ch)
@@ -637,15 +747,15 @@ static int unbuffered_send_try(struct weft_chan *ch, const void *elem)
         return -EPIPE;
     if (atomic_load_explicit(&ch->nrecv, memory_order_relaxed) == 0)
         return -EAGAIN; /* nobody to meet (a try may miss one arriving now) */
-    struct weft__chan_node *done = NULL;
+    struct pwake pw = {0};
     int r;
     weft__chan_lock(ch);
     if (chan_closed(ch))
         r = -EPIPE;
     else
-        r = match_receiver(ch, elem, NULL, &done) ? 0 : -EAGAIN;
+        r = take_partner(ch, &ch->rq, NULL, elem, &pw) ? 0 : -EAGAIN;
     weft__chan_unlock(ch);
-    finish_done(done);
+    pwake_run(&pw);
     return r;
 }
 
@@ -653,15 +763,15 @@ static int unbuffered_recv_try(struct weft_chan *ch, void *out)
 {
     if (atomic_load_explicit(&ch->nsend, memory_order_relaxed) == 0)
         return chan_closed(ch) ? -EPIPE : -EAGAIN;
-    struct weft__chan_node *done = NULL;
+    struct pwake pw = {0};
     int r;
     weft__chan_lock(ch);
-    if (match_sender(ch, out, NULL, &done))
+    if (take_partner(ch, &ch->sq, out, NULL, &pw))
         r = 0;
     else
         r = chan_closed(ch) ? -EPIPE : -EAGAIN;
     weft__chan_unlock(ch);
-    finish_done(done);
+    pwake_run(&pw);
     return r;
 }
 
@@ -690,9 +800,215 @@ int weft__chan_recv_try(struct weft_chan *ch, void *out)
  * a partner sharing our core run. */
 #define CHAN_SPIN_ROUNDS 8
 
+/* Spinning helps only an OS thread, whose partner may be running on another
+ * core. A coroutine's partner is often a coroutine of the same loop, which
+ * cannot run while we spin (and sched_yield would stall the whole loop), so
+ * a coroutine (park ops other than the thread's) queues itself at once. */
+static inline bool may_spin(void)
+{
+    return weft__park_ops_current() == &weft__thread_park_ops;
+}
+
+/*
+ * The blocking core of one plain send or receive (select has its own, in
+ * select.c, for any number of cases). Go's chansend/chanrecv shape: take the
+ * channel lock once, and under it either meet a queued partner (unbuffered)
+ * or queue our node; then sleep on our waiter with the lock released.
+ *
+ * Why no pump after queueing on an unbuffered channel: every party that
+ * can meet us queues itself, or looks for a queued partner, under this
+ * lock. Before queueing we looked for a live partner and found none (each
+ * dead node met on the way was unlinked), so the queue of the other side
+ * holds no live node that could take us now; whoever comes later finds our
+ * node under the lock (take_partner, or the pump of a select's
+ * registration). A meeting is a one-step hand-over (take_node). A buffered
+ * channel's ring changes without the lock, so there the node runs the pump
+ * after the Dekker fence, as weft__chan_register does.
+ *
+ * Waiting, giving up and leaving follow weft__chan_block (select.c) exactly:
+ * a timeout or a cancellation must win WAITING -> TIMEDOUT, or else the
+ * claimer is handing something over and we wait for its finish.
+ *
+ * `inside` is taken once, when we first queue, and dropped once, at the
+ * end: a RETRY loops without leaving the channel's lifetime, so an orphaned
+ * channel (released while we wait) cannot be freed under a retry.
+ */
+
+/* Queue our node (under the lock), with a fresh waiter. */
+static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel,
+                                struct weft__chan_node *nd, bool is_send, void *elem,
+                                bool *stake)
+{
+    weft__waiter_init(&sel->w);
+    sel->winner = 0;
+    sel->single = true;
+    nd->sel = sel;
+    nd->elem = elem;
+    nd->idx = 0;
+    nd->is_send = is_send;
+    if (!*stake) {
+        weft__chan_stake_add(ch);
+        *stake = true;
+    }
+    q_push(ch, nd);
+}
+
+/* Sleep until our node is completed or we gave up; leave the queue. Returns
+ * 0, -EPIPE, -ETIMEDOUT, -ECANCELED, or -EAGAIN for CHAN_RETRY. *stake
+ * stays true only on RETRY (internal.h, Lifetime); otherwise it is gone, and
+ * with it maybe the channel (an orphan's last user frees it here): the
+ * caller must not touch ch again. */
+static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
+                            struct weft__chan_node *nd, weft_time_t deadline, bool *stake)
+{
+    sel->w.cancellable = true;
+    int s = weft__waiter_wait(&sel->w, WEFT__W_WAITING, deadline);
+    bool cancelled = s == -ECANCELED;
+    if (WEFT_UNLIKELY(s == -ETIMEDOUT || s == -ECANCELED))
+        s = weft__waiter_cas(&sel->w, WEFT__W_WAITING, WEFT__W_TIMEDOUT) ? WEFT__W_TIMEDOUT
+                                                                          : WEFT__W_BUSY;
+    sel->w.cancellable = false;
+    while (WEFT_UNLIKELY(s == WEFT__W_BUSY))
+        s = weft__waiter_wait(&sel->w, WEFT__W_BUSY, WEFT_FOREVER);
+
+    if (WEFT_UNLIKELY(s == WEFT__W_TIMEDOUT)) {
+        /* We gave up: our node is dead and still queued (nobody but us
+         * unlinks a dead node), and our stake is intact. */
+        weft__chan_leave(ch, nd, WEFT__CHAN_LEAVE_DEAD);
+        *stake = false;
+    } else {
+        /* A claimer completed us, and unlinks our node last: wait for that
+         * on the node itself (the usual case: already done), never on ch,
+         * whose last user may be that claimer. WOKEN/CLOSED: it dropped our
+         * stake; RETRY: the stake is still ours. */
+        weft__chan_wait_unlinked(nd);
+        if (s != WEFT__CHAN_RETRY)
+            *stake = false;
+    }
+    switch (s) {
+    case WEFT__W_WOKEN: return 0;
+    case WEFT__W_CLOSED: return -EPIPE;
+    case WEFT__W_TIMEDOUT: return cancelled ? -ECANCELED : -ETIMEDOUT;
+    default: return -EAGAIN; /* WEFT__CHAN_RETRY */
+    }
+}
+
+/* Unbuffered, under the lock: meet a queued partner. 0 (met: a wake may be
+ * owed in *pw), -EPIPE (closed), -EAGAIN (nobody). */
+static inline CHAN_ALWAYS_INLINE int unbuf_meet(struct weft_chan *ch, bool is_send, void *elem,
+                                                struct pwake *pw)
+{
+    if (is_send) {
+        if (chan_closed(ch))
+            return -EPIPE;
+        return take_partner(ch, &ch->rq, NULL, elem, pw) ? 0 : -EAGAIN;
+    }
+    if (take_partner(ch, &ch->sq, elem, NULL, pw))
+        return 0;
+    return chan_closed(ch) ? -EPIPE : -EAGAIN;
+}
+
+/* Unbuffered, called with the lock held and nobody to meet: queue, wait,
+ * and on a RETRY meet or queue again. Releases the lock. */
+static WEFT_NOINLINE int unbuf_block(struct weft_chan *ch, bool is_send, void *elem,
+                                     weft_time_t deadline, bool expired)
+{
+    struct weft__chan_sel sel;
+    struct weft__chan_node nd;
+    struct pwake pw = {0};
+    bool stake = false;
+    int r;
+    for (;;) {
+        /* The lock is held here. */
+        if (expired) {
+            r = -ETIMEDOUT;
+            break;
+        }
+        enqueue_self(ch, &sel, &nd, is_send, elem, &stake);
+        weft__chan_unlock(ch); /* our stake keeps ch */
+        r = wait_self(ch, &sel, &nd, deadline, &stake);
+        if (WEFT_LIKELY(r != -EAGAIN))
+            return r; /* no stake left: do not touch ch */
+        /* RETRY: a pump claimed us for a partner that had gone. */
+        expired = weft__deadline_passed(deadline);
+        weft__chan_lock(ch);
+        r = unbuf_meet(ch, is_send, elem, &pw);
+        if (r != -EAGAIN)
+            break;
+    }
+    if (stake)
+        weft__chan_stake_drop(ch);
+    bool last = weft__chan_unlock_last(ch);
+    pwake_run(&pw);
+    if (last)
+        chan_free(ch);
+    return r;
+}
+
+/* A plain unbuffered send or receive: one lock, then meet or block. */
+static inline CHAN_ALWAYS_INLINE int unbuf_op(struct weft_chan *ch, bool is_send, void *elem,
+                                              weft_time_t deadline)
+{
+    /* An expired deadline still gets one try: read the clock outside the
+     * lock (never for WEFT_FOREVER), decide after the try. */
+    bool expired = weft__deadline_passed(deadline);
+    struct pwake pw = {0};
+    weft__chan_lock(ch);
+    int r = unbuf_meet(ch, is_send, elem, &pw);
+    if (r == -EAGAIN)
+        return unbuf_block(ch, is_send, elem, deadline, expired);
+    weft__chan_unlock(ch);
+    pwake_run(&pw);
+    return r;
+}
+
+/* Buffered, after the ring said full (send) or empty (receive): queue, run
+ * the pump, wait; a RETRY queues again. */
+static WEFT_NOINLINE int buf_block(struct weft_chan *ch, bool is_send, void *elem,
+                                   weft_time_t deadline)
+{
+    struct weft__chan_sel sel;
+    struct weft__chan_node nd;
+    bool stake = false;
+    int r;
+    for (;;) {
+        if (weft__deadline_passed(deadline)) {
+            /* One more try, as select's "succeeds if it need not wait"
+             * (after a RETRY our stake keeps ch). */
+            r = is_send ? weft__chan_send_try(ch, elem) : weft__chan_recv_try(ch, elem);
+            if (r == -EAGAIN)
+                r = -ETIMEDOUT;
+            break;
+        }
+        struct weft__chan_node *done = NULL;
+        weft__chan_lock(ch);
+        enqueue_self(ch, &sel, &nd, is_send, elem, &stake);
+        /* Dekker with the ring's fast paths (see the top). */
+        WEFT__CHAN_FENCE(ch);
+        pump(ch, &done);
+        /* The pump may complete our own node: then the stake went with it
+         * (wait_self sees that) and we may even be an orphan's last user. */
+        bool last = weft__chan_unlock_last(ch);
+        finish_done(done);
+        if (last)
+            chan_free(ch); /* our node is completed and unlinked: wait_self
+                              reads only the waiter and the node */
+        r = wait_self(ch, &sel, &nd, deadline, &stake);
+        if (r != -EAGAIN)
+            return r; /* no stake left: do not touch ch */
+    }
+    if (stake) {
+        weft__chan_lock(ch);
+        weft__chan_stake_drop(ch);
+        if (weft__chan_unlock_last(ch))
+            chan_free(ch);
+    }
+    return r;
+}
+
 static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadline)
 {
-    if (ch->cap) {
+    if (may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
             backoff(&step);
@@ -705,14 +1021,12 @@ static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadlin
                 return r;
         }
     }
-    weft_select_case_t c = {ch, WEFT_SELECT_SEND, (void *)elem, 0};
-    int r = weft__chan_block(&c, 1, deadline, ch->cap != 0);
-    return r < 0 ? r : c.result;
+    return buf_block(ch, true, (void *)elem, deadline);
 }
 
 static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
 {
-    if (ch->cap) {
+    if (may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
             backoff(&step);
@@ -725,24 +1039,22 @@ static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
                 return r;
         }
     }
-    weft_select_case_t c = {ch, WEFT_SELECT_RECV, out, 0};
-    int r = weft__chan_block(&c, 1, deadline, ch->cap != 0);
-    return r < 0 ? r : c.result;
+    return buf_block(ch, false, out, deadline);
 }
 
 int weft_chan_send(weft_chan_t *ch, const void *elem)
 {
     if (WEFT_UNLIKELY(!ch || !elem))
         return -EINVAL;
-    if (WEFT_LIKELY(ch->cap)) {
-        int r = ring_push(ch, elem);
-        if (WEFT_LIKELY(r == 0)) {
-            notify(ch, &ch->nrecv);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
+    if (WEFT_UNLIKELY(ch->cap == 0))
+        return unbuf_op(ch, true, (void *)elem, WEFT_FOREVER);
+    int r = ring_push(ch, elem);
+    if (WEFT_LIKELY(r == 0)) {
+        notify(ch, &ch->nrecv);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
     return send_slow(ch, elem, WEFT_FOREVER);
 }
 
@@ -757,17 +1069,17 @@ int weft_chan_send_until(weft_chan_t *ch, const void *elem, weft_time_t deadline
 {
     if (WEFT_UNLIKELY(!ch || !elem || deadline < 0))
         return -EINVAL;
-    if (ch->cap) {
-        int r = ring_push(ch, elem);
-        if (r == 0) {
-            notify(ch, &ch->nrecv);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
-        if (weft__deadline_passed(deadline))
-            return -ETIMEDOUT;
+    if (ch->cap == 0)
+        return unbuf_op(ch, true, (void *)elem, deadline);
+    int r = ring_push(ch, elem);
+    if (r == 0) {
+        notify(ch, &ch->nrecv);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
+    if (weft__deadline_passed(deadline))
+        return -ETIMEDOUT;
     return send_slow(ch, elem, deadline);
 }
 
@@ -775,15 +1087,15 @@ int weft_chan_recv(weft_chan_t *ch, void *out)
 {
     if (WEFT_UNLIKELY(!ch || !out))
         return -EINVAL;
-    if (WEFT_LIKELY(ch->cap)) {
-        int r = ring_pop(ch, out);
-        if (WEFT_LIKELY(r == 0)) {
-            notify(ch, &ch->nsend);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
+    if (WEFT_UNLIKELY(ch->cap == 0))
+        return unbuf_op(ch, false, out, WEFT_FOREVER);
+    int r = ring_pop(ch, out);
+    if (WEFT_LIKELY(r == 0)) {
+        notify(ch, &ch->nsend);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
     return recv_slow(ch, out, WEFT_FOREVER);
 }
 
@@ -798,16 +1110,16 @@ int weft_chan_recv_until(weft_chan_t *ch, void *out, weft_time_t deadline)
 {
     if (WEFT_UNLIKELY(!ch || !out || deadline < 0))
         return -EINVAL;
-    if (ch->cap) {
-        int r = ring_pop(ch, out);
-        if (r == 0) {
-            notify(ch, &ch->nsend);
-            return 0;
-        }
-        if (r == -EPIPE)
-            return r;
-        if (weft__deadline_passed(deadline))
-            return -ETIMEDOUT;
+    if (ch->cap == 0)
+        return unbuf_op(ch, false, out, deadline);
+    int r = ring_pop(ch, out);
+    if (r == 0) {
+        notify(ch, &ch->nsend);
+        return 0;
     }
+    if (r == -EPIPE)
+        return r;
+    if (weft__deadline_passed(deadline))
+        return -ETIMEDOUT;
     return recv_slow(ch, out, deadline);
 }

@@ -26,17 +26,42 @@
  *
  * Waking protocol. A node is claimed with weft__waiter_cas(WAITING -> BUSY)
  * under its channel's lock; a failed claim means the waiter was taken by
- * another channel of its select or gave up, and the node is simply unlinked.
- * The claimer unlinks the node, moves the element, records which case won,
- * and after unlocking finishes the waiter WOKEN (moved), CLOSED, or
- * CHAN_RETRY. RETRY means "the pump claimed you for an element (or a free
- * slot) that a lock-free fast path took first": the owner unlinks its nodes
- * and starts again. So no claim is ever undone, and a BUSY waiter always
- * reaches a final state.
+ * another channel of its select or gave up: the node is DEAD and is left in
+ * the queue for its owner to unlink (see Lifetime). The claimer unlinks the
+ * node, moves the element, records which case won, and after unlocking
+ * finishes the waiter WOKEN (moved), CLOSED, or CHAN_RETRY. RETRY means "the
+ * pump claimed you for an element (or a free slot) that a lock-free fast
+ * path took first": the owner leaves and starts again. So no claim is ever
+ * undone, and a BUSY waiter always reaches a final state. A plain call's
+ * node (sel->single) may instead be completed in ONE step, WAITING ->
+ * WOKEN, with the node unlinked last (chan.c, take_node).
  *
- * Lifetime. `inside` counts nodes registered and not yet left by their
- * owners; the last reference dropped while it is non-zero sets ORPHAN and
- * closes the channel, and the last owner to leave frees it.
+ * Lifetime. Every blocked operation holds a STAKE in each channel it is
+ * queued on (a select: one per node; a plain call: one per call), counted
+ * in `inside`, which changes only under the lock (a load and a store, no
+ * locked RMW). The stake covers the time in which the owner may still touch
+ * the channel. The rules:
+ *   - the owner takes it under the lock when it queues its node;
+ *   - a claimer that completes a node WOKEN or CLOSED unlinks it and drops
+ *     the owner's stake (the owner then sees `queued` false and never
+ *     touches the channel again);
+ *   - a node completed RETRY keeps its stake: the owner comes back (a plain
+ *     call queues again with the same stake, a select drops it under the
+ *     lock in weft__chan_leave);
+ *   - nobody but its owner unlinks a DEAD node (its waiter left WAITING some
+ *     other way: the owner gave up, or another channel of its select won),
+ *     so an owner that gave up always finds its node queued, takes the lock,
+ *     unlinks it and drops its stake;
+ *   - an owner completed through a node without RETRY never touches that
+ *     channel again, not even its lock: if it sees its final state before
+ *     the (one-step) claimer unlinked the node, it waits on the node's
+ *     `queued` flag, since that claimer may be the channel's last user and
+ *     free it right after unlocking.
+ * The last reference dropped while stakes remain sets ORPHAN (under the
+ * lock) and closes the channel; whoever leaves `inside` at exactly ORPHAN
+ * when unlocking (weft__chan_unlock_last) frees the channel: the releaser
+ * itself if no stake remains, else the last owner to drop its stake. So the
+ * common path pays no atomic RMW for the lifetime at all.
  */
 #ifndef WEFT_CHAN_INTERNAL_H
 #define WEFT_CHAN_INTERNAL_H
@@ -54,7 +79,7 @@
  * wanted to hand over was taken by a fast path; start the operation again. */
 #define WEFT__CHAN_RETRY 5u
 
-/* `inside` flag: the last reference is gone; the last leaver frees. */
+/* `inside` flag: the last reference is gone; the last stake frees. */
 #define WEFT__CHAN_ORPHAN ((uint64_t)1 << 63)
 
 /* What the nodes of one blocking operation (one select) share. */
@@ -62,6 +87,8 @@ struct weft__chan_sel {
     struct weft__waiter w; /* claimed once for the whole select */
     uint32_t winner;       /* the case that completed (written by the claimer
                               before the finish that publishes it) */
+    bool single;           /* a plain send/receive (one node, case 0): may be
+                              completed in one step (chan.c, take_node) */
 };
 
 /* One case of a blocked operation, queued on one channel. Lives on the
@@ -108,7 +135,8 @@ struct weft_chan {
     /* The slow side. */
     _Alignas(WEFT_CACHELINE) _Atomic uint32_t lock; /* chan_lock: LOCKED|PARKED bits */
     _Atomic uint32_t refs;                          /* references */
-    _Atomic uint64_t inside;                        /* registered nodes + ORPHAN */
+    _Atomic uint64_t inside;                        /* stakes + ORPHAN, changed under
+                                                       the lock only (load + store) */
     struct weft__chan_queue rq;                     /* blocked receivers */
     struct weft__chan_queue sq;                     /* blocked senders */
     _Atomic uint64_t tsan_fence;                    /* see WEFT__CHAN_FENCE */
@@ -173,6 +201,28 @@ static inline void weft__chan_unlock(struct weft_chan *ch)
     weft__chan_unlock_slow(ch);
 }
 
+/* Take or drop a stake (under the lock; see Lifetime at the top). Atomic
+ * only so that tests may watch `inside` without the lock. */
+static inline void weft__chan_stake_add(struct weft_chan *ch)
+{
+    atomic_store_explicit(&ch->inside, atomic_load_explicit(&ch->inside, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+static inline void weft__chan_stake_drop(struct weft_chan *ch)
+{
+    atomic_store_explicit(&ch->inside, atomic_load_explicit(&ch->inside, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+}
+/* Unlock; true if the channel is an orphan without stakes: the caller was
+ * its last user and must free it (after finishing any waiters: they do not
+ * touch the channel), and touch it no more. */
+static inline bool weft__chan_unlock_last(struct weft_chan *ch)
+{
+    bool last = atomic_load_explicit(&ch->inside, memory_order_relaxed) == WEFT__CHAN_ORPHAN;
+    weft__chan_unlock(ch);
+    return last;
+}
+
 /*
  * The non-blocking attempts, as select's cases use them: 0 (moved),
  * -EPIPE (closed; for a receive: closed and drained), -EAGAIN (would block).
@@ -182,11 +232,20 @@ int weft__chan_send_try(struct weft_chan *ch, const void *elem);
 int weft__chan_recv_try(struct weft_chan *ch, void *out);
 
 /* Queue a node of the calling owner on ch (receive queue if !is_send), run
- * the pump, and finish whatever it completed. Counts the node in `inside`. */
+ * the pump, and finish whatever it completed. Takes a stake for the node. */
 void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool is_send);
-/* Take a node out of ch's queue if still there, and leave the channel
- * (possibly freeing an orphaned channel: do not touch ch afterwards). */
-void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n);
+/* After the owner's waiter is final, leave ch with node n, which is:
+ *   DEAD       the owner gave up, or another node of its select won: n is
+ *              still queued; unlink it and drop its stake (under the lock);
+ *   COMPLETED  completed WOKEN or CLOSED through n: the claimer dropped the
+ *              stake and unlinks n last; wait for that without touching ch;
+ *   KEPT       completed RETRY through n: unlinked, the stake still ours;
+ *              drop it (under the lock).
+ * May free an orphaned channel: do not touch ch afterwards. */
+enum { WEFT__CHAN_LEAVE_DEAD, WEFT__CHAN_LEAVE_COMPLETED, WEFT__CHAN_LEAVE_KEPT };
+void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, int how);
+/* Wait until a claimer has unlinked n (it is completed already). */
+void weft__chan_wait_unlinked(struct weft__chan_node *n);
 
 /*
  * The blocking core behind every blocking send, receive and select: wait

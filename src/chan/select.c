@@ -16,8 +16,9 @@
  *      time out we must win WAITING -> TIMEDOUT ourselves; if a claimer got
  *      there first, the operation is happening and we wait for its finish,
  *      so a timed-out select never consumed or sent anything.
- *   4. Leave every channel (unlinking nodes a pump did not already unlink).
- *      Only then may the nodes' memory go. A CHAN_RETRY finish means a fast
+ *   4. Leave every channel (unlinking nodes a claimer did not unlink: dead
+ *      ones are left to their owner) and drop the stakes still ours. Only
+ *      then may the nodes' memory go. A CHAN_RETRY finish means a fast
  *      path beat the pump to what it had claimed us for: start again at 1.
  */
 #include <stdlib.h>
@@ -104,6 +105,7 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
 
         weft__waiter_init(&sel.w);
         sel.winner = 0;
+        sel.single = false; /* several nodes: claimed in two steps */
         size_t nreg = 0;
         for (size_t k = 0; k < n; k++) {
             weft_select_case_t *c = &cases[perm[k]];
@@ -135,8 +137,15 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
         while (s == WEFT__W_BUSY)
             s = weft__waiter_wait(&sel.w, WEFT__W_BUSY, WEFT_FOREVER);
 
-        for (size_t j = 0; j < nreg; j++)
-            weft__chan_leave(cases[nodes[j].idx].chan, &nodes[j]);
+        /* How each node leaves (internal.h, Lifetime): the winner's node was
+         * completed (its stake gone, or kept on RETRY), every other one is
+         * dead and ours to unlink. */
+        for (size_t j = 0; j < nreg; j++) {
+            int how = WEFT__CHAN_LEAVE_DEAD;
+            if (s != WEFT__W_TIMEDOUT && nodes[j].idx == sel.winner)
+                how = s == WEFT__CHAN_RETRY ? WEFT__CHAN_LEAVE_KEPT : WEFT__CHAN_LEAVE_COMPLETED;
+            weft__chan_leave(cases[nodes[j].idx].chan, &nodes[j], how);
+        }
 
         if (s == WEFT__W_WOKEN || s == WEFT__W_CLOSED) {
             cases[sel.winner].result = s == WEFT__W_WOKEN ? 0 : -EPIPE;

@@ -120,6 +120,7 @@ struct weft_loop {
     struct weft__co *sched;      /* the thread context the scheduler runs on */
     struct weft_task *current;   /* the running task, or NULL */
     struct weft_task *runq_head, *runq_tail;
+    struct weft_task *turn_end;  /* last task of the running turn, NULL between turns */
     struct weft_task *all_head;  /* live tasks */
     struct weft_task **heap;     /* timer min-heap by (timer_at, timer_seq) */
     uint32_t heap_len, heap_cap;

@@ -21,7 +21,9 @@
  *            switch to the scheduler.
  *   waker:   exchange state -> final (acq_rel, in weft__waiter_finish);
  *            if SLEEP was set, wake(task, gen): CAS wait_gen gen -> 0
- *            (acq_rel), and on success enqueue the task.
+ *            (acq_rel), and on success enqueue the task. (A waker on the
+ *            task's own loop thread uses a load and a store instead: see
+ *            co_wake.)
  *
  * The waker's exchange reads the sleeper's CAS (or a later value), so it
  * sees wait_gen == gen; if instead the state changed before the sleeper's
@@ -512,10 +514,81 @@ static int cancel_state(struct weft_task *t, weft_time_t *limit, weft_co_scope_t
 
 /* ---- suspending a task ----------------------------------------------------------- */
 
+/* What the scheduler does around running a task, shared by run_task and
+ * the direct hand-off below. */
+static inline void task_enter(struct weft_loop *L, struct weft_task *t)
+{
+    t->state = T_RUNNING;
+    L->current = t;
+    weft__self_id_tls = t->id; /* never 0: ids start at 1 */
+    atomic_store_explicit(&L->turn, atomic_load_explicit(&L->turn, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (L->timing)
+        atomic_store_explicit(&L->run_start, weft_now(), memory_order_relaxed);
+    atomic_store_explicit(&L->running, t, memory_order_release);
+    stat_inc(&L->st_switches);
+}
+
+static inline void task_leave(struct weft_loop *L, struct weft_task *t)
+{
+    atomic_store_explicit(&L->running, NULL, memory_order_relaxed);
+    if (L->timing) {
+        weft_time_t d = weft_now() - atomic_load_explicit(&L->run_start, memory_order_relaxed);
+        if (d > atomic_load_explicit(&L->st_longest, memory_order_relaxed)) {
+            atomic_store_explicit(&L->st_longest, d, memory_order_relaxed);
+            memcpy(L->longest_name, t->name, sizeof L->longest_name);
+        }
+    }
+}
+
+/*
+ * The next task to run if the scheduler would run it right now with nothing
+ * in between, popped, or NULL. Within a turn (turn_end set) that is the
+ * head of the run queue. Between turns the scheduler would drain the remote
+ * queue, fire due timers, and (after a turn, if fds are armed) poll the
+ * backend before starting the next turn with the head: so only when there
+ * is nothing remote, no timer and no armed fd does the head start the next
+ * turn at once. A task not yet started (T_NEW) needs the scheduler to make
+ * its coroutine. So a hand-off never reorders the run queue nor skips
+ * work of the scheduler: the FIFO turns of docs/loop.md hold as they are.
+ */
+static inline struct weft_task *handoff_next(struct weft_loop *L)
+{
+    struct weft_task *n = L->runq_head;
+    if (!n || n->state != T_RUNNABLE || n == L->current)
+        return NULL; /* (a task that yields alone finds itself at the head) */
+    if (!L->turn_end) {
+        if (L->armed || L->heap_len ||
+            atomic_load_explicit(&L->remote, memory_order_relaxed) != NULL)
+            return NULL;
+        L->turn_end = L->runq_tail; /* the next turn starts here */
+    }
+    runq_pop(L);
+    if (n == L->turn_end)
+        L->turn_end = NULL;
+    return n;
+}
+
+/* Leave the running task t: switch straight to the next task when the
+ * scheduler would run it next anyway (saving a switch into the scheduler
+ * and back), else to the scheduler. */
+static inline void switch_out(struct weft_task *t)
+{
+    struct weft_loop *L = t->loop;
+    struct weft_task *n = handoff_next(L);
+    if (n) {
+        task_leave(L, t);
+        task_enter(L, n);
+        weft__co_switch(t->co, n->co, NULL);
+        return;
+    }
+    weft__co_switch(t->co, L->sched, NULL);
+}
+
 static inline void to_scheduler(struct weft_task *t)
 {
     t->state = T_SUSPENDED;
-    weft__co_switch(t->co, t->loop->sched, NULL);
+    switch_out(t);
 }
 
 /* Set SLEEP with a CAS that writes even when SLEEP is already set (see the
@@ -645,8 +718,8 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
 
 void weft__cotask_suspend_yield(struct weft_task *t)
 {
-    weft__loop_runq_push(t->loop, t);
-    to_scheduler(t);
+    weft__loop_runq_push(t->loop, t); /* T_RUNNABLE */
+    switch_out(t);
 }
 
 int weft__cotask_cancel_local(struct weft_task *t)
@@ -705,6 +778,26 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
         return;
     }
     struct weft_task *t = ctx;
+    /* acquire: pairs with the sleeper's release store of wait_gen, so that
+     * t->loop (set before the task first ran) is visible; a stale wake (the
+     * record may even have been reused: records are type-stable and gens
+     * only grow) sees another value and reads nothing else of t. */
+    if (atomic_load_explicit(&t->wait_gen, memory_order_acquire) != gen)
+        return; /* stale */
+    struct weft_loop *L = t->loop;
+    if (weft__loop_tls == L) {
+        /* On the task's own loop thread. Every other party that may claim
+         * this park (its timer, a cancellation, the sleeper taking itself
+         * back) runs on this thread too, so none can act between our load
+         * and store; another thread's wake of the same task can only be a
+         * stale one (one waker per park), whose CAS expects an older gen
+         * and writes nothing. So no locked RMW is needed here: this is the
+         * wake of every coroutine-to-coroutine hand-over on one loop. */
+        atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
+        t->resume_reason = R_WAKE;
+        weft__loop_runq_push(L, t);
+        return;
+    }
     uint64_t g = gen;
     if (!atomic_compare_exchange_strong_explicit(&t->wait_gen, &g, 0, memory_order_acq_rel,
                                                  memory_order_relaxed))
@@ -791,28 +884,15 @@ static void run_task(struct weft_loop *L, struct weft_task *t)
             task_finished(L, t);
             return;
         }
+        /* A task may be resumed by another task (to_scheduler's hand-off),
+         * which then is its resumer: it must end into the scheduler. */
+        weft__co_set_exit_to(t->co, L->sched);
     }
-    t->state = T_RUNNING;
-    L->current = t;
-    weft__self_id_tls = t->id; /* never 0: ids start at 1 */
-    atomic_store_explicit(&L->turn, atomic_load_explicit(&L->turn, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    weft_time_t start = 0;
-    if (L->timing) {
-        start = weft_now();
-        atomic_store_explicit(&L->run_start, start, memory_order_relaxed);
-    }
-    atomic_store_explicit(&L->running, t, memory_order_release);
-    stat_inc(&L->st_switches);
+    task_enter(L, t);
     weft__co_switch(L->sched, t->co, NULL);
-    atomic_store_explicit(&L->running, NULL, memory_order_relaxed);
-    if (L->timing) {
-        weft_time_t d = weft_now() - start;
-        if (d > atomic_load_explicit(&L->st_longest, memory_order_relaxed)) {
-            atomic_store_explicit(&L->st_longest, d, memory_order_relaxed);
-            memcpy(L->longest_name, t->name, sizeof L->longest_name);
-        }
-    }
+    /* Back from whichever task ran last: hand-offs may have run others. */
+    t = L->current;
+    task_leave(L, t);
     /* Back to the thread's own id (weft__self_id_set(0) would look it up
      * again: this runs on every switch). */
     weft__self_id_tls = L->owner_tid;
@@ -885,14 +965,15 @@ static void schedule(struct weft_loop *L)
         if (L->heap_len)
             fire_timers(L, weft_now());
         if (L->runq_head) {
-            /* One turn: the tasks runnable now, in FIFO order. */
-            struct weft_task *end = L->runq_tail;
-            for (;;) {
+            /* One turn: the tasks runnable now, in FIFO order. turn_end
+             * is the last of them; a hand-off (to_scheduler) may pop some
+             * of them itself, and clears turn_end when it pops the last. */
+            L->turn_end = L->runq_tail;
+            while (L->turn_end) {
                 struct weft_task *t = runq_pop(L);
-                bool last = t == end;
+                if (t == L->turn_end)
+                    L->turn_end = NULL;
                 run_task(L, t);
-                if (last)
-                    break;
             }
             if (L->armed)
                 poll_backend(L, 0);

@@ -88,44 +88,16 @@ const struct weft__park_ops weft__thread_park_ops = {
     .wake = thread_wake,
 };
 
-static _Thread_local const struct weft__park_ops *current_ops;
-
-const struct weft__park_ops *weft__park_ops_current(void)
-{
-    const struct weft__park_ops *ops = current_ops;
-    return ops ? ops : &weft__thread_park_ops;
-}
+_Thread_local const struct weft__park_ops *weft__park_ops_tls;
 
 void weft__park_set_ops(const struct weft__park_ops *ops)
 {
-    current_ops = ops;
+    weft__park_ops_tls = ops;
 }
 
 /* ---- waiters ---------------------------------------------------------------- */
 
-void weft__waiter_init(struct weft__waiter *w)
-{
-    atomic_init(&w->state, WEFT__W_WAITING);
-    w->cancellable = false;
-    w->ops = weft__park_ops_current();
-    w->ops->prepare(w);
-}
-
-int weft__waiter_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline)
-{
-    for (;;) {
-        uint32_t s = weft__waiter_state(w);
-        if (s != expect)
-            return (int)s;
-        if (weft__deadline_passed(deadline))
-            return -ETIMEDOUT;
-        int r = w->ops->wait(w, expect, deadline);
-        if (r == -ETIMEDOUT || r == -ECANCELED) {
-            s = weft__waiter_state(w);
-            return s != expect ? (int)s : r;
-        }
-    }
-}
+/* weft__waiter_init and weft__waiter_wait are inline (park.h). */
 
 void weft__waiter_finish(struct weft__waiter *w, uint32_t final_state)
 {

@@ -28,6 +28,7 @@
 #ifndef WEFT_PARK_H
 #define WEFT_PARK_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -80,10 +81,15 @@ struct weft__waiter {
 };
 
 /* The ops of the calling thread (never NULL) and a way to replace them;
- * NULL restores OS-thread parking. */
-const struct weft__park_ops *weft__park_ops_current(void);
-void weft__park_set_ops(const struct weft__park_ops *ops);
+ * NULL restores OS-thread parking. Inline: every blocking call reads them. */
 extern const struct weft__park_ops weft__thread_park_ops;
+extern _Thread_local const struct weft__park_ops *weft__park_ops_tls;
+static inline const struct weft__park_ops *weft__park_ops_current(void)
+{
+    const struct weft__park_ops *ops = weft__park_ops_tls;
+    return ops ? ops : &weft__thread_park_ops;
+}
+void weft__park_set_ops(const struct weft__park_ops *ops);
 
 /*
  * The id of the calling context (thread, or coroutine once the coroutine
@@ -105,7 +111,13 @@ void weft__self_id_set(uint64_t id);
 uint64_t weft__thread_id(void);
 
 /* Make w a waiter of the calling context, in state WAITING. */
-void weft__waiter_init(struct weft__waiter *w);
+static inline void weft__waiter_init(struct weft__waiter *w)
+{
+    atomic_init(&w->state, WEFT__W_WAITING);
+    w->cancellable = false;
+    w->ops = weft__park_ops_current();
+    w->ops->prepare(w);
+}
 
 /* The state without the SLEEP bit. */
 static inline uint32_t weft__waiter_state(struct weft__waiter *w)
@@ -122,7 +134,23 @@ static inline uint32_t weft__waiter_state(struct weft__waiter *w)
  * -ECANCELED (a cancelled coroutine; never on an OS thread), with the state
  * still equal to expect, to be settled exactly as a timeout.
  */
-int weft__waiter_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline);
+static inline int weft__waiter_wait(struct weft__waiter *w, uint32_t expect,
+                                    weft_time_t deadline)
+{
+    /* Inline: a blocking call then goes straight to its context's wait. */
+    for (;;) {
+        uint32_t s = weft__waiter_state(w);
+        if (s != expect)
+            return (int)s;
+        if (weft__deadline_passed(deadline))
+            return -ETIMEDOUT;
+        int r = w->ops->wait(w, expect, deadline);
+        if (r == -ETIMEDOUT || r == -ECANCELED) {
+            s = weft__waiter_state(w);
+            return s != expect ? (int)s : r;
+        }
+    }
+}
 
 /* Change the state from `from` to `to` if it is `from` (SLEEP is kept).
  * True if it changed. Used to claim a waiter (WAITING -> BUSY), or by the
