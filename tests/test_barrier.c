@@ -354,6 +354,62 @@ static void test_stress_abort_reset(void)
     CHECK_OK(weft_barrier_destroy(&s.b));
 }
 
+/* Once every party has returned from its wait, the barrier may be freed (a
+ * barrier on the stack or in a block of the party that waits last). Here
+ * main arrives first and another thread arrives last and releases the
+ * round; main frees the barrier as soon as its wait returns: the releaser
+ * must be done with it by then (ASan: use after free; TSan: a race with
+ * the free). To hit the window every time, main's park is held back (in
+ * the park ops' prepare, which runs before the lot validates) until the
+ * releaser has bumped the word: main then sees the round completed without
+ * sleeping, while the releaser may still be unlocking the mutex. */
+static _Atomic(_Atomic uint32_t *) hold_word; /* armed: spin while it is 0 */
+
+static void hold_prepare(struct weft__waiter *w)
+{
+    _Atomic uint32_t *word = atomic_exchange(&hold_word, NULL); /* one shot */
+    weft_time_t dl = weft_deadline_in(10);
+    /* A tight spin: leave the moment the releaser bumps the word. */
+    for (unsigned n = 0; word && atomic_load(word) == 0; n++)
+        if ((n & 0xffff) == 0 && weft_now() > dl)
+            break;
+    weft__thread_park_ops.prepare(w);
+}
+
+static const struct weft__park_ops hold_ops = {
+    .name = "hold",
+    .prepare = hold_prepare,
+    .wait = probe_wait,
+    .wake = probe_wake,
+};
+
+static void *last_arrival(void *p)
+{
+    weft_barrier_t *b = p;
+    weft_time_t dl = weft_deadline_in(30);
+    while (weft_barrier_n_waiting(b) < 1 && weft_now() < dl)
+        sched_yield(); /* main is counted in the round */
+    return (void *)(intptr_t)weft_barrier_wait(b); /* releases the round */
+}
+
+static void test_free_after_wait(void)
+{
+    long rounds = check_iters("BARRIER_FREE_ROUNDS", 300);
+    weft__park_set_ops(&hold_ops);
+    for (long i = 0; i < rounds; i++) {
+        weft_barrier_t *b = malloc(sizeof *b);
+        CHECK(b != NULL);
+        CHECK_OK(weft_barrier_init(b, 2, NULL, NULL));
+        atomic_store(&hold_word, (_Atomic uint32_t *)&b->word);
+        pthread_t t = spawn(last_arrival, b);
+        CHECK_RC(weft_barrier_wait(b), 0);
+        CHECK_OK(weft_barrier_destroy(b));
+        free(b); /* the releaser may still be in its wait: it must be done with b */
+        CHECK_RC(join(t), 1);
+    }
+    weft__park_set_ops(NULL);
+}
+
 int main(void)
 {
     RUN(test_bad_input);
@@ -363,6 +419,7 @@ int main(void)
     RUN(test_timeout_breaks);
     RUN(test_reset_with_waiters);
     RUN(test_action_self_calls);
+    RUN(test_free_after_wait);
     RUN(test_stress_rounds);
     RUN(test_stress_more_threads);
     RUN(test_stress_abort_reset);

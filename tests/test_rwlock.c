@@ -351,6 +351,43 @@ static void test_stress(void)
     CHECK_OK(weft_rwlock_destroy(&s.l));
 }
 
+/* The last reader hands the lock to a parked writer, which unlocks and
+ * frees it at once (the lock lives in a heap block the writer owns, as a
+ * lock in an object whose last user is that writer). The reader's unlock
+ * must not touch the lock after the hand-over: ASan sees a use after free,
+ * TSan a race with the free. Many rounds, each a fresh block. */
+struct rw_box {
+    weft_rwlock_t l;
+    _Atomic int bad;
+};
+
+static void *box_writer(void *p)
+{
+    struct rw_box *b = p;
+    int r = weft_rwlock_wrlock(&b->l);
+    if (r == 0)
+        r = weft_rwlock_wrunlock(&b->l);
+    if (r == 0)
+        r = weft_rwlock_destroy(&b->l);
+    free(b); /* the reader's rdunlock may still be running: it must be done with b */
+    return (void *)(intptr_t)r;
+}
+
+static void test_handoff_then_free(void)
+{
+    long rounds = check_iters("RWLOCK_FREE_ROUNDS", 300);
+    for (long i = 0; i < rounds; i++) {
+        struct rw_box *b = calloc(1, sizeof *b);
+        CHECK(b != NULL);
+        CHECK_OK(weft_rwlock_init(&b->l));
+        CHECK_OK(weft_rwlock_rdlock(&b->l));
+        pthread_t w = spawn(box_writer, b);
+        CHECK(wait_parked_key(&b->l.writer)); /* the writer is queued */
+        CHECK_OK(weft_rwlock_rdunlock(&b->l)); /* hands over; b may go now */
+        CHECK_RC(join(w), 0);
+    }
+}
+
 int main(void)
 {
     RUN(test_basic);
@@ -362,6 +399,7 @@ int main(void)
     RUN(test_writers_in_order);
     RUN(test_writer_timeout_frees_readers);
     RUN(test_reader_timeout);
+    RUN(test_handoff_then_free);
     RUN(test_stress);
     return check_done();
 }

@@ -223,6 +223,35 @@ static void test_stress(void)
     CHECK_OK(weft_sem_destroy(&st.s));
 }
 
+/* A release of several units to the one parked waiter: the waiter frees the
+ * semaphore as soon as its acquire returns (a completion semaphore in a
+ * block it owns), so the release must be complete by the hand-over: the
+ * remaining units go in with it, not after (ASan: use after free; TSan: a
+ * race with the free). Many rounds, a fresh block each. */
+static void *sem_box_waiter(void *p)
+{
+    weft_sem_t *s = p;
+    int r = weft_sem_acquire(s);
+    if (r == 0 && weft_sem_value(s) != 2)
+        r = -1000; /* the rest of the release_n(3) must be there already */
+    free(s);
+    return (void *)(intptr_t)r;
+}
+
+static void test_release_n_then_free(void)
+{
+    long rounds = check_iters("SEM_FREE_ROUNDS", 300);
+    for (long i = 0; i < rounds; i++) {
+        weft_sem_t *s = malloc(sizeof *s);
+        CHECK(s != NULL);
+        CHECK_OK(weft_sem_init(s, 0));
+        pthread_t t = spawn(sem_box_waiter, s);
+        CHECK(wait_parked_key(s));
+        CHECK_OK(weft_sem_release_n(s, 3)); /* s may be gone once this hands over */
+        CHECK_RC(join(t), 0);
+    }
+}
+
 int main(void)
 {
     RUN(test_init_and_bad_input);
@@ -231,6 +260,7 @@ int main(void)
     RUN(test_fifo_handoff);
     RUN(test_release_n_to_waiters);
     RUN(test_waiter_timeouts);
+    RUN(test_release_n_then_free);
     RUN(test_stress);
     return check_done();
 }

@@ -226,6 +226,53 @@ static void test_latch_stress(void)
     CHECK_INT(bad, ==, 0);
 }
 
+/* A stale unpark (one meant for an object that lived at this address
+ * before, or a pool waking a worker by an old key) must not release a
+ * waiter while the count is not zero: it looks again and parks again. The
+ * test plays the stale unparker with weft__unpark_all on the word. */
+static _Atomic int released;
+
+static void *wg_checked_waiter(void *p)
+{
+    (void)p;
+    probe_install();
+    int r = weft_waitgroup_wait(&WG);
+    return (void *)(intptr_t)(r == 0 && atomic_load(&released) ? 1 : r == 0 ? -1000 : r);
+}
+
+static void *latch_checked_waiter(void *p)
+{
+    (void)p;
+    probe_install();
+    int r = weft_latch_wait((weft_latch_t *)p);
+    return (void *)(intptr_t)(r == 0 && atomic_load(&released) ? 1 : r == 0 ? -1000 : r);
+}
+
+static void test_stale_unpark(void)
+{
+    long rounds = check_iters("ZW_STALE_ROUNDS", 20);
+    for (long i = 0; i < rounds; i++) {
+        probe_reset();
+        atomic_store(&released, 0);
+        CHECK_OK(weft_waitgroup_add(&WG, 1));
+        weft_latch_t l;
+        CHECK_OK(weft_latch_init(&l, 1));
+        pthread_t a = spawn(wg_checked_waiter, NULL);
+        pthread_t b = spawn(latch_checked_waiter, &l);
+        CHECK(wait_count(&probe_parked, 2));
+        weft__unpark_all(&WG.state, 0); /* stale: the count is still 1 */
+        weft__unpark_all(&l.state, 0);
+        CHECK(wait_count(&probe_parked, 4)); /* both parked again */
+        atomic_store(&released, 1);
+        CHECK_OK(weft_waitgroup_done(&WG));
+        CHECK_OK(weft_latch_count_down(&l, 1));
+        CHECK_RC(join(a), 1);
+        CHECK_RC(join(b), 1);
+        CHECK_OK(weft_latch_destroy(&l));
+    }
+    CHECK_OK(weft_waitgroup_destroy(&WG));
+}
+
 int main(void)
 {
     RUN(test_waitgroup_basic);
@@ -234,5 +281,6 @@ int main(void)
     RUN(test_latch_basic);
     RUN(test_latch_wakes_all);
     RUN(test_latch_stress);
+    RUN(test_stale_unpark);
     return check_done();
 }

@@ -109,6 +109,10 @@ WEFT_API int weft_future_set_running(weft_future_t *f);
 /*
  * Resolve with a value (set_result). Wakes every waiter and runs the
  * callbacks, in the order they were added, on the calling thread.
+ * The caller must own a reference for the whole call (as for every call on
+ * a future): the waiters it wakes may return and drop theirs at once, and
+ * the callbacks run after that. The same holds for _set_result_free,
+ * _set_error and weft_future_cancel.
  * 0; -EALREADY if the future was already resolved (including cancelled):
  * nothing changes, the first resolution stands; -EINVAL.
  */

@@ -426,9 +426,11 @@ WEFT_API int weft_waitgroup_destroy(weft_waitgroup_t *wg);
 WEFT_API int weft_waitgroup_add(weft_waitgroup_t *wg, int64_t delta);
 /* add(-1): 0, -EOVERFLOW (the count is zero), -EINVAL. */
 WEFT_API int weft_waitgroup_done(weft_waitgroup_t *wg);
-/* Wait until the count is zero: 0, -EINVAL. A waiter released by the count
- * reaching zero returns 0 even if work was added again since. In a
- * coroutine, -ECANCELED if the task is cancelled while waiting. */
+/* Wait until the count is zero: 0, -EINVAL. The waiter returns once it
+ * sees the count at zero; as in Go, adding work again before the waiters
+ * of the previous zero have returned is a misuse: they may miss that zero
+ * and wait for the next one. In a coroutine, -ECANCELED if the task is
+ * cancelled while waiting. */
 WEFT_API int weft_waitgroup_wait(weft_waitgroup_t *wg);
 /* The same by the deadline: 0, -ETIMEDOUT, -EINVAL, -ECANCELED (a cancelled
  * coroutine). */

@@ -18,6 +18,7 @@
 #include <weft/pool.h>
 
 #include "../loop/net_support.h"
+#include "../park/park.h"
 
 int weft_addr_ip(weft_addr_t *out, const char *ip, int port)
 {
@@ -142,17 +143,50 @@ struct lookup {
     int socktype;
     int max;
     int n;             /* addresses found (written by the task) */
+    bool pooled;       /* counted in lookups_live (the lookup went to the pool) */
     weft_addr_t *addrs; /* max of them */
     char port[8];
     char host[];       /* copied: the caller's string may be gone */
 };
 
+/*
+ * Lookups handed to the pool whose record is not freed yet. A caller that
+ * gives up leaves its lookup running on a pool thread, and getaddrinfo
+ * holds descriptors while it runs (/etc/hosts, the nscd socket, a netlink
+ * socket): a process that counts its descriptors (the tests' leak checks)
+ * must first wait for those lookups (weft__net_resolve_drain). The record
+ * is freed only after the pool task has returned (or was cancelled before
+ * it started), that is after getaddrinfo closed what it opened, so the
+ * count reaching zero means no lookup holds a descriptor any more.
+ */
+static _Atomic uint32_t lookups_live;
+
+static bool lookups_validate(void *arg)
+{
+    (void)arg;
+    return atomic_load_explicit(&lookups_live, memory_order_relaxed) != 0;
+}
+
+void weft__net_resolve_drain(void)
+{
+    /* acquire: pairs with the release decrement, so whatever the lookup
+     * did (closing its descriptors) happens before our return. The park
+     * validates under the bucket lock and the last decrement unparks by
+     * the same key after it, so the zero cannot be missed; a stale wake
+     * just loops. */
+    while (atomic_load_explicit(&lookups_live, memory_order_acquire) != 0)
+        weft__park(&lookups_live, lookups_validate, NULL, NULL, WEFT_FOREVER, NULL);
+}
+
 static void lookup_unref(struct lookup *q)
 {
     /* acq_rel: the last owner sees everything the other wrote. */
     if (atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) == 1) {
+        bool pooled = q->pooled;
         free(q->addrs);
         free(q);
+        if (pooled && atomic_fetch_sub_explicit(&lookups_live, 1, memory_order_acq_rel) == 1)
+            weft__unpark_all(&lookups_live, 0); /* a static: never goes away */
     }
 }
 
@@ -255,12 +289,16 @@ int weft_net_resolve_until(const char *host, int port, int socktype, weft_addr_t
         atomic_init(&q->refs, 1);
         r = lookup_run(q);
     } else {
+        /* Counted before the task can start (lookup_unref uncounts it
+         * when the record goes). */
+        q->pooled = true;
+        atomic_fetch_add_explicit(&lookups_live, 1, memory_order_relaxed);
         atomic_init(&q->refs, 2);
         weft_future_t *f;
         r = weft_pool_submit(NULL, lookup_task, q, &f);
         if (r) {
-            free(q->addrs);
-            free(q);
+            atomic_store_explicit(&q->refs, 1, memory_order_relaxed); /* no task */
+            lookup_unref(q);
             return r;
         }
         if (weft_future_on_done(f, lookup_done, q) != 0) {

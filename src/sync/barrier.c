@@ -18,9 +18,11 @@
  * Hence a waiter of round g that finds generation != g knows its round
  * completed (a broken round g cannot be left behind while it is still
  * counted in it); one that finds generation == g and the barrier broken or
- * resetting knows its round broke. The completed case needs no lock at all:
- * woken waiters read generation (acquire) and go, so a round's release does
- * not make every waiter queue on the mutex.
+ * resetting knows its round broke. The completed case needs no lock in the
+ * common case: woken waiters read generation (acquire) and go, so a round's
+ * release does not make every waiter queue on the mutex; but they go only
+ * once the mutex is seen unlocked, since the releaser still holds it for an
+ * instant after publishing the generation (see round_released).
  *
  * Arrival indices, as in Python: the k-th arrival this round (from 0) gets
  * k, so the last to arrive (which runs the action) gets parties-1.
@@ -119,6 +121,26 @@ static bool leave_broken(weft_barrier_t *b)
     return false;
 }
 
+/*
+ * Lock-free exit: has round g completed, and has its releaser finished
+ * with b? The releaser stores the new generation while it holds the mutex,
+ * and its unlock is its last touch of b (the wake-up after it uses the
+ * address only as a key). A waiter that returned on seeing the generation
+ * alone could free b (every party has returned: a barrier on the stack of
+ * one of them) while the releaser is still unlocking, writing into freed
+ * memory. So the generation must have moved and the mutex be seen
+ * unlocked: the releaser held it when it stored the generation, so by
+ * coherence an unlocked state read after that store comes from the
+ * releaser's unlock or a later one (acquire: its unlock happens before our
+ * return). If the mutex looks held, the caller takes it, which orders the
+ * same way.
+ */
+static bool round_released(weft_barrier_t *b, uint64_t g)
+{
+    return atomic_load_explicit(gen_of(b), memory_order_acquire) != g &&
+           !(atomic_load_explicit(WEFT_A32(&b->lock.state), memory_order_acquire) & 1u);
+}
+
 int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline)
 {
     if (WEFT_UNLIKELY(!b || deadline < 0))
@@ -163,8 +185,8 @@ int weft_barrier_wait_until(weft_barrier_t *b, weft_time_t deadline)
 
     for (;;) {
         r = unlock_and_park(b, deadline);
-        if (atomic_load_explicit(gen_of(b), memory_order_acquire) != g)
-            return index; /* our round completed */
+        if (round_released(b, g))
+            return index; /* our round completed and its releaser is done with b */
         weft__mutex_lock_nc(&b->lock);
         if (atomic_load_explicit(gen_of(b), memory_order_acquire) != g) {
             weft_mutex_unlock(&b->lock);

@@ -209,20 +209,29 @@ int weft_rwlock_rdlock_try(weft_rwlock_t *l)
  * Normally we are the only reader left: no reader enters while WPARKED is
  * set. But the parked writers may all have timed out (clearing WPARKED)
  * after our check, letting readers in, and a new writer may have parked
- * since: then we cannot hand it the lock, and wake it to retry instead. */
+ * since: then we cannot hand it the lock, and wake it to retry instead.
+ *
+ * With a writer found, our read lock goes in the same CAS (released, or
+ * handed over): that is our last touch of the lock, since the writer may
+ * unlock and free it as soon as it is finished. With nobody found we only
+ * drop WPARKED and keep our read lock, so that the lock stays alive while
+ * rdunlock wakes the readers parked behind the departed writers; it then
+ * releases the read lock as its last act. */
 static uintptr_t rdunlock_cb(void *arg, struct weft__unpark_result r)
 {
     weft_rwlock_t *l = arg;
     _Atomic uint32_t *st = state_of(l);
+    if (!r.unparked) {
+        atomic_fetch_and_explicit(st, ~WPARKED, memory_order_relaxed);
+        return TOKEN_RETRY;
+    }
     uint32_t s = atomic_load_explicit(st, memory_order_relaxed);
     bool handoff;
     for (;;) {
         uint32_t n = s - READER;
-        handoff = r.unparked && NREADERS(n) == 0;
+        handoff = NREADERS(n) == 0;
         if (handoff)
             n = (n & ~WPARKED) | WRITER | (r.have_more ? WPARKED : 0);
-        else if (!r.unparked)
-            n &= ~WPARKED;
         /* Release: the readers' sections happen before the writer's (the
          * writer also synchronises through its waiter's state). */
         if (atomic_compare_exchange_weak_explicit(st, &s, n, memory_order_release,
@@ -247,12 +256,16 @@ int weft_rwlock_rdunlock(weft_rwlock_t *l)
                 return 0;
             continue;
         }
-        /* Last reader with a writer parked: the callback releases our
-         * read lock and hands over. If it found no writer to hand to, it
-         * cleared WPARKED, and readers parked behind it must be let in. */
-        weft__unpark_one(wkey(l), rdunlock_cb, l);
+        /* Last reader with a writer parked: if the callback found a
+         * writer, it released our read lock (handing over if we were the
+         * last), and we must not touch l again: the writer may already
+         * have unlocked and freed it. If it found none, it cleared WPARKED
+         * and we still hold our read lock: let the readers parked behind
+         * the departed writers in, then release as usual (the loop). */
+        if (weft__unpark_one(wkey(l), rdunlock_cb, l))
+            return 0;
         wake_stuck_readers(l);
-        return 0;
+        s = atomic_load_explicit(st, memory_order_relaxed);
     }
 }
 

@@ -39,8 +39,12 @@ int weft__zero_wait(_Atomic uint64_t *state, weft_time_t deadline)
                 continue;
         }
         int r = weft__park_c(state, validate_nonzero, (void *)state, timed_out, deadline, NULL);
-        if (r == 0)
-            return 0; /* the count reached zero while we waited */
+        /* Woken (0) proves nothing: an unpark may be stale, from a wait
+         * group, latch, event or task group that lived at this address
+         * before (its last count-down unparks by address after the CAS
+         * that let its waiters go and free it), or from a pool waking a
+         * worker by the key it last parked on. So look at the count again,
+         * as after -EAGAIN. */
         if (r == -ETIMEDOUT || r == -ECANCELED) {
             s = atomic_load_explicit(state, memory_order_acquire);
             return (s >> 1) == 0 ? 0 : r;
