@@ -349,7 +349,14 @@ static struct weft__chan_node *claim_first(struct weft_chan *ch, struct weft__ch
  * owner gone, which every wake tolerates (park.h). A select's node keeps
  * the two steps: its owner reads `winner` as soon as its state is final.
  * Both protocols mix on one channel: either way a node is claimed once, by
- * one CAS out of WAITING.
+ * one change out of WAITING under the lock: a CAS, or a plain store when
+ * the node's owner is a coroutine of the caller's own loop (it is then
+ * suspended, and only it could change the state without the lock).
+ *
+ * A plain call's own node is ARMED when queued (unbuf_block,
+ * weft__waiter_arm): a coroutine owner makes itself wakeable and sets
+ * SLEEP before the node is visible, so its wait needs no RMW either (see
+ * the protocol at the top of src/loop/loop.c).
  */
 struct pwake {
     const struct weft__park_ops *ops; /* NULL: no wake owed */

@@ -11,29 +11,61 @@
  * waiting if tasks are runnable, else until the next timer.
  *
  * Parking (src/park/park.h). While a loop runs, its thread's park ops are
- * co_park_ops: a waiter initialised by a task records (task, gen), and its
- * wait suspends the task instead of the thread. The protocol between a
- * suspending task and a waker on any thread:
+ * co_park_ops: a waiter initialised by a task records (task, gen) and the
+ * loop as its home, and its wait suspends the task instead of the thread.
+ *
+ * The invariant: a task is claimed for resumption at most once per park,
+ * by whoever changes its wait_gen from that park's gen to 0, and only the
+ * claimer enqueues it; a suspended task is resumed exactly once, by the
+ * one claim of its park (wake, timer, or cancellation), or, if it claimed
+ * itself back, it never suspends for that park. wait_gen is non-zero only
+ * while a park is open for claims; gens come from a per-record counter
+ * that only grows (records are type-stable), so a stale claim (an older
+ * park, or a record since reused) expects a gen that wait_gen never holds
+ * again, fails, and touches nothing else of the task.
+ *
+ * Opening a park, general form (any primitive):
  *
  *   sleeper: wait_gen = gen (release); CAS state expect -> expect|SLEEP
  *            (seq_cst, always a write even if SLEEP was set: it heads a
  *            release sequence that the waker's exchange reads from); then
- *            switch to the scheduler.
- *   waker:   exchange state -> final (acq_rel, in weft__waiter_finish);
- *            if SLEEP was set, wake(task, gen): CAS wait_gen gen -> 0
- *            (acq_rel), and on success enqueue the task. (A waker on the
- *            task's own loop thread uses a load and a store instead: see
- *            co_wake.)
+ *            switch out.
+ *   waker:   change state -> final (an RMW, acq_rel); if SLEEP was set,
+ *            wake(task, gen): claim wait_gen gen -> 0, and on success
+ *            enqueue the task.
  *
- * The waker's exchange reads the sleeper's CAS (or a later value), so it
- * sees wait_gen == gen; if instead the state changed before the sleeper's
- * CAS, that CAS fails and the sleeper claims itself back (wait_gen gen -> 0)
- * and does not suspend. Timers and cancellation claim a task by the same
- * CAS, so exactly one of (wake, timeout, cancel) resumes a suspended task,
- * and it was claimed before it is enqueued. A stale wake (an older park of
- * the task, or a record since reused by another task: records are
- * type-stable and gen_counter only grows) fails the CAS and touches nothing
- * else.
+ * The waker's RMW reads the sleeper's CAS (or a later value), so it sees
+ * wait_gen == gen; if instead the state changed before the sleeper's CAS,
+ * that CAS fails and the sleeper claims itself back (wait_gen gen -> 0)
+ * and does not suspend, unless the waker claimed first: then the sleeper
+ * suspends once to consume that enqueue.
+ *
+ * Armed form (weft__waiter_arm, co_arm; used by a plain blocking channel
+ * send/receive): the sleeper sets wait_gen = gen and SLEEP with plain
+ * stores BEFORE its waiter becomes visible to any waker (under the channel
+ * lock, before the node is queued). The lock's release/acquire then gives
+ * every waker what the seq_cst CAS gave above, so the wait itself only
+ * loads the state: unchanged -> suspend (a waker will see SLEEP and find
+ * wait_gen == gen); changed -> claim back or consume, as above. Claiming
+ * a running task is safe: a waker on this loop's thread cannot run until
+ * the task switches out, and a remote waker's enqueue is drained by this
+ * thread, so also only after. A wait that ends without suspending (a
+ * cancellation or deadline found first, a state already final) must take
+ * the arming back the same way (co_disarm_task, weft__waiter_disarm).
+ *
+ * Claims. Timers and cancellation claim by CAS (they run on the loop
+ * thread, but a remote waker may race). A wake from another thread claims
+ * by CAS. A wake on the task's own loop thread claims with a load and a
+ * store (co_wake): every other party that may claim the current park
+ * (timer, cancellation, the sleeper taking itself back, an armed sleeper
+ * still running) runs on this thread and cannot act between the two, and
+ * another thread's wake of the same task can only be stale (one waker per
+ * park) and writes nothing. For the same reason a channel claims a
+ * waiter's STATE with a store instead of a CAS when the waiter's home is
+ * the caller's loop (weft__waiter_local): its owner, the only other party
+ * that changes a queued waiter's state without the channel lock (giving
+ * up), is suspended on this thread. So a coroutine-to-coroutine hand-over
+ * on one loop takes no locked instruction outside the channel lock.
  *
  * The remote queue is a Treiber stack (R. K. Treiber, "Systems
  * Programming: Coping with Parallelism", IBM RJ 5118, 1986): pushers CAS
