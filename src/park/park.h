@@ -242,6 +242,28 @@ static inline bool weft__waiter_local(const struct weft__waiter *w)
     return w->home != NULL && w->home == weft__park_home_tls;
 }
 
+/*
+ * weft__waiter_finish for a finisher that is the only party, besides w's
+ * owner, that may change w's state (a loop's fd readiness dispatch): if the
+ * owner takes turns with the caller on this thread (weft__waiter_local), it
+ * cannot act now either, so a load and a store do what the exchange does.
+ */
+static inline void weft__waiter_finish_sole(struct weft__waiter *w, uint32_t final_state)
+{
+    if (!weft__waiter_local(w)) {
+        weft__waiter_finish(w, final_state);
+        return;
+    }
+    const struct weft__park_ops *ops = w->ops;
+    void *ctx = w->ctx;
+    uint64_t gen = w->gen;
+    uint32_t old = atomic_load_explicit(&w->state, memory_order_relaxed);
+    /* release: what the finisher wrote (the events) is visible with it. */
+    atomic_store_explicit(&w->state, final_state, memory_order_release);
+    if (old & WEFT__W_SLEEP)
+        ops->wake(ctx, gen, &w->state);
+}
+
 /* For wait implementations: set SLEEP if the state (without SLEEP) is still
  * expect. True if set (and so a finish will call wake). */
 static inline bool weft__waiter_mark_sleep(struct weft__waiter *w, uint32_t expect)
