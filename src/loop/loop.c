@@ -65,7 +65,9 @@
  * the caller's loop (weft__waiter_local): its owner, the only other party
  * that changes a queued waiter's state without the channel lock (giving
  * up), is suspended on this thread. So a coroutine-to-coroutine hand-over
- * on one loop takes no locked instruction outside the channel lock.
+ * on one loop takes no locked instruction outside the channel lock. An fd
+ * wait (task.c) is armed too, and finished with a load and a store
+ * (weft__waiter_finish_sole): only this thread ever finishes it.
  *
  * The remote queue is a Treiber stack (R. K. Treiber, "Systems
  * Programming: Coping with Parallelism", IBM RJ 5118, 1986): pushers CAS
