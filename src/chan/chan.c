@@ -349,7 +349,14 @@ static struct weft__chan_node *claim_first(struct weft_chan *ch, struct weft__ch
  * owner gone, which every wake tolerates (park.h). A select's node keeps
  * the two steps: its owner reads `winner` as soon as its state is final.
  * Both protocols mix on one channel: either way a node is claimed once, by
- * one CAS out of WAITING.
+ * one change out of WAITING under the lock: a CAS, or a plain store when
+ * the node's owner is a coroutine of the caller's own loop (it is then
+ * suspended, and only it could change the state without the lock).
+ *
+ * A plain call's own node is ARMED when queued (unbuf_block,
+ * weft__waiter_arm): a coroutine owner makes itself wakeable and sets
+ * SLEEP before the node is visible, so its wait needs no RMW either (see
+ * the protocol at the top of src/loop/loop.c).
  */
 struct pwake {
     const struct weft__park_ops *ops; /* NULL: no wake owed */
@@ -394,14 +401,26 @@ static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, vo
     if (WEFT_UNLIKELY(!n->sel->single))
         return take_select_node(ch, n, dst, src, pw);
     uint32_t cur = atomic_load_explicit(&w->state, memory_order_relaxed);
-    for (;;) {
-        if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
-            return false; /* dead: its owner unlinks it */
-        /* acq_rel, as weft__waiter_cas: the claim of a waiter. */
-        if (atomic_compare_exchange_weak_explicit(&w->state, &cur,
-                                                  WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
-                                                  memory_order_acq_rel, memory_order_relaxed))
-            break;
+    if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
+        return false; /* dead: its owner unlinks it */
+    if (weft__waiter_local(w)) {
+        /* The owner is a suspended coroutine of this very thread: besides
+         * claimers (who hold the lock, as we do) only the owner changes a
+         * queued node's state (giving up), and it cannot run now. So a
+         * store claims it; release, as the CAS below. */
+        atomic_store_explicit(&w->state, WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
+                              memory_order_release);
+    } else {
+        for (;;) {
+            /* acq_rel, as weft__waiter_cas: the claim of a waiter. */
+            if (atomic_compare_exchange_weak_explicit(&w->state, &cur,
+                                                      WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
+                                                      memory_order_acq_rel,
+                                                      memory_order_relaxed))
+                break;
+            if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
+                return false;
+        }
     }
     if (cur & WEFT__W_SLEEP) {
         pw->ops = w->ops;
@@ -834,12 +853,16 @@ static inline bool may_spin(void)
  * channel (released while we wait) cannot be freed under a retry.
  */
 
-/* Queue our node (under the lock), with a fresh waiter. */
+/* Queue our node (under the lock), with a fresh waiter; armed (park.h) if
+ * `arm`: only where nothing but a partner can finish it before we wait
+ * (not buf_block, whose own pump may complete it at once). */
 static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel,
                                 struct weft__chan_node *nd, bool is_send, void *elem,
-                                bool *stake)
+                                bool *stake, bool arm)
 {
     weft__waiter_init(&sel->w);
+    if (arm)
+        weft__waiter_arm(&sel->w); /* before q_push publishes the node */
     sel->winner = 0;
     sel->single = true;
     nd->sel = sel;
@@ -863,6 +886,7 @@ static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
 {
     sel->w.cancellable = true;
     int s = weft__waiter_wait(&sel->w, WEFT__W_WAITING, deadline);
+    weft__waiter_disarm(&sel->w); /* if armed and not slept through */
     bool cancelled = s == -ECANCELED;
     if (WEFT_UNLIKELY(s == -ETIMEDOUT || s == -ECANCELED))
         s = weft__waiter_cas(&sel->w, WEFT__W_WAITING, WEFT__W_TIMEDOUT) ? WEFT__W_TIMEDOUT
@@ -924,7 +948,7 @@ static WEFT_NOINLINE int unbuf_block(struct weft_chan *ch, bool is_send, void *e
             r = -ETIMEDOUT;
             break;
         }
-        enqueue_self(ch, &sel, &nd, is_send, elem, &stake);
+        enqueue_self(ch, &sel, &nd, is_send, elem, &stake, true);
         weft__chan_unlock(ch); /* our stake keeps ch */
         r = wait_self(ch, &sel, &nd, deadline, &stake);
         if (WEFT_LIKELY(r != -EAGAIN))
@@ -982,7 +1006,7 @@ static WEFT_NOINLINE int buf_block(struct weft_chan *ch, bool is_send, void *ele
         }
         struct weft__chan_node *done = NULL;
         weft__chan_lock(ch);
-        enqueue_self(ch, &sel, &nd, is_send, elem, &stake);
+        enqueue_self(ch, &sel, &nd, is_send, elem, &stake, false);
         /* Dekker with the ring's fast paths (see the top). */
         WEFT__CHAN_FENCE(ch);
         pump(ch, &done);

@@ -11,29 +11,63 @@
  * waiting if tasks are runnable, else until the next timer.
  *
  * Parking (src/park/park.h). While a loop runs, its thread's park ops are
- * co_park_ops: a waiter initialised by a task records (task, gen), and its
- * wait suspends the task instead of the thread. The protocol between a
- * suspending task and a waker on any thread:
+ * co_park_ops: a waiter initialised by a task records (task, gen) and the
+ * loop as its home, and its wait suspends the task instead of the thread.
+ *
+ * The invariant: a task is claimed for resumption at most once per park,
+ * by whoever changes its wait_gen from that park's gen to 0, and only the
+ * claimer enqueues it; a suspended task is resumed exactly once, by the
+ * one claim of its park (wake, timer, or cancellation), or, if it claimed
+ * itself back, it never suspends for that park. wait_gen is non-zero only
+ * while a park is open for claims; gens come from a per-record counter
+ * that only grows (records are type-stable), so a stale claim (an older
+ * park, or a record since reused) expects a gen that wait_gen never holds
+ * again, fails, and touches nothing else of the task.
+ *
+ * Opening a park, general form (any primitive):
  *
  *   sleeper: wait_gen = gen (release); CAS state expect -> expect|SLEEP
  *            (seq_cst, always a write even if SLEEP was set: it heads a
  *            release sequence that the waker's exchange reads from); then
- *            switch to the scheduler.
- *   waker:   exchange state -> final (acq_rel, in weft__waiter_finish);
- *            if SLEEP was set, wake(task, gen): CAS wait_gen gen -> 0
- *            (acq_rel), and on success enqueue the task. (A waker on the
- *            task's own loop thread uses a load and a store instead: see
- *            co_wake.)
+ *            switch out.
+ *   waker:   change state -> final (an RMW, acq_rel); if SLEEP was set,
+ *            wake(task, gen): claim wait_gen gen -> 0, and on success
+ *            enqueue the task.
  *
- * The waker's exchange reads the sleeper's CAS (or a later value), so it
- * sees wait_gen == gen; if instead the state changed before the sleeper's
- * CAS, that CAS fails and the sleeper claims itself back (wait_gen gen -> 0)
- * and does not suspend. Timers and cancellation claim a task by the same
- * CAS, so exactly one of (wake, timeout, cancel) resumes a suspended task,
- * and it was claimed before it is enqueued. A stale wake (an older park of
- * the task, or a record since reused by another task: records are
- * type-stable and gen_counter only grows) fails the CAS and touches nothing
- * else.
+ * The waker's RMW reads the sleeper's CAS (or a later value), so it sees
+ * wait_gen == gen; if instead the state changed before the sleeper's CAS,
+ * that CAS fails and the sleeper claims itself back (wait_gen gen -> 0)
+ * and does not suspend, unless the waker claimed first: then the sleeper
+ * suspends once to consume that enqueue.
+ *
+ * Armed form (weft__waiter_arm, co_arm; used by a plain blocking channel
+ * send/receive): the sleeper sets wait_gen = gen and SLEEP with plain
+ * stores BEFORE its waiter becomes visible to any waker (under the channel
+ * lock, before the node is queued). The lock's release/acquire then gives
+ * every waker what the seq_cst CAS gave above, so the wait itself only
+ * loads the state: unchanged -> suspend (a waker will see SLEEP and find
+ * wait_gen == gen); changed -> claim back or consume, as above. Claiming
+ * a running task is safe: a waker on this loop's thread cannot run until
+ * the task switches out, and a remote waker's enqueue is drained by this
+ * thread, so also only after. A wait that ends without suspending (a
+ * cancellation or deadline found first, a state already final) must take
+ * the arming back the same way (co_disarm_task, weft__waiter_disarm).
+ *
+ * Claims. Timers and cancellation claim by CAS (they run on the loop
+ * thread, but a remote waker may race). A wake from another thread claims
+ * by CAS. A wake on the task's own loop thread claims with a load and a
+ * store (co_wake): every other party that may claim the current park
+ * (timer, cancellation, the sleeper taking itself back, an armed sleeper
+ * still running) runs on this thread and cannot act between the two, and
+ * another thread's wake of the same task can only be stale (one waker per
+ * park) and writes nothing. For the same reason a channel claims a
+ * waiter's STATE with a store instead of a CAS when the waiter's home is
+ * the caller's loop (weft__waiter_local): its owner, the only other party
+ * that changes a queued waiter's state without the channel lock (giving
+ * up), is suspended on this thread. So a coroutine-to-coroutine hand-over
+ * on one loop takes no locked instruction outside the channel lock. An fd
+ * wait (task.c) is armed too, and finished with a load and a store
+ * (weft__waiter_finish_sole): only this thread ever finishes it.
  *
  * The remote queue is a Treiber stack (R. K. Treiber, "Systems
  * Programming: Coping with Parallelism", IBM RJ 5118, 1986): pushers CAS
@@ -605,6 +639,27 @@ static bool mark_sleep_rmw(struct weft__waiter *w, uint32_t expect)
     }
 }
 
+/* The task armed its park (co_arm) and will not sleep through it: claim
+ * the arming back; if a waker was first, it has enqueued (or is enqueuing)
+ * the task, so suspend once to consume that wake. */
+static WEFT_NOINLINE void co_disarm_task(struct weft_task *t, struct weft__waiter *w)
+{
+    w->armed = false;
+    uint64_t g = w->gen;
+    if (atomic_compare_exchange_strong_explicit(&t->wait_gen, &g, 0, memory_order_acq_rel,
+                                                memory_order_relaxed))
+        return;
+    to_scheduler(t); /* resume_reason is R_WAKE: the waker set it */
+}
+
+/* A wait that ends before suspending: an armed park must be taken back. */
+static inline int early_return(struct weft_task *t, struct weft__waiter *w, int r)
+{
+    if (WEFT_UNLIKELY(w->armed))
+        co_disarm_task(t, w);
+    return r;
+}
+
 int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expect,
                     weft_time_t deadline, int mode)
 {
@@ -615,9 +670,9 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
     if (mode == W_CO) {
         int why = cancel_state(t, &limit, &sc, &reach);
         if (why == CS_CANCEL)
-            return -ECANCELED;
+            return early_return(t, w, -ECANCELED);
         if (why == CS_SCOPE)
-            return WEFT__SCOPE_EXPIRED;
+            return early_return(t, w, WEFT__SCOPE_EXPIRED);
         intr = reach;
     } else if (mode == W_PRIMC) {
         /* Cancellation is level-triggered here as for W_CO; scopes cut only
@@ -626,13 +681,13 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
         if (t->scope || t->cancelled || weft_future_cancel_requested(t->fut)) {
             int why = cancel_state(t, &limit, &sc, &reach);
             if (why == CS_CANCEL)
-                return -ECANCELED;
+                return early_return(t, w, -ECANCELED);
             if (deadline == WEFT_FOREVER)
                 limit = WEFT_FOREVER;
             if (why == CS_SCOPE && deadline != WEFT_FOREVER) {
                 if (!(sc->flags_ & SC_DELIVERED)) {
                     sc->flags_ |= SC_DELIVERED;
-                    return -ETIMEDOUT;
+                    return early_return(t, w, -ETIMEDOUT);
                 }
                 limit = WEFT_FOREVER;
             }
@@ -644,11 +699,11 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
         int why = cancel_state(t, &limit, &sc, &reach);
         if (why == CS_CANCEL && !t->cancel_prim_delivered) {
             t->cancel_prim_delivered = true;
-            return -ETIMEDOUT;
+            return early_return(t, w, -ETIMEDOUT);
         }
         if (why == CS_SCOPE && !(sc->flags_ & SC_DELIVERED)) {
             sc->flags_ |= SC_DELIVERED;
-            return -ETIMEDOUT;
+            return early_return(t, w, -ETIMEDOUT);
         }
         if (why != CS_NONE)
             limit = WEFT_FOREVER; /* delivered once already: just wait */
@@ -657,10 +712,23 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
     weft_time_t at = deadline < limit ? deadline : limit;
 
     uint64_t gen = w->gen;
-    /* release: a waker's CAS on wait_gen (another thread's, say) then
-     * comes after everything this thread did to t, resume_reason included. */
-    atomic_store_explicit(&t->wait_gen, gen, memory_order_release);
-    if (!mark_sleep_rmw(w, expect)) {
+    bool sleep;
+    if (w->armed) {
+        /* Armed (co_arm): wait_gen and SLEEP were set before any waker could
+         * see the waiter, so only check that nobody finished it meanwhile.
+         * If someone did, it saw SLEEP and wakes (or woke) us: the same
+         * claim-back as a failed mark. */
+        w->armed = false;
+        sleep = (atomic_load_explicit(&w->state, memory_order_relaxed) & ~WEFT__W_SLEEP) ==
+                expect;
+    } else {
+        /* release: a waker's CAS on wait_gen (another thread's, say) then
+         * comes after everything this thread did to t, resume_reason
+         * included. */
+        atomic_store_explicit(&t->wait_gen, gen, memory_order_release);
+        sleep = mark_sleep_rmw(w, expect);
+    }
+    if (!sleep) {
         uint64_t g = gen;
         if (atomic_compare_exchange_strong_explicit(&t->wait_gen, &g, 0, memory_order_acq_rel,
                                                     memory_order_relaxed))
@@ -752,6 +820,39 @@ static void co_prepare(struct weft__waiter *w)
     w->ctx = t;
     w->gen = ++t->gen_counter;
     w->spin = 0;
+    w->home = L; /* weft__waiter_local: this loop's tasks take turns */
+}
+
+/*
+ * The common coroutine wait, in full: an armed park (its wait_gen and SLEEP
+ * set before any waker could see the waiter), no deadline, cancellable,
+ * and nothing that could cut it short now (no scope, not cancelled): no
+ * timer, no scope scan, no RMW. It is weft__cotask_wait's W_PRIMC path for
+ * that case, step for step. 1 if it does not apply (nothing was done).
+ */
+static inline int cotask_wait_lean(struct weft_task *t, struct weft__waiter *w,
+                                   uint32_t expect, weft_time_t deadline)
+{
+    if (!w->armed || deadline != WEFT_FOREVER || !w->cancellable || t->scope ||
+        t->cancelled || weft_future_cancel_requested(t->fut))
+        return 1;
+    w->armed = false;
+    if ((atomic_load_explicit(&w->state, memory_order_relaxed) & ~WEFT__W_SLEEP) != expect) {
+        /* Finished already; its waker saw SLEEP and claims us, unless we
+         * claim ourselves back first. */
+        uint64_t g = w->gen;
+        if (atomic_compare_exchange_strong_explicit(&t->wait_gen, &g, 0, memory_order_acq_rel,
+                                                    memory_order_relaxed))
+            return 0;
+        to_scheduler(t); /* consume the waker's enqueue */
+        return 0;        /* R_WAKE: interruptible was false */
+    }
+    t->interruptible = true;
+    to_scheduler(t);
+    t->interruptible = false;
+    /* No timer was armed, and a stale one cannot claim this park: R_WAKE
+     * or R_CANCEL. */
+    return t->resume_reason == R_CANCEL ? -ECANCELED : 0;
 }
 
 static int co_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline)
@@ -759,6 +860,12 @@ static int co_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline
     if (!w->ctx)
         return weft__thread_park_ops.wait(w, expect, deadline);
     struct weft_task *t = w->ctx;
+    int lr = cotask_wait_lean(t, w, expect, deadline);
+    if (WEFT_LIKELY(lr != 1)) {
+        if (lr == -ECANCELED)
+            return lr;
+        return 0; /* woken (weft__waiter_wait re-reads the state) */
+    }
     int mode = w->cancellable ? W_PRIMC : W_PRIM;
     for (;;) {
         int r = weft__cotask_wait(t, w, expect, deadline, mode);
@@ -806,11 +913,35 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
     weft__cotask_enqueue(t);
 }
 
+/* Arm the park now (the waiter is not yet visible to any waker): from here
+ * on a wake of (t, gen) claims the task exactly as if it had suspended, so
+ * weft__cotask_wait need not write wait_gen nor set SLEEP with a locked
+ * RMW. Safe while the task still runs: a waker on this loop's thread cannot
+ * run before the task suspends, and a remote waker's enqueue is drained by
+ * this thread, so also after. An OS-thread context (no task) cannot arm. */
+static bool co_arm(struct weft__waiter *w)
+{
+    struct weft_task *t = w->ctx;
+    if (!t)
+        return false;
+    /* release, as in weft__cotask_wait; what really publishes it to the
+     * waker is the release that publishes the waiter (a lock's unlock). */
+    atomic_store_explicit(&t->wait_gen, w->gen, memory_order_release);
+    return true;
+}
+
+static void co_disarm(struct weft__waiter *w)
+{
+    co_disarm_task(w->ctx, w);
+}
+
 static const struct weft__park_ops co_park_ops = {
     .name = "coroutine",
     .prepare = co_prepare,
     .wait = co_wait,
     .wake = co_wake,
+    .arm = co_arm,
+    .disarm = co_disarm,
 };
 
 /* ---- running tasks ----------------------------------------------------------------- */
@@ -1116,6 +1247,7 @@ int weft_loop_run(weft_co_fn main_fn, void *arg, const weft_loop_opts_t *opts)
 
     const struct weft__park_ops *prev_ops = weft__park_ops_current();
     weft__park_set_ops(&co_park_ops);
+    weft__park_set_home(L);
     weft__loop_tls = L;
 
     struct weft_task *main_task = NULL;
@@ -1149,6 +1281,7 @@ int weft_loop_run(weft_co_fn main_fn, void *arg, const weft_loop_opts_t *opts)
     if (o.stats)
         fill_stats(L, o.stats);
     weft__loop_tls = NULL;
+    weft__park_set_home(NULL);
     weft__self_id_set(0);
     free(L->watch);
     free(L->heap);

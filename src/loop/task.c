@@ -308,13 +308,16 @@ void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev)
         struct weft__fdwait *f = w->rd;
         w->rd = NULL;
         f->got = ev;
-        weft__waiter_finish(&f->w, WEFT__W_WOKEN);
+        /* Sole finisher: only the loop's thread finishes an fd waiter (here
+         * or weft__loop_fd_forget), each time after taking it out of its
+         * slot, and its owner is a task of this loop: no locked RMW. */
+        weft__waiter_finish_sole(&f->w, WEFT__W_WOKEN);
     }
     if (w->wr && (ev & (WEFT__IO_WRITE | WEFT__IO_ERROR))) {
         struct weft__fdwait *f = w->wr;
         w->wr = NULL;
         f->got = ev;
-        weft__waiter_finish(&f->w, WEFT__W_WOKEN);
+        weft__waiter_finish_sole(&f->w, WEFT__W_WOKEN);
     }
     /* One-shot: someone still waiting (the other direction) needs a new arm. */
     rearm(L, fd);
@@ -353,6 +356,10 @@ int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline)
     atomic_store_explicit(&L->st_io_waits,
                           atomic_load_explicit(&L->st_io_waits, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+    /* Only this loop's thread finishes fw, so not before we switch out:
+     * arm (no RMW to set SLEEP); the first wait below consumes or takes
+     * back the arming, whatever it returns. */
+    weft__waiter_arm(&fw.w);
     for (;;) {
         r = weft__cotask_wait(t, &fw.w, WEFT__W_WAITING, deadline, W_CO);
         if (weft__waiter_state(&fw.w) != WEFT__W_WAITING || r < 0)

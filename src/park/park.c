@@ -89,6 +89,12 @@ const struct weft__park_ops weft__thread_park_ops = {
 };
 
 _Thread_local const struct weft__park_ops *weft__park_ops_tls;
+_Thread_local const void *weft__park_home_tls;
+
+void weft__park_set_home(const void *home)
+{
+    weft__park_home_tls = home;
+}
 
 void weft__park_set_ops(const struct weft__park_ops *ops)
 {

@@ -62,12 +62,31 @@ struct weft__waiter;
  *          already have returned (after a timeout, say) and even be parked
  *          again elsewhere: an implementation must recognise a stale wake by
  *          gen and ignore it. Must be callable from any thread.
+ *
+ * The two below are optional (NULL: not supported; weft__waiter_arm then
+ * does nothing).
+ *
+ * arm:     declare, before w is published to any waker, that the context
+ *          will sleep on w: make it wakeable by (ctx, gen) right now, so the
+ *          wait that follows needs no read-modify-write to set SLEEP. True
+ *          if armed (the caller then sets SLEEP in the state before
+ *          publishing w, and must end with weft__waiter_disarm).
+ * disarm:  end an armed wait that the context did not sleep through: take
+ *          the arming back, or, if a waker already claimed it, consume that
+ *          wake. Called by the owner only, on its own context.
+ *
+ * prepare may also set w->home (weft__waiter_init clears it): a token for a
+ * group of contexts that take turns on one thread (a loop's coroutines).
+ * weft__waiter_local compares it with weft__park_home_tls, which whoever
+ * runs such a group sets on its thread (NULL elsewhere).
  */
 struct weft__park_ops {
     const char *name;
     void (*prepare)(struct weft__waiter *w);
     int (*wait)(struct weft__waiter *w, uint32_t expect, weft_time_t deadline);
     void (*wake)(void *ctx, uint64_t gen, _Atomic uint32_t *state);
+    bool (*arm)(struct weft__waiter *w);
+    void (*disarm)(struct weft__waiter *w);
 };
 
 struct weft__waiter {
@@ -78,6 +97,11 @@ struct weft__waiter {
     uint64_t gen;                      /* ops-specific: which park of ctx */
     bool cancellable;                  /* a wait may end with -ECANCELED (set by
                                           the owner after init; default false) */
+    bool armed;                        /* owner only: armed (weft__waiter_arm),
+                                          not yet slept through or disarmed */
+    const void *home;                  /* set by prepare: the thread domain whose
+                                          contexts take turns on one thread (a
+                                          coroutine's loop), NULL for a thread */
 };
 
 /* The ops of the calling thread (never NULL) and a way to replace them;
@@ -115,6 +139,8 @@ static inline void weft__waiter_init(struct weft__waiter *w)
 {
     atomic_init(&w->state, WEFT__W_WAITING);
     w->cancellable = false;
+    w->armed = false;
+    w->home = NULL;
     w->ops = weft__park_ops_current();
     w->ops->prepare(w);
 }
@@ -176,6 +202,67 @@ static inline bool weft__waiter_cas(struct weft__waiter *w, uint32_t from, uint3
  * may return at any moment: the caller must not touch *w again.
  */
 void weft__waiter_finish(struct weft__waiter *w, uint32_t final_state);
+
+/*
+ * Arm w (state WAITING, not yet visible to any waker: call it before
+ * publishing w, e.g. under the lock that queues it): if the context's ops
+ * can, it becomes wakeable at once and SLEEP is set now with a plain store,
+ * so its wait needs no read-modify-write to announce the sleep. The price:
+ * every finish of w calls wake even if the owner never sleeps, so arm only
+ * where the owner is about to wait anyway. An armed waiter must be
+ * disarmed (weft__waiter_disarm) after its first weft__waiter_wait.
+ */
+static inline void weft__waiter_arm(struct weft__waiter *w)
+{
+    if (w->ops->arm && w->ops->arm(w)) {
+        w->armed = true;
+        atomic_store_explicit(&w->state, WEFT__W_WAITING | WEFT__W_SLEEP, memory_order_relaxed);
+    }
+}
+
+/* After the first weft__waiter_wait of an armed waiter: if that wait did not
+ * sleep through the arming, take it back (or consume the wake it caused). */
+static inline void weft__waiter_disarm(struct weft__waiter *w)
+{
+    if (w->armed)
+        w->ops->disarm(w);
+}
+
+/* The home of the contexts that take turns on the calling thread (a
+ * running loop), or NULL. */
+extern _Thread_local const void *weft__park_home_tls;
+void weft__park_set_home(const void *home);
+
+/* True if w's context cannot change w's state while the caller runs: it
+ * takes turns with the caller on the calling thread, so, not being the
+ * caller (the caller must know that: a context never completes its own
+ * waiter), it is suspended. */
+static inline bool weft__waiter_local(const struct weft__waiter *w)
+{
+    return w->home != NULL && w->home == weft__park_home_tls;
+}
+
+/*
+ * weft__waiter_finish for a finisher that is the only party, besides w's
+ * owner, that may change w's state (a loop's fd readiness dispatch): if the
+ * owner takes turns with the caller on this thread (weft__waiter_local), it
+ * cannot act now either, so a load and a store do what the exchange does.
+ */
+static inline void weft__waiter_finish_sole(struct weft__waiter *w, uint32_t final_state)
+{
+    if (!weft__waiter_local(w)) {
+        weft__waiter_finish(w, final_state);
+        return;
+    }
+    const struct weft__park_ops *ops = w->ops;
+    void *ctx = w->ctx;
+    uint64_t gen = w->gen;
+    uint32_t old = atomic_load_explicit(&w->state, memory_order_relaxed);
+    /* release: what the finisher wrote (the events) is visible with it. */
+    atomic_store_explicit(&w->state, final_state, memory_order_release);
+    if (old & WEFT__W_SLEEP)
+        ops->wake(ctx, gen, &w->state);
+}
 
 /* For wait implementations: set SLEEP if the state (without SLEEP) is still
  * expect. True if set (and so a finish will call wake). */
