@@ -180,7 +180,7 @@ struct weft_task *weft__cotask_alloc(void)
     struct weft__rnode rn = {0};
     t->rnode = rn;
     t->next = t->all_prev = t->all_next = NULL;
-    t->loop = NULL;
+    __atomic_store_n(&t->loop, NULL, __ATOMIC_RELAXED); /* see co_wake */
     t->co = NULL;
     t->fn = NULL;
     t->arg = t->result = NULL;
@@ -891,7 +891,12 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
      * only grow) sees another value and reads nothing else of t. */
     if (atomic_load_explicit(&t->wait_gen, memory_order_acquire) != gen)
         return; /* stale */
-    struct weft_loop *L = t->loop;
+    /* Relaxed atomic: between the check above and this read the task may
+     * finish on its loop and its record be reused by another loop's thread,
+     * which writes loop. Then L is that other loop (never this thread's:
+     * this thread is busy here, so it cannot be the one reusing it), and
+     * the CAS below fails on the new gen. */
+    struct weft_loop *L = __atomic_load_n(&t->loop, __ATOMIC_RELAXED);
     if (weft__loop_tls == L) {
         /* On the task's own loop thread. Every other party that may claim
          * this park (its timer, a cancellation, the sleeper taking itself
@@ -1051,7 +1056,7 @@ int weft__cotask_spawn(struct weft_loop *L, struct weft_task **out, weft_co_fn f
         name_store(t->name, buf);
     }
     atomic_fetch_add_explicit(&L->refs, 1, memory_order_relaxed);
-    t->loop = L;
+    __atomic_store_n(&t->loop, L, __ATOMIC_RELAXED); /* see co_wake */
     t->group = g;
     t->detached = !out;
     if (out) {
