@@ -1111,7 +1111,12 @@ static void schedule(struct weft_loop *L)
                     L->turn_end = NULL;
                 run_task(L, t);
             }
-            if (L->armed)
+            /* Busy (tasks runnable again): look at I/O without sleeping,
+             * so that runnable tasks cannot starve it. Idle: go round to
+             * the sleeping poll below, which takes the same events; a
+             * zero-timeout poll first would be one more epoll_wait or
+             * io_uring_enter per idle transition for nothing. */
+            if (L->armed && L->runq_head)
                 poll_backend(L, 0);
             continue;
         }
