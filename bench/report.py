@@ -33,8 +33,6 @@ TARGETS = {
     # trip between two coroutines at most 0.3x Go's unbuffered channel.
     ("co_spawn", "go"): 0.2,
     ("co_spawn_rss", "go"): 1.0,
-    ("co_spawn_all", "go"): 0.2,
-    ("co_spawn_all_rss", "go"): 1.0,
     ("chan_pingpong_co", "go"): 0.3,
 }
 

@@ -11,23 +11,36 @@ import (
 
 // spawn: n goroutines that each yield once (runtime.Gosched) and finish;
 // main spawns them all and waits. Go's scheduler runs them while main is
-// still spawning (the other P, preemption), so this one program is the
-// peer of both weft shapes (co_spawn: the spawner yields every 1,000;
-// co_spawn_all: all spawned before any runs).
-func spawn(n int64) float64 {
+// still spawning (the other P, preemption), so few are alive at a time:
+// the peer of weft's co_spawn (the spawner yields every 1,000).
+//
+// With all set, every goroutine first waits on a channel that main closes
+// only after the last spawn, so all n are alive at once, each holding its
+// stack: the peer of weft's co_spawn_all.
+func spawn(n int64, all bool) float64 {
 	var wg sync.WaitGroup
 	var done int64
 	var mu sync.Mutex
+	var start chan struct{} // nil: no wait
+	if all {
+		start = make(chan struct{})
+	}
 	wg.Add(int(n))
 	t0 := time.Now()
 	for i := int64(0); i < n; i++ {
 		go func() {
+			if start != nil {
+				<-start
+			}
 			runtime.Gosched()
 			mu.Lock()
 			done++
 			mu.Unlock()
 			wg.Done()
 		}()
+	}
+	if all {
+		close(start)
 	}
 	wg.Wait()
 	d := time.Since(t0)
@@ -89,10 +102,10 @@ func timers(c, k int64) (float64, float64) {
 
 func benchCo() {
 	n := size("spawn", 1000000, 10000)
-	emit("co_spawn", "go", []kv{{"n", n}}, "ns_per_op", repeat(func() float64 { return spawn(n) }, false))
+	emit("co_spawn", "go", []kv{{"n", n}}, "ns_per_op", repeat(func() float64 { return spawn(n, false) }, false))
 	emit("co_spawn_rss", "go", []kv{{"n", n}}, "kib", peakRSSKiB())
 	nall := size("spawn-all", 1000000, 10000)
-	emit("co_spawn_all", "go", []kv{{"n", nall}}, "ns_per_op", repeat(func() float64 { return spawn(nall) }, false))
+	emit("co_spawn_all", "go", []kv{{"n", nall}}, "ns_per_op", repeat(func() float64 { return spawn(nall, true) }, false))
 	emit("co_spawn_all_rss", "go", []kv{{"n", nall}}, "kib", peakRSSKiB())
 
 	iters := size("pingpong", 1000000, 10000)
