@@ -105,3 +105,29 @@ void weft__backend_eventfd_drain(int fd)
     while (read(fd, &v, sizeof v) > 0)
         ;
 }
+
+int weft__fdlist_push(struct weft__fdlist *l, int fd)
+{
+    if (l->n == l->cap) {
+        int n = l->cap ? 2 * l->cap : 16;
+        int *p = realloc(l->v, (size_t)n * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        l->v = p;
+        l->cap = n;
+    }
+    l->v[l->n++] = fd;
+    return 0;
+}
+
+void weft__fdlist_consume(struct weft__fdlist *l, int k)
+{
+    memmove(l->v, l->v + k, (size_t)(l->n - k) * sizeof *l->v);
+    l->n -= k;
+}
+
+void weft__fdlist_free(struct weft__fdlist *l)
+{
+    free(l->v);
+    *l = (struct weft__fdlist){0};
+}

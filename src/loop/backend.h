@@ -185,6 +185,18 @@ int weft__backend_probe(const char *name, char *why, size_t cap);
 void weft__backend_eventfd_wake(int fd);
 void weft__backend_eventfd_drain(int fd);
 
+/* A growable list of fd numbers, for a backend's deferred work (owned fds
+ * with a hang-up to report, io_uring's idle multishots). Zero-initialised
+ * is empty. push: 0, or -ENOMEM with the list unchanged. consume drops the
+ * first k entries, keeping the order of the rest. */
+struct weft__fdlist {
+    int *v;
+    int n, cap;
+};
+int weft__fdlist_push(struct weft__fdlist *l, int fd);
+void weft__fdlist_consume(struct weft__fdlist *l, int k);
+void weft__fdlist_free(struct weft__fdlist *l);
+
 /* Test hook: when not 0, the io_uring backend's init fails with this
  * (negative) error, as on a kernel without io_uring. */
 extern _Atomic int weft__uring_init_fail;

@@ -75,8 +75,7 @@ struct weft__backend {
     uint32_t v_events, v_epoch;
     struct efd *fds;  /* by fd number */
     int nfds;
-    int *pend;        /* fds with a hang-up to report at the next poll */
-    int npend, cpend;
+    struct weft__fdlist pend; /* fds with a hang-up to report at the next poll */
     struct epoll_event buf[MAX_BATCH];
 };
 
@@ -126,7 +125,7 @@ static void ep_fini(struct weft__backend *b)
     if (b->epfd >= 0)
         close(b->epfd);
     free(b->fds);
-    free(b->pend);
+    weft__fdlist_free(&b->pend);
     free(b);
 }
 
@@ -166,25 +165,18 @@ static int hup_pending(struct weft__backend *b, struct efd *r, int fd)
 {
     if (r->pend)
         return 0;
-    if (b->npend == b->cpend) {
-        int n = b->cpend ? 2 * b->cpend : 16;
-        int *p = realloc(b->pend, (size_t)n * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        b->pend = p;
-        b->cpend = n;
-    }
-    b->pend[b->npend++] = fd;
-    r->pend = true;
-    return 0;
+    int e = weft__fdlist_push(&b->pend, fd);
+    if (e == 0)
+        r->pend = true;
+    return e;
 }
 
 /* The reports hup_pending promised (at most max); the rest stay listed. */
 static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
 {
     int k = 0, i = 0;
-    for (; i < b->npend && k < max; i++) {
-        int fd = b->pend[i];
+    for (; i < b->pend.n && k < max; i++) {
+        int fd = b->pend.v[i];
         if (fd >= b->nfds)
             continue;
         struct efd *r = &b->fds[fd];
@@ -197,8 +189,7 @@ static int take_pending(struct weft__backend *b, struct weft__io_event *out, int
         r->want = 0;
         k++;
     }
-    memmove(b->pend, b->pend + i, (size_t)(b->npend - i) * sizeof *b->pend);
-    b->npend -= i;
+    weft__fdlist_consume(&b->pend, i);
     return k;
 }
 
@@ -355,7 +346,7 @@ static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
         max = MAX_BATCH;
     if (max <= 0)
         return -EINVAL;
-    if (b->npend) {
+    if (b->pend.n) {
         int k = take_pending(b, out, max);
         if (k)
             return k; /* at once: the next poll takes what the kernel has */
@@ -431,7 +422,7 @@ static int ep_after_fork(struct weft__backend *b)
     close(b->epfd);
     b->evfd = b->epfd = -1;
     b->v_fd = -1;
-    b->npend = 0;
+    b->pend.n = 0;
     if (b->nfds)
         memset(b->fds, 0, (size_t)b->nfds * sizeof *b->fds);
     return open_fds(b);

@@ -106,10 +106,8 @@ struct weft__backend {
     int nfds;
     int v_fd;         /* the pending vouch (-1: none) */
     uint32_t v_events, v_epoch;
-    int *idle;        /* owned fds whose want dropped to 0 (see above) */
-    int nidle, cidle;
-    int *pend;        /* owned fds with a hang-up to report at the next poll */
-    int npend, cpend;
+    struct weft__fdlist idle; /* owned fds whose want dropped to 0 (see above) */
+    struct weft__fdlist pend; /* owned fds with a hang-up to report at the next poll */
 };
 
 #define RW (WEFT__IO_READ | WEFT__IO_WRITE)
@@ -189,8 +187,8 @@ static void ur_fini(struct weft__backend *b)
         return;
     close_ring(b); /* the kernel cancels what is still pending */
     free(b->fds);
-    free(b->idle);
-    free(b->pend);
+    weft__fdlist_free(&b->idle);
+    weft__fdlist_free(&b->pend);
     free(b);
 }
 
@@ -256,24 +254,17 @@ static void idle_push(struct weft__backend *b, struct ufd *u, int fd)
 {
     if (u->idle_q || !u->armed)
         return;
-    if (b->nidle == b->cidle) {
-        int n = b->cidle ? 2 * b->cidle : 64;
-        int *p = realloc(b->idle, (size_t)n * sizeof *p);
-        if (!p) {
-            remove_req(b, u, fd); /* no list: remove it now */
-            return;
-        }
-        b->idle = p;
-        b->cidle = n;
+    if (weft__fdlist_push(&b->idle, fd) != 0) {
+        remove_req(b, u, fd); /* no list: remove it now */
+        return;
     }
-    b->idle[b->nidle++] = fd;
     u->idle_q = true;
 }
 
 static void idle_sweep(struct weft__backend *b)
 {
-    for (int i = 0; i < b->nidle; i++) {
-        int fd = b->idle[i];
+    for (int i = 0; i < b->idle.n; i++) {
+        int fd = b->idle.v[i];
         if (fd >= b->nfds)
             continue;
         struct ufd *u = &b->fds[fd];
@@ -281,7 +272,7 @@ static void idle_sweep(struct weft__backend *b)
         if (u->multi && !u->want)
             remove_req(b, u, fd);
     }
-    b->nidle = 0;
+    b->idle.n = 0;
 }
 
 /* A hang-up is a state; its completion comes once (see epoll.c's
@@ -290,24 +281,17 @@ static int hup_pending(struct weft__backend *b, struct ufd *u, int fd)
 {
     if (u->pend)
         return 0;
-    if (b->npend == b->cpend) {
-        int n = b->cpend ? 2 * b->cpend : 16;
-        int *p = realloc(b->pend, (size_t)n * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        b->pend = p;
-        b->cpend = n;
-    }
-    b->pend[b->npend++] = fd;
-    u->pend = true;
-    return 0;
+    int e = weft__fdlist_push(&b->pend, fd);
+    if (e == 0)
+        u->pend = true;
+    return e;
 }
 
 static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
 {
     int k = 0, i = 0;
-    for (; i < b->npend && k < max; i++) {
-        int fd = b->pend[i];
+    for (; i < b->pend.n && k < max; i++) {
+        int fd = b->pend.v[i];
         if (fd >= b->nfds)
             continue;
         struct ufd *u = &b->fds[fd];
@@ -321,8 +305,7 @@ static int take_pending(struct weft__backend *b, struct weft__io_event *out, int
         idle_push(b, u, fd);
         k++;
     }
-    memmove(b->pend, b->pend + i, (size_t)(b->npend - i) * sizeof *b->pend);
-    b->npend -= i;
+    weft__fdlist_consume(&b->pend, i);
     return k;
 }
 
@@ -544,12 +527,12 @@ static int ur_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
 {
     if (max <= 0)
         return -EINVAL;
-    if (b->npend) {
+    if (b->pend.n) {
         int k = take_pending(b, out, max);
         if (k)
             return k; /* at once: the next poll takes what the kernel has */
     }
-    if (b->nidle)
+    if (b->idle.n)
         idle_sweep(b);
     for (;;) {
         if (!b->wake_armed)
@@ -597,8 +580,8 @@ static int ur_after_fork(struct weft__backend *b)
     close_ring(b);
     for (int i = 0; i < b->nfds; i++)
         b->fds[i] = (struct ufd){.gen = b->fds[i].gen + 1};
-    b->nidle = 0;
-    b->npend = 0;
+    b->idle.n = 0;
+    b->pend.n = 0;
     b->v_fd = -1;
     return open_ring(b);
 }
