@@ -83,6 +83,28 @@ static inline int net_listen_loopback(weft_addr_t *addr)
     return fd;
 }
 
+/* A connected TCP pair on loopback, made from a coroutine or a thread:
+ * 0, or a negative error with nothing left open. */
+static inline int net_tcp_pair(int *a, int *b)
+{
+    weft_addr_t addr;
+    int l = net_listen_loopback(&addr);
+    if (l < 0)
+        return l;
+    *a = weft_net_connect(&addr);
+    if (*a < 0) {
+        weft_net_close(l);
+        return *a;
+    }
+    *b = weft_net_accept(l, NULL);
+    weft_net_close(l);
+    if (*b < 0) {
+        weft_net_close(*a);
+        return *b;
+    }
+    return 0;
+}
+
 /* Byte i of stream `id`: a pattern that catches lost, repeated and
  * reordered bytes. */
 static inline unsigned char net_pat(uint32_t id, uint64_t i)

@@ -17,27 +17,6 @@
 
 #include "net_util.h"
 
-/* A connected TCP pair on loopback, made from a coroutine or a thread. */
-static int tcp_pair(int *a, int *b)
-{
-    weft_addr_t addr;
-    int l = net_listen_loopback(&addr);
-    if (l < 0)
-        return l;
-    *a = weft_net_connect(&addr);
-    if (*a < 0) {
-        weft_net_close(l);
-        return *a;
-    }
-    *b = weft_net_accept(l, NULL);
-    weft_net_close(l);
-    if (*b < 0) {
-        weft_net_close(*a);
-        return *b;
-    }
-    return 0;
-}
-
 /* ---- echo: many concurrent clients ------------------------------------------- */
 
 struct echo {
@@ -195,7 +174,7 @@ static int bulk_main(void *arg, void **result)
     (void)arg;
     (void)result;
     int a, b;
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     int small = 4096;
     CHECK_OK(setsockopt(a, SOL_SOCKET, SO_SNDBUF, &small, sizeof small));
     /* (A tiny receive buffer would make TCP crawl: delayed ACKs and window
@@ -248,7 +227,7 @@ static int bulk_main(void *arg, void **result)
     /* write_all to a peer that does not read: the deadline reports the
      * partial count. */
     int c, d;
-    CHECK_OK(tcp_pair(&c, &d));
+    CHECK_OK(net_tcp_pair(&c, &d));
     CHECK_OK(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small));
     size_t big = 8u << 20;
     unsigned char *junk = calloc(1, big);
@@ -280,7 +259,7 @@ static int deadline_main(void *arg, void **result)
     (void)arg;
     (void)result;
     int a, b;
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     char c;
     /* A read with nobody writing times out, never early. */
     weft_time_t t0 = weft_now();
@@ -383,7 +362,7 @@ static int cancel_main(void *arg, void **result)
     weft_addr_t addr;
     int l = net_listen_loopback(&addr);
     int a, b;
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     struct blocked ba = {.fd = l}, br = {.fd = b}, bc = {.fd = a};
     weft_task_t *ta, *tr, *tc;
     CHECK_OK(weft_co_spawn(&ta, blocked_accept, &ba, "accepting", 0));
@@ -440,7 +419,7 @@ static int close_main(void *arg, void **result)
     (void)arg;
     (void)result;
     int a, b;
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     struct blocked br = {.fd = b};
     weft_task_t *tr;
     CHECK_OK(weft_co_spawn(&tr, blocked_read, &br, "reader", 0));
@@ -476,7 +455,7 @@ static int close_main(void *arg, void **result)
     /* One reader per fd: a second one is told -EBUSY. (a's peer b is
      * closed: a reads end of file; use a fresh pair.) */
     weft_net_close(a);
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     struct blocked b1 = {.fd = a};
     CHECK_OK(weft_co_spawn(&tr, blocked_read, &b1, "reader-1", 0));
     while (!b1.started)
@@ -640,7 +619,7 @@ static int bad_main(void *arg, void **result)
 
     /* A closed (but plausible) fd: the kernel's -EBADF; nothing breaks. */
     int a1, b1;
-    CHECK_OK(tcp_pair(&a1, &b1));
+    CHECK_OK(net_tcp_pair(&a1, &b1));
     int dead = b1;
     CHECK_OK(weft_net_close(b1));
     CHECK_RC(weft_net_read(dead, &c, 1), -EBADF);

@@ -22,26 +22,6 @@
 
 #include "net_util.h"
 
-static int tcp_pair(int *a, int *b)
-{
-    weft_addr_t addr;
-    int l = net_listen_loopback(&addr);
-    if (l < 0)
-        return l;
-    *a = weft_net_connect(&addr);
-    if (*a < 0) {
-        weft_net_close(l);
-        return *a;
-    }
-    *b = weft_net_accept(l, NULL);
-    weft_net_close(l);
-    if (*b < 0) {
-        weft_net_close(*a);
-        return *b;
-    }
-    return 0;
-}
-
 /* ---- full duplex: a reader and a writer on each end of one connection ------------ */
 
 struct pump {
@@ -153,7 +133,7 @@ static int idle_main(void *arg, void **result)
     (void)arg;
     (void)result;
     int a, b;
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     char c[16];
     int rounds = (int)check_iters("WEFT_ROUNDS", 20);
     for (int i = 0; i < rounds; i++) {
@@ -223,7 +203,7 @@ static int pingpong_main(void *arg, void **result)
     (void)arg;
     (void)result;
     int a, b;
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     struct pingpong p = {.fd = b, .rounds = check_iters("WEFT_ROUNDS", 3000)};
     weft_task_t *t;
     CHECK_OK(weft_co_spawn(&t, pong, &p, "pong", 0));
@@ -388,7 +368,7 @@ static int drained_main(void *arg, void **result)
     (void)arg;
     (void)result;
     int a, b;
-    CHECK_OK(tcp_pair(&a, &b));
+    CHECK_OK(net_tcp_pair(&a, &b));
     char c[64];
     int rounds = (int)check_iters("WEFT_ROUNDS", 200);
     for (int i = 0; i < rounds; i++) {
@@ -461,7 +441,7 @@ static int eof_main(void *arg, void **result)
     int rounds = (int)check_iters("WEFT_ROUNDS", 50);
     for (int i = 0; i < rounds; i++) {
         int a, b;
-        CHECK_OK(tcp_pair(&a, &b));
+        CHECK_OK(net_tcp_pair(&a, &b));
         char c[64];
         CHECK_RC(weft_net_read_until(a, c, sizeof c, 0), -ETIMEDOUT); /* registered */
         struct write_close w = {b, i & 1};
