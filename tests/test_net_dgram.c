@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <weft.h>
 
+#include "net/internal.h" /* weft__net_resolve_drain */
 #include "net_util.h"
 
 /* ---- UDP --------------------------------------------------------------------- */
@@ -329,10 +330,6 @@ static int resolve_main(void *arg, void **result)
     CHECK_RC(weft_net_resolve_until("localhost", 1, 0, out, 8, -1), -EINVAL);
     return 0;
 }
-
-/* Internal (src/net/addr.c): wait until no lookup handed to the pool is
- * still running. */
-void weft__net_resolve_drain(void);
 
 static void test_resolve(void)
 {

@@ -57,4 +57,9 @@ void weft__net_gen_bump(int fd);
 /* Set TCP_NODELAY on an IP stream socket (ignored for others). */
 void weft__net_nodelay(int fd, int family);
 
+/* Wait until no name lookup handed to the pool is still running (a caller
+ * that gave up leaves its getaddrinfo running, holding descriptors): for
+ * the tests' descriptor counts. Any thread. */
+void weft__net_resolve_drain(void);
+
 #endif /* WEFT_NET_INTERNAL_H */
