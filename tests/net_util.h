@@ -84,9 +84,11 @@ static inline int net_listen_loopback(weft_addr_t *addr)
 }
 
 /* A connected TCP pair on loopback, made from a coroutine or a thread:
- * 0, or a negative error with nothing left open. */
+ * 0, or a negative error with nothing left open (*a and *b -1 or
+ * closed). */
 static inline int net_tcp_pair(int *a, int *b)
 {
+    *a = *b = -1;
     weft_addr_t addr;
     int l = net_listen_loopback(&addr);
     if (l < 0)
