@@ -299,10 +299,9 @@ WEFT_API unsigned weft_sem_value(const weft_sem_t *s);
  */
 typedef struct weft_event {
     uint32_t state; /* private: set bit, parked bit, set generation */
-    uint32_t seq;   /* private: unused (kept for the ABI); the set generation is in state */
 } weft_event_t;
 
-#define WEFT_EVENT_INIT { 0, 0 }
+#define WEFT_EVENT_INIT { 0 }
 
 /* Initialise an event, clear. 0, -EINVAL. */
 WEFT_API int weft_event_init(weft_event_t *e);

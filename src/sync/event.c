@@ -32,7 +32,6 @@ int weft_event_init(weft_event_t *e)
     if (!e)
         return -EINVAL;
     atomic_init(state_of(e), 0);
-    e->seq = 0; /* unused: the generation lives in the state word */
     return 0;
 }
 
