@@ -53,6 +53,15 @@
  * address as user_data (user addresses never have bit 63 set, and are
  * never 1 or 2), cancelled with IORING_OP_ASYNC_CANCEL.
  *
+ * Ring setup: only the loop's thread touches the ring, so it is made
+ * IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (6.1; plain
+ * otherwise): completions' task work runs only inside our own
+ * io_uring_enter with GETEVENTS instead of interrupting the thread at each
+ * socket wake-up, and the ring fd is registered (5.18) so that each enter
+ * skips the fd lookup. On a deferred ring a poll that does not wait enters
+ * with GETEVENTS (io_uring_submit_and_get_events), and so does a removal
+ * that must drop the file before a close (submit_removal).
+ *
  * Fork: the rings are shared memory; the child must not touch the
  * parent's queues. after_fork unmaps and closes the child's copies without
  * submitting anything and builds a fresh ring.
@@ -102,6 +111,8 @@ struct weft__backend {
     bool wake_armed;  /* a POLL_ADD on evfd is queued or pending */
     bool have_rw;     /* IORING_OP_READ/WRITE/ASYNC_CANCEL supported */
     bool have_multi;  /* multishot poll (5.13) */
+    bool deferred;    /* IORING_SETUP_DEFER_TASKRUN: completions are posted
+                         only when we enter with GETEVENTS */
     struct ufd *fds;  /* by fd */
     int nfds;
     int v_fd;         /* the pending vouch (-1: none) */
@@ -132,10 +143,23 @@ static int open_ring(struct weft__backend *b)
     int f = atomic_load_explicit(&weft__uring_init_fail, memory_order_relaxed);
     if (f)
         return f < 0 ? f : -f;
-    int r = io_uring_queue_init(RING_ENTRIES, &b->ring, 0);
+    /* The loop's thread is the only one that touches the ring (other
+     * threads wake it through the eventfd), so the ring can be single
+     * issuer, and its completions' task work deferred to our own waits
+     * (6.1); older kernels refuse the flags with -EINVAL: plain ring. */
+    struct io_uring_params prm = {
+        .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+    };
+    int r = io_uring_queue_init_params(RING_ENTRIES, &b->ring, &prm);
+    b->deferred = r == 0;
+    if (r == -EINVAL)
+        r = io_uring_queue_init(RING_ENTRIES, &b->ring, 0);
     if (r < 0)
         return r; /* -ENOSYS (old kernel, seccomp), -EPERM (io_uring_disabled), -ENOMEM */
     b->ring_open = true;
+    /* Enter by a registered index instead of the fd (5.18; saves the fd
+     * lookup of every io_uring_enter). Without it liburing uses the fd. */
+    (void)io_uring_register_ring_fd(&b->ring);
     /* The probe itself needs 5.6; POLL_ADD is 5.1, READ/WRITE 5.6. */
     struct io_uring_probe *p = io_uring_get_probe_ring(&b->ring);
     if (!p || !io_uring_opcode_supported(p, IORING_OP_POLL_ADD) ||
@@ -202,6 +226,19 @@ static struct io_uring_sqe *get_sqe(struct weft__backend *b)
         s = io_uring_get_sqe(&b->ring);
     }
     return s;
+}
+
+/* Submit a queued POLL_REMOVE so that the kernel drops the request's
+ * reference to the file before the caller closes the fd. On a deferred
+ * ring the removed request completes in task work that runs only when we
+ * enter with GETEVENTS: a listening socket closed with its poll still
+ * pending would go on listening (and accepting) until the next poll. */
+static void submit_removal(struct weft__backend *b)
+{
+    if (b->deferred)
+        io_uring_submit_and_get_events(&b->ring);
+    else
+        io_uring_submit(&b->ring);
 }
 
 static int grow(struct weft__backend *b, int fd)
@@ -393,7 +430,7 @@ static int ur_disarm(struct weft__backend *b, int fd)
     remove_req(b, u, fd);
     /* Now, not at the next poll: the kernel's reference to the file goes
      * with the request, and the caller may be about to close the fd. */
-    io_uring_submit(&b->ring);
+    submit_removal(b);
     return 0;
 }
 
@@ -418,7 +455,7 @@ static int ur_forget(struct weft__backend *b, int fd)
     u->known = u->multi = false;
     u->want = u->vouched = u->hup = 0;
     if (was)
-        io_uring_submit(&b->ring); /* before the close: see ur_disarm */
+        submit_removal(b); /* before the close: see ur_disarm */
     return 0;
 }
 
@@ -545,7 +582,9 @@ static int ur_poll(struct weft__backend *b, weft_time_t deadline, struct weft__i
         if (deadline != WEFT_FOREVER && deadline <= now) {
             /* Do not wait: submit what is queued (a poll on a ready fd
              * completes inside the submit) and take what is there. */
-            if (io_uring_sq_ready(&b->ring))
+            if (b->deferred)
+                io_uring_submit_and_get_events(&b->ring);
+            else if (io_uring_sq_ready(&b->ring))
                 io_uring_submit(&b->ring);
             return reap(b, out, max, &other);
         }
