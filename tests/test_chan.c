@@ -1,5 +1,6 @@
 /* weft channels: every error code, close, unbuffered rendezvous, select
  * basics and fairness, lifetime (including release with blocked callers). */
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <weft.h>
@@ -13,11 +14,77 @@
  * alone is not enough: weft__chan_register counts a caller in before it
  * takes the lock and queues its node, so a _try in that window finds no
  * partner. The queue counts are set under the lock by q_push. */
+/* Nodes queued on both sides, read under the channel's lock. */
+static uint64_t queued_nodes(weft_chan_t *ch)
+{
+    weft__chan_lock(ch);
+    uint64_t n = (uint64_t)ch->sq.n + ch->rq.n;
+    weft__chan_unlock(ch);
+    return n;
+}
+
 static void wait_inside(weft_chan_t *ch, uint64_t n)
 {
-    while ((atomic_load(&ch->inside) & ~WEFT__CHAN_ORPHAN) < n ||
-           (uint64_t)atomic_load(&ch->nsend) + atomic_load(&ch->nrecv) < n)
+    while ((atomic_load(&ch->inside) & ~WEFT__CHAN_ORPHAN) < n || queued_nodes(ch) < n)
         sched_yield();
+}
+
+/* The channel lock's parking path, made to happen: the test holds the lock
+ * until another thread's call has parked on it, then releases it; the
+ * release must wake that thread (a lost wake-up hangs here). The suite runs
+ * with both lock forms (WEFT_CHAN_LOCK=cas in the _caslock variant). */
+struct lock_park {
+    weft_chan_t *ch;
+    _Atomic int done;
+    int rc;
+};
+
+static void *lock_park_main(void *arg)
+{
+    struct lock_park *lp = arg;
+    int v = 1;
+    /* Unbuffered with an expired deadline: one try under the lock (a
+     * _try would look at the lock-free waiter count first and leave). */
+    lp->rc = weft_chan_send_until(lp->ch, &v, 0);
+    atomic_store(&lp->done, 1);
+    return NULL;
+}
+
+static void lock_contend(void *arg, int index)
+{
+    weft_chan_t *ch = arg;
+    int v = index;
+    for (int i = 0; i < 20000; i++) {
+        if (index & 1)
+            (void)weft_chan_send_until(ch, &v, 0); /* each takes the lock */
+        else
+            (void)weft_chan_recv_until(ch, &v, 0);
+    }
+}
+
+static void test_lock_parks(void)
+{
+    weft_chan_t *ch;
+    CHECK_OK(weft_chan_create(&ch, sizeof(int), 0));
+    for (int round = 0; round < 20; round++) {
+        struct lock_park lp = {.ch = ch};
+        weft__chan_lock(ch);
+        pthread_t th;
+        CHECK_OK(pthread_create(&th, NULL, lock_park_main, &lp));
+        while (!weft__is_parked(&ch->lock))
+            sched_yield();
+        CHECK_INT(atomic_load(&lp.done), ==, 0); /* it cannot pass a held lock */
+        weft__chan_unlock(ch);
+        pthread_join(th, NULL);
+        CHECK_RC(lp.rc, -ETIMEDOUT); /* nobody to meet */
+        CHECK(!weft__is_parked(&ch->lock));
+    }
+    /* Many threads on one lock (2 cores: some park): all return, and the
+     * lock is free and unparked at the end. */
+    check_parallel(6, lock_contend, ch);
+    CHECK(!weft__is_parked(&ch->lock));
+    CHECK_U64(queued_nodes(ch), ==, 0);
+    CHECK_OK(weft_chan_release(ch));
 }
 
 static void test_create_bad_input(void)
@@ -300,8 +367,7 @@ static void test_unbuffered_basic(void)
     CHECK_RC(weft_chan_send_until(ch, &v, 0), -ETIMEDOUT);
     /* A timed-out sender left nothing behind. */
     CHECK_RC(weft_chan_recv_try(ch, &v), -EAGAIN);
-    CHECK_U64(atomic_load(&ch->nsend), ==, 0);
-    CHECK_U64(atomic_load(&ch->nrecv), ==, 0);
+    CHECK_U64(queued_nodes(ch), ==, 0);
 
     /* A blocked receiver makes _try and an expired _until succeed. */
     struct blocked r;
@@ -463,7 +529,7 @@ static void test_select_blocking(void)
     /* Self-meeting: send and receive on one unbuffered channel alone. */
     weft_select_case_t self[2] = {{a, WEFT_SELECT_SEND, &in, 0}, {a, WEFT_SELECT_RECV, &out, 0}};
     CHECK_RC(weft_chan_select_until(self, 2, weft_deadline_in_ms(10)), -ETIMEDOUT);
-    CHECK_U64(atomic_load(&a->nsend) + atomic_load(&a->nrecv), ==, 0);
+    CHECK_U64(queued_nodes(a), ==, 0);
 
     for (int round = 0; round < 3; round++) {
         struct sel_thread s = {a, b, -1, 1, -1};
@@ -644,6 +710,7 @@ int main(void)
     RUN(test_close_wakes_blocked);
     RUN(test_blocked_handoff);
     RUN(test_unbuffered_basic);
+    RUN(test_lock_parks);
     RUN(test_unbuffered_rendezvous);
     RUN(test_select_bad_input);
     RUN(test_select_basic);

@@ -35,6 +35,7 @@
  *   copies; waiters are finished (and sleepers woken, a system call) after
  *   it is released.
  */
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 
@@ -50,6 +51,30 @@
 
 /* ---- the channel lock ------------------------------------------------------ */
 
+bool weft__chan_asym;
+static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
+
+static void asym_decide(void)
+{
+    weft__chan_asym = weft__asym_available();
+}
+
+/* The lock is held for a few list operations: spin a little, yielding once
+ * the pauses have grown, before parking. False once it is time to park. */
+static bool lock_spin(unsigned *spins)
+{
+    if (*spins >= 10)
+        return false;
+    if (*spins < 6) {
+        for (unsigned i = 0; i < (1u << *spins); i++)
+            weft__cpu_relax();
+    } else {
+        sched_yield();
+    }
+    (*spins)++;
+    return true;
+}
+
 static bool lock_validate(void *arg)
 {
     struct weft_chan *ch = arg;
@@ -57,8 +82,57 @@ static bool lock_validate(void *arg)
            (WEFT__CL_LOCKED | WEFT__CL_PARKED);
 }
 
+static bool asym_validate(void *arg)
+{
+    struct weft_chan *ch = arg;
+    return atomic_load_explicit(&ch->lock, memory_order_relaxed) != 0;
+}
+
+/*
+ * Asymmetric form. The parker raises the announce word of the lock's
+ * address, runs the heavy barrier, and parks only if the lock is still
+ * held (validated under the bucket lock). A releaser stores 0, then loads
+ * the announce word. By the heavy barrier, each release either is visible
+ * to the validation (which then does not park, or sees a later holder,
+ * whose own release comes after the barrier) or loads the raised word and
+ * unparks the key under the bucket lock, after the parker queued itself or
+ * before it validated (and then saw the lock free). Should the barrier fail
+ * (a kernel that refuses it after all), the park is bounded to a
+ * millisecond, and the lock is polled.
+ */
+static WEFT_NOINLINE void lock_slow_asym(struct weft_chan *ch)
+{
+    unsigned spins = 0;
+    for (;;) {
+        uint32_t z = 0;
+        if (atomic_load_explicit(&ch->lock, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_weak_explicit(&ch->lock, &z, WEFT__CL_LOCKED,
+                                                  memory_order_acquire, memory_order_relaxed))
+            return;
+        if (lock_spin(&spins))
+            continue;
+        _Atomic uint32_t *ann = weft__park_announce_word(&ch->lock);
+        atomic_fetch_add_explicit(ann, 1, memory_order_seq_cst);
+        weft_time_t deadline = WEFT_FOREVER;
+        if (weft__heavy_barrier() != 0)
+            deadline = weft_now() + 1000000;
+        weft__park(&ch->lock, asym_validate, ch, NULL, deadline, NULL);
+        atomic_fetch_sub_explicit(ann, 1, memory_order_relaxed);
+        spins = 0;
+    }
+}
+
+void weft__chan_unlock_wake(_Atomic uint32_t *lock)
+{
+    weft__unpark_one(lock, NULL, NULL); /* the key only: ch may be gone */
+}
+
 void weft__chan_lock_slow(struct weft_chan *ch)
 {
+    if (weft__chan_asym) {
+        lock_slow_asym(ch);
+        return;
+    }
     unsigned spins = 0;
     uint32_t s = atomic_load_explicit(&ch->lock, memory_order_relaxed);
     for (;;) {
@@ -70,16 +144,7 @@ void weft__chan_lock_slow(struct weft_chan *ch)
             continue;
         }
         if (!(s & WEFT__CL_PARKED)) {
-            /* The lock is held for a few list operations: spin a little,
-             * yielding once the pauses have grown, before parking. */
-            if (spins < 10) {
-                if (spins < 6) {
-                    for (unsigned i = 0; i < (1u << spins); i++)
-                        weft__cpu_relax();
-                } else {
-                    sched_yield();
-                }
-                spins++;
+            if (lock_spin(&spins)) {
                 s = atomic_load_explicit(&ch->lock, memory_order_relaxed);
                 continue;
             }
@@ -629,6 +694,8 @@ int weft_chan_create(weft_chan_t **out, size_t elem_size, size_t capacity)
     *out = NULL;
     if (elem_size == 0 || elem_size > WEFT_CHAN_MAX_ELEM || capacity > WEFT_CHAN_MAX_CAP)
         return -EINVAL;
+    /* The lock's form, once, before the first channel can be locked. */
+    pthread_once(&asym_once, asym_decide);
     size_t stride = (sizeof(uint64_t) + elem_size + 7) & ~(size_t)7;
     size_t hdr = (sizeof(struct weft_chan) + WEFT_CACHELINE - 1) & ~(size_t)(WEFT_CACHELINE - 1);
     if (capacity > (SIZE_MAX - hdr - WEFT_CACHELINE) / stride)

@@ -177,9 +177,22 @@ static inline void weft__chan_copy(void *dst, const void *src, size_t n)
     }
 }
 
-/* The channel lock (parking-lot based; see chan.c). */
+/*
+ * The channel lock (parking-lot based; see chan.c, "Lock"). Two forms,
+ * chosen once per process (weft__chan_asym, set before the first channel
+ * exists and never changed):
+ *  - asymmetric (membarrier available): the word is 0 or LOCKED; release
+ *    is a plain store, then (after a compiler barrier only) a load of the
+ *    lot's announce word for the lock's address, which a parker raises and
+ *    follows with weft__heavy_barrier before it parks. One locked
+ *    instruction per lock/unlock pair instead of two.
+ *  - CAS: LOCKED | PARKED bits, released by a CAS (ThreadSanitizer
+ *    builds, kernels without membarrier, WEFT_CHAN_LOCK=cas).
+ */
+extern bool weft__chan_asym;
 void weft__chan_lock_slow(struct weft_chan *ch);
 void weft__chan_unlock_slow(struct weft_chan *ch);
+void weft__chan_unlock_wake(_Atomic uint32_t *lock);
 #define WEFT__CL_LOCKED 1u
 #define WEFT__CL_PARKED 2u
 static inline void weft__chan_lock(struct weft_chan *ch)
@@ -193,6 +206,17 @@ static inline void weft__chan_lock(struct weft_chan *ch)
 }
 static inline void weft__chan_unlock(struct weft_chan *ch)
 {
+    if (WEFT_LIKELY(weft__chan_asym)) {
+        /* After the store the channel may be freed by its next holder:
+         * only the lock's address is used from here on. */
+        _Atomic uint32_t *lock = &ch->lock;
+        atomic_store_explicit(lock, 0, memory_order_release);
+        atomic_signal_fence(memory_order_seq_cst); /* the light side (barrier.c) */
+        if (WEFT_UNLIKELY(atomic_load_explicit(weft__park_announce_word(lock),
+                                               memory_order_relaxed) != 0))
+            weft__chan_unlock_wake(lock);
+        return;
+    }
     uint32_t l = WEFT__CL_LOCKED;
     if (WEFT_LIKELY(atomic_compare_exchange_strong_explicit(&ch->lock, &l, 0,
                                                             memory_order_release,

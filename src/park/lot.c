@@ -18,8 +18,7 @@
 #include <errno.h>
 #include <stddef.h>
 
-#define LOT_BITS 12
-#define LOT_SIZE (1u << LOT_BITS)
+#define LOT_SIZE (1u << WEFT__LOT_BITS)
 /* Longest gap between fair hand-offs, in nanoseconds (randomised below). */
 #define FAIR_INTERVAL_NS 1000000
 
@@ -42,10 +41,13 @@ struct bucket {
 
 static struct bucket table[LOT_SIZE];
 
+/* See park.h: a separate array, so that the hot loads of releasers do not
+ * share lines with the bucket locks. */
+_Atomic uint32_t weft__park_announce[LOT_SIZE];
+
 static struct bucket *bucket_of(const void *key)
 {
-    uint64_t h = (uint64_t)(uintptr_t)key * 0x9e3779b97f4a7c15ull;
-    return &table[h >> (64 - LOT_BITS)];
+    return &table[weft__lot_index(key)];
 }
 
 /* The bucket lock: a futex mutex (Drepper, "Futexes are tricky", mutex2),

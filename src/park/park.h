@@ -324,6 +324,29 @@ int weft__park_c(const void *key, bool (*validate)(void *arg), void *arg,
                  uintptr_t *token);
 
 /*
+ * The lot's table has 1 << WEFT__LOT_BITS buckets; a key's bucket is
+ * weft__lot_index(key). Beside each bucket is an ANNOUNCE word: a count
+ * of contexts that are about to park on some key of that bucket, for a
+ * lock whose release is a plain store followed by a load (the asymmetric
+ * channel lock, src/chan/chan.c): the parker increments it, runs
+ * weft__heavy_barrier, parks, and decrements it after; a releaser that
+ * finds it non-zero unparks the key. The words are global and never
+ * freed, so a releaser may read one after the lock's own memory may have
+ * gone; a collision costs a needless unpark, never a lost one.
+ */
+#define WEFT__LOT_BITS 12
+static inline unsigned weft__lot_index(const void *key)
+{
+    uint64_t h = (uint64_t)(uintptr_t)key * 0x9e3779b97f4a7c15ull;
+    return (unsigned)(h >> (64 - WEFT__LOT_BITS));
+}
+extern _Atomic uint32_t weft__park_announce[1u << WEFT__LOT_BITS];
+static inline _Atomic uint32_t *weft__park_announce_word(const void *key)
+{
+    return &weft__park_announce[weft__lot_index(key)];
+}
+
+/*
  * Unpark the longest-waiting waiter on key. callback(arg, result), if not
  * NULL, is called under the bucket lock whether or not a waiter was found,
  * and returns the token handed to the waiter. Returns 1 if a waiter was

@@ -62,6 +62,18 @@ static inline bool weft__deadline_passed(weft_time_t deadline)
     return deadline != WEFT_FOREVER && weft_now() >= deadline;
 }
 
+/*
+ * The asymmetric barrier (barrier.c): weft__heavy_barrier() makes every
+ * running thread of the process execute a full memory barrier, so that the
+ * other side of a Dekker handshake needs only a compiler barrier. True from
+ * weft__asym_available() if it works here (decided once, on first call; call
+ * it before any object that relies on it exists). weft__heavy_barrier
+ * returns 0 or -errno (the caller must then fall back to something that does
+ * not rely on it).
+ */
+bool weft__asym_available(void);
+int weft__heavy_barrier(void);
+
 /* CPUs this process may use (affinity and cgroup quota), >= 1. Cached after
  * the first call. */
 int weft__cpu_count(void);
