@@ -25,19 +25,13 @@
 
 /* ---- close generations (see internal.h) ------------------------------------ */
 
-struct gentab {
-    uint32_t *gen;
-    uint64_t *drained; /* see "drained stream sockets" below; 0: none */
-    int n;
-};
-
-static _Thread_local struct gentab *tl_gens;
+_Thread_local struct weft__net_gens *weft__net_gens_tls;
 static pthread_key_t gens_key;
 static pthread_once_t gens_once = PTHREAD_ONCE_INIT;
 
 static void gens_free(void *p)
 {
-    struct gentab *t = p;
+    struct weft__net_gens *t = p;
     free(t->gen);
     free(t->drained);
     free(t);
@@ -48,22 +42,16 @@ static void gens_key_make(void)
     pthread_key_create(&gens_key, gens_free);
 }
 
-uint32_t weft__net_gen(int fd)
-{
-    struct gentab *t = tl_gens;
-    return t && fd >= 0 && fd < t->n ? t->gen[fd] : 0;
-}
-
 /* This thread's table, grown to hold fd; NULL if no memory. */
-static struct gentab *gentab_for(int fd)
+static struct weft__net_gens *gentab_for(int fd)
 {
-    struct gentab *t = tl_gens;
+    struct weft__net_gens *t = weft__net_gens_tls;
     if (!t) {
         pthread_once(&gens_once, gens_key_make);
         t = calloc(1, sizeof *t);
         if (!t)
             return NULL;
-        tl_gens = t;
+        weft__net_gens_tls = t;
         pthread_setspecific(gens_key, t);
     }
     if (fd >= t->n) {
@@ -89,7 +77,7 @@ void weft__net_gen_bump(int fd)
 {
     if (fd < 0)
         return;
-    struct gentab *t = gentab_for(fd);
+    struct weft__net_gens *t = gentab_for(fd);
     if (!t)
         return; /* degraded: a woken waiter then sees -EBADF, not -EPIPE */
     t->gen[fd]++;
@@ -118,13 +106,13 @@ void weft__net_gen_bump(int fd)
  */
 static inline bool drained_now(int fd)
 {
-    struct gentab *t = tl_gens;
+    struct weft__net_gens *t = weft__net_gens_tls;
     return t && fd < t->n && t->drained[fd] && t->drained[fd] == weft__loop_polls() + 1;
 }
 
 static inline void drained_mark(int fd, bool drained)
 {
-    struct gentab *t = tl_gens;
+    struct weft__net_gens *t = weft__net_gens_tls;
     if (drained) {
         if (fd >= (t ? t->n : 0) && !(t = gentab_for(fd)))
             return;
@@ -149,27 +137,6 @@ static inline bool skip_read(const struct weft__net_op *op, bool stamps)
 }
 
 /* ---- the wait ------------------------------------------------------------------ */
-
-int weft__net_begin(struct weft__net_op *op, int fd, weft_time_t deadline)
-{
-    if (fd < 0 || deadline < 0)
-        return -EINVAL;
-    op->fd = fd;
-    op->deadline = deadline;
-    op->gen = 0;
-    if (weft_co_current()) {
-        op->co = true;
-        int r = weft__co_checkpoint();
-        if (r)
-            return r;
-        op->gen = weft__net_gen(fd);
-        return 0;
-    }
-    if (weft_loop_current())
-        return -EPERM; /* a call_soon function: waiting would stall the loop */
-    op->co = false;
-    return 0;
-}
 
 /* Milliseconds until the deadline for poll(2), rounded up (never early);
  * -1 for none; 0 when it has passed. */
