@@ -11,10 +11,14 @@
  * of that loop still in progress on the fd fail with -EPIPE, even one that
  * was already woken (and so is no longer in the loop's fd table) and has
  * not run yet, and even if the fd number is reused by then. Each thread
- * keeps a table of per-fd generations: a call records the generation of its
- * fd when it starts, weft_net_close bumps it, and a call compares the two
- * after every wait. All of this happens on the loop's thread only, so the
- * table needs no atomics; it is thread-local (freed when the thread exits).
+ * keeps a table of per-fd generations: weft_net_close bumps it, and a call
+ * reads it just before each wait and compares after. That is the value the
+ * call started with (nothing on this thread can close the fd while the call
+ * runs without suspending, and a change during an earlier wait of the call
+ * has ended it with -EPIPE), and a call that never waits (the common case
+ * on a busy connection) never looks. All of this happens on the loop's
+ * thread only, so the table needs no atomics; it is thread-local (freed
+ * when the thread exits).
  */
 #ifndef WEFT_NET_INTERNAL_H
 #define WEFT_NET_INTERNAL_H
@@ -29,7 +33,7 @@
 struct weft__net_op {
     int fd;
     bool co;              /* in a coroutine (else a plain thread) */
-    uint32_t gen;         /* fd's close generation when the call started */
+    uint32_t gen;         /* connect: fd's close generation when it made fd */
     weft_time_t deadline; /* absolute; WEFT_FOREVER for none */
 };
 
@@ -67,7 +71,7 @@ static inline int weft__net_begin(struct weft__net_op *op, int fd, weft_time_t d
     op->fd = fd;
     op->deadline = deadline;
     op->co = r != 0;
-    op->gen = r ? weft__net_gen(fd) : 0;
+    op->gen = 0;
     return 0;
 }
 

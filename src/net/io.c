@@ -170,21 +170,30 @@ static int thread_wait(int fd, unsigned events, weft_time_t deadline)
     }
 }
 
-int weft__net_wait(struct weft__net_op *op, unsigned events)
+/* weft__net_wait, inlined into this file's calls (a socket wait per
+ * request: one call less); sock.c's calls take the function below. */
+static inline __attribute__((always_inline)) int net_wait(struct weft__net_op *op,
+                                                          unsigned events)
 {
     if (!op->co)
         return thread_wait(op->fd, events, op->deadline);
     /* Every caller has just seen EAGAIN (or EINPROGRESS) on op->fd with no
      * suspension since: an owned wait (net_support.h), which on a busy
      * connection costs no system call to arm. */
+    uint32_t gen = weft__net_gen(op->fd); /* the call's: see internal.h */
     int r = weft__loop_wait_owned(op->fd, events, op->deadline);
     if (r < 0)
         return r;
     /* Woken: by readiness, or by weft_net_close of this fd (which also
      * bumps its generation; the fd number may already be someone else's). */
-    if (weft__net_gen(op->fd) != op->gen)
+    if (weft__net_gen(op->fd) != gen)
         return -EPIPE;
     return 0;
+}
+
+int weft__net_wait(struct weft__net_op *op, unsigned events)
+{
+    return net_wait(op, events);
 }
 
 int weft__net_pause(struct weft__net_op *op)
@@ -195,10 +204,11 @@ int weft__net_pause(struct weft__net_op *op)
     if (at > op->deadline)
         at = op->deadline;
     if (op->co) {
+        uint32_t gen = weft__net_gen(op->fd); /* the call's: see internal.h */
         int r = weft_co_sleep_until(at);
         if (r)
             return r;
-        return weft__net_gen(op->fd) != op->gen ? -EPIPE : 0;
+        return weft__net_gen(op->fd) != gen ? -EPIPE : 0;
     }
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
@@ -221,7 +231,7 @@ ssize_t weft_net_read_until(int fd, void *buf, size_t n, weft_time_t deadline)
     if (r)
         return r;
     bool stamps = stamp_ok(&op);
-    if (skip_read(&op, stamps) && (r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+    if (skip_read(&op, stamps) && (r = net_wait(&op, WEFT_IO_READ)) != 0)
         return r;
     for (;;) {
         ssize_t k = read(fd, buf, n);
@@ -236,7 +246,7 @@ ssize_t weft_net_read_until(int fd, void *buf, size_t n, weft_time_t deadline)
             drained_mark(fd, false);
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
             return r;
     }
 }
@@ -272,7 +282,7 @@ ssize_t weft_net_write_until(int fd, const void *buf, size_t n, weft_time_t dead
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_WRITE)) != 0)
             return r;
     }
 }
@@ -302,7 +312,7 @@ ssize_t weft_net_read_exact_until(int fd, void *buf, size_t n, size_t *done,
         if (skip) {
             /* Drained just now, no poll since: wait at once (see above). */
             skip = false;
-            if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+            if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
                 return r;
         }
         ssize_t k = read(fd, (char *)buf + got, n - got);
@@ -320,7 +330,7 @@ ssize_t weft_net_read_exact_until(int fd, void *buf, size_t n, size_t *done,
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
             return r;
     }
     return (ssize_t)n;
@@ -355,7 +365,7 @@ ssize_t weft_net_write_all_until(int fd, const void *buf, size_t n, size_t *done
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_WRITE)) != 0)
             return r;
     }
     return (ssize_t)n;
@@ -386,7 +396,7 @@ ssize_t weft_net_sendto_until(int fd, const void *buf, size_t n, const weft_addr
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_WRITE)) != 0)
             return r;
     }
 }
@@ -418,7 +428,7 @@ ssize_t weft_net_recvfrom_until(int fd, void *buf, size_t n, weft_addr_t *from,
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
             return r;
     }
 }
