@@ -101,7 +101,7 @@ void weft__net_gen_bump(int fd)
  * call waits at once: on a keep-alive connection (read the request, write
  * the answer, read again) that is one system call fewer per request.
  * Reads that must not wait (a past deadline: a try) are never skipped.
- * The stamp is the loop's poll count + 1 at the short read; any read of
+ * The stamp is the thread's poll count + 1 at the short read; any read of
  * the fd replaces or clears it, and weft_net_close clears it.
  */
 static inline bool drained_now(int fd)
