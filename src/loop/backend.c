@@ -106,17 +106,15 @@ void weft__backend_eventfd_drain(int fd)
         ;
 }
 
-int weft__fdlist_push(struct weft__fdlist *l, int fd)
+/* The push's slow path (backend.h): room for one more. */
+int weft__fdlist_grow(struct weft__fdlist *l)
 {
-    if (l->n == l->cap) {
-        int n = l->cap ? 2 * l->cap : 16;
-        int *p = realloc(l->v, (size_t)n * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        l->v = p;
-        l->cap = n;
-    }
-    l->v[l->n++] = fd;
+    int n = l->cap ? 2 * l->cap : 16;
+    int *p = realloc(l->v, (size_t)n * sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    l->v = p;
+    l->cap = n;
     return 0;
 }
 

@@ -50,6 +50,7 @@
 #ifndef WEFT_LOOP_BACKEND_H
 #define WEFT_LOOP_BACKEND_H
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -137,6 +138,14 @@ struct weft__backend_ops {
      */
     void (*vouch)(struct weft__backend *b, int fd, uint32_t events, uint32_t epoch);
     /*
+     * Optional (NULL: vouch, then arm). vouch(b, fd, events, epoch)
+     * followed by arm(b, fd, all, data) in one call (all: every direction
+     * waited on, events among them), with the same result: the fast path
+     * of a wait on an owned socket, usually no more than storing `all`.
+     */
+    int (*arm_owned)(struct weft__backend *b, int fd, uint32_t events, uint32_t all,
+                     void *data, uint32_t epoch);
+    /*
      * Optional (NULL: use disarm). fd is about to be closed: remove every
      * registration of it, kernel side included, before this returns (an
      * owned fd's registration outlives its waits; disarm only filters).
@@ -193,7 +202,14 @@ struct weft__fdlist {
     int *v;
     int n, cap;
 };
-int weft__fdlist_push(struct weft__fdlist *l, int fd);
+int weft__fdlist_grow(struct weft__fdlist *l);
+static inline int weft__fdlist_push(struct weft__fdlist *l, int fd)
+{
+    if (l->n == l->cap && weft__fdlist_grow(l) != 0)
+        return -ENOMEM;
+    l->v[l->n++] = fd;
+    return 0;
+}
 void weft__fdlist_consume(struct weft__fdlist *l, int k);
 void weft__fdlist_free(struct weft__fdlist *l);
 

@@ -285,6 +285,30 @@ static void ep_vouch(struct weft__backend *b, int fd, uint32_t events, uint32_t 
     b->v_epoch = epoch;
 }
 
+/*
+ * backend.h's arm_owned: the common case without the vouch's round trip
+ * through the backend record. The fd's EDGE registration of this epoch
+ * holds, every direction asked for is vouched (now, or still from before),
+ * no hang-up is pending: store the directions, no system call. Anything
+ * else is vouch + arm, which decide the same for this case.
+ */
+static int ep_arm_owned(struct weft__backend *b, int fd, uint32_t events, uint32_t all,
+                        void *data, uint32_t epoch)
+{
+    if ((unsigned)fd < (unsigned)b->nfds && (events & RW) && all && !(all & ~RW) && data) {
+        struct efd *r = &b->fds[fd];
+        if (r->mode == M_EDGE && r->epoch == epoch && !(all & ~((events & RW) | r->vouched)) &&
+            !(r->hup & all)) {
+            r->want = (uint8_t)all;
+            r->vouched = (uint8_t)all;
+            r->data = data;
+            return 0;
+        }
+    }
+    ep_vouch(b, fd, events, epoch);
+    return ep_arm(b, fd, all, data);
+}
+
 static int ep_forget(struct weft__backend *b, int fd)
 {
     if (b->v_fd == fd)
@@ -440,5 +464,6 @@ const struct weft__backend_ops weft__epoll_backend = {
     .file_rw = NULL, /* epoll has no file I/O: the loop uses the pool */
     .file_cancel = NULL,
     .vouch = ep_vouch,
+    .arm_owned = ep_arm_owned,
     .forget = ep_forget,
 };

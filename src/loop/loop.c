@@ -90,6 +90,7 @@
 #include <string.h>
 
 #include "../platform/platform.h"
+#include "net_support.h"
 
 _Thread_local struct weft_loop *weft__loop_tls;
 
@@ -668,12 +669,19 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
     weft_co_scope_t *sc = NULL;
     bool reach = false, intr = false;
     if (mode == W_CO) {
-        int why = cancel_state(t, &limit, &sc, &reach);
-        if (why == CS_CANCEL)
-            return early_return(t, w, -ECANCELED);
-        if (why == CS_SCOPE)
-            return early_return(t, w, WEFT__SCOPE_EXPIRED);
-        intr = reach;
+        /* No scope and not cancelled: what cancel_state would conclude
+         * (nothing cuts the wait short, no scope limit, a cancellation
+         * would reach us), without the call (every fd wait comes here). */
+        if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft_future_cancel_requested(t->fut))) {
+            intr = true;
+        } else {
+            int why = cancel_state(t, &limit, &sc, &reach);
+            if (why == CS_CANCEL)
+                return early_return(t, w, -ECANCELED);
+            if (why == CS_SCOPE)
+                return early_return(t, w, WEFT__SCOPE_EXPIRED);
+            intr = reach;
+        }
     } else if (mode == W_PRIMC) {
         /* Cancellation is level-triggered here as for W_CO; scopes cut only
          * finite waits, once (as W_PRIM), and an infinite wait ignores
@@ -1087,6 +1095,7 @@ static void poll_backend(struct weft_loop *L, weft_time_t deadline)
 {
     struct weft__io_event ev[64];
     stat_inc(&L->st_polls);
+    weft__loop_polls_tls++; /* net_support.h: the count drained stamps use */
     int n = L->bops->poll(L->be, deadline, ev, 64);
     if (n > 0)
         dispatch_events(L, ev, n);

@@ -1,11 +1,12 @@
 /*
  * loop/net_support.h - what the socket layer (src/net) needs from the loop
- * beyond the public co API. Both functions act on the calling thread's loop
- * and must be called from that thread.
+ * beyond the public co API. Everything here acts on the calling thread's
+ * loop and must be called from that thread (the epochs: any thread).
  */
 #ifndef WEFT_LOOP_NET_SUPPORT_H
 #define WEFT_LOOP_NET_SUPPORT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <weft/time.h>
@@ -18,6 +19,15 @@
  * so a coroutine looping over always-ready I/O stays cancellable.
  */
 int weft__co_checkpoint(void);
+
+/*
+ * Where a socket call starts, in one look at the thread's loop: 1 in a
+ * coroutine with nothing to deliver (the checkpoint passed); 0 on a
+ * thread that runs no loop (the call may block the thread); -EPERM on a
+ * loop's thread outside a coroutine (a call_soon function: waiting would
+ * stall the loop); -ECANCELED or -ETIMEDOUT as weft__co_checkpoint.
+ */
+int weft__co_enter(void);
 
 /*
  * fd is about to be closed by the calling thread: wake every coroutine of
@@ -34,16 +44,19 @@ int weft__loop_fd_forget(int fd);
  * EINPROGRESS, with no suspension since). If the fd is OWNED (below), the
  * backend may serve it with a registration that stays in the kernel across
  * waits (one epoll_ctl per connection, not one per wait; backend.h "OWNED
- * fds"); other fds get the one-shot wait. Same results as weft_co_wait_fd.
+ * fds"); other fds get the one-shot wait. Same results as weft_co_wait_fd;
+ * the arguments must be valid (fd >= 0, events READ and/or WRITE, deadline
+ * >= 0: the socket layer's calls have checked them). Lives in task.c.
  *
  * Owned fds and epochs. A process-wide word per fd number (a table that
  * grows by chunks, exact up to 4 Mi fds), moved on any thread: a counter
  * (bits 2..31) that every move changes, WEFT__EPOCH_OWNED and
  * WEFT__EPOCH_STREAM. weft__fd_epoch_open when src/net makes an fd
  * (socket, accept) or adopts one sets OWNED (and STREAM for a TCP socket:
- * one where a short read means the receive queue is empty, io.c), weft__fd_epoch_close when weft_net_close closes one clears
- * them. Only OWNED fds get owned waits, so an fd that weft_net never made nor adopted (a pipe
- * the caller made non-blocking itself, closed with close(2)) keeps the
+ * one where a short read means the receive queue is empty, io.c),
+ * weft__fd_epoch_close when weft_net_close closes one clears them. Only
+ * OWNED fds get owned waits, so an fd that weft_net never made nor adopted
+ * (a pipe the caller made non-blocking itself, closed with close(2)) keeps the
  * one-shot waits, whose registration a close(2) cannot leave stale. A
  * loop's owned registration records the epoch it was made in; a wait that
  * finds another one registers again, so a socket closed on another thread
@@ -56,16 +69,38 @@ int weft__loop_fd_forget(int fd);
 int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline);
 #define WEFT__EPOCH_OWNED 0x1u
 #define WEFT__EPOCH_STREAM 0x2u
-uint32_t weft__fd_epoch(int fd);
 void weft__fd_epoch_open(int fd, bool stream);
 void weft__fd_epoch_close(int fd);
 
+/* The epoch table (net_support.c): chunks of WEFT__EPOCH_CHUNK words, made
+ * on first use and never freed, published with release. Inline: every
+ * socket wait reads it. */
+#define WEFT__EPOCH_CHUNK 4096
+#define WEFT__EPOCH_NCHUNK 1024 /* fds up to 4 Mi; beyond, no fd is owned (one-shot) */
+extern _Atomic(_Atomic uint32_t *) weft__fd_epochs[WEFT__EPOCH_NCHUNK];
+static inline uint32_t weft__fd_epoch(int fd)
+{
+    if (fd < 0 || (unsigned)fd / WEFT__EPOCH_CHUNK >= WEFT__EPOCH_NCHUNK)
+        return 0;
+    _Atomic uint32_t *c = atomic_load_explicit(
+        &weft__fd_epochs[(unsigned)fd / WEFT__EPOCH_CHUNK], memory_order_acquire);
+    return c ? atomic_load_explicit(&c[(unsigned)fd % WEFT__EPOCH_CHUNK], memory_order_relaxed)
+             : 0;
+}
+
 /*
- * How many times the calling thread's loop has polled its backend (0 with
- * no loop). Readiness reaches a loop only in a poll: a socket seen drained
- * when this count was c and waited on while it is still c cannot have had
- * a report dropped in between (src/net/io.c: reads that skip the EAGAIN).
+ * How many times loops have polled their backends on the calling thread
+ * (it only grows, across loops). Readiness reaches a loop only in a poll:
+ * a socket seen drained when this count was c and waited on while it is
+ * still c cannot have had a report dropped in between (src/net/io.c:
+ * reads that skip the EAGAIN). A thread-local, not the loop's statistic,
+ * so that a stamp left by one loop can never match the count of a later
+ * loop on the same thread.
  */
-uint64_t weft__loop_polls(void);
+extern _Thread_local uint64_t weft__loop_polls_tls;
+static inline uint64_t weft__loop_polls(void)
+{
+    return weft__loop_polls_tls;
+}
 
 #endif /* WEFT_LOOP_NET_SUPPORT_H */

@@ -18,6 +18,7 @@
 
 #include "../future/internal.h"
 #include "../platform/platform.h"
+#include "net_support.h"
 
 #define SC_SHIELD 1u
 #define SC_EXPIRED 2u
@@ -268,7 +269,51 @@ int weft_co_run_in_pool(weft_pool_t *pool, weft_task_fn fn, void *arg, void **re
 
 /* ---- fds --------------------------------------------------------------------- */
 
-static int watch_grow(struct weft_loop *L, int fd)
+/*
+ * An fd wait's waiter (struct weft__fdwait) is finished only by this loop's
+ * thread (the dispatch below, weft__loop_fd_forget), and its owner is a
+ * task of this loop, so it goes without park ops: fw.w.ctx is the task,
+ * fw.w.gen the park's generation (from the task's counter, as co_prepare
+ * takes it), fw.w.state WAITING until a finisher makes it WOKEN. It is
+ * armed from the start (loop.c's armed form): the task's wait_gen holds
+ * the gen and the state has SLEEP before the waiter goes into the watch
+ * table, so weft__cotask_wait needs no RMW, and the finisher claims the
+ * task with a load and a store (fd_finish): every other party that may
+ * claim it (its timer, a cancellation) runs on this thread too, and a
+ * remote wake of the task can only be a stale one (an older gen).
+ */
+static inline void fd_waiter_arm(struct weft_task *t, struct weft__fdwait *fw)
+{
+    fw->got = 0;
+    fw->w.ops = NULL; /* never used: see above */
+    fw->w.ctx = t;
+    fw->w.gen = ++t->gen_counter;
+    fw->w.spin = 0;
+    fw->w.cancellable = false;
+    fw->w.armed = true;
+    fw->w.home = t->loop;
+    /* release, as co_arm: a claim by CAS (timer, cancel) then sees all of
+     * this task's writes. */
+    atomic_store_explicit(&t->wait_gen, fw->w.gen, memory_order_release);
+    atomic_store_explicit(&fw->w.state, WEFT__W_WAITING | WEFT__W_SLEEP, memory_order_relaxed);
+}
+
+/* Finish f with events ev and make its task runnable, unless another claim
+ * (timer, cancellation) was first: then the task is already queued and
+ * finds the state WOKEN when it runs. Loop thread only. */
+static inline void fd_finish(struct weft_loop *L, struct weft__fdwait *f, uint32_t ev)
+{
+    struct weft_task *t = f->w.ctx;
+    f->got = ev;
+    atomic_store_explicit(&f->w.state, WEFT__W_WOKEN, memory_order_relaxed);
+    if (atomic_load_explicit(&t->wait_gen, memory_order_relaxed) == f->w.gen) {
+        atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
+        t->resume_reason = R_WAKE;
+        weft__loop_runq_push(L, t);
+    }
+}
+
+static WEFT_NOINLINE int watch_grow(struct weft_loop *L, int fd)
 {
     if (fd < L->nwatch)
         return 0;
@@ -284,7 +329,7 @@ static int watch_grow(struct weft_loop *L, int fd)
     return 0;
 }
 
-static uint32_t interest(const struct weft__watch *w)
+static inline uint32_t interest(const struct weft__watch *w)
 {
     return (w->rd ? WEFT__IO_READ : 0) | (w->wr ? WEFT__IO_WRITE : 0);
 }
@@ -299,74 +344,117 @@ static void rearm(struct weft_loop *L, int fd)
 
 void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev)
 {
-    if (L->sig && weft__loop_signal_fd_event(L, fd))
+    if (WEFT_UNLIKELY(L->sig != NULL) && weft__loop_signal_fd_event(L, fd))
         return; /* the loop's signalfd (signal.c) */
-    if (fd < 0 || fd >= L->nwatch)
+    if ((unsigned)fd >= (unsigned)L->nwatch)
         return;
     struct weft__watch *w = &L->watch[fd];
-    if (w->rd && (ev & (WEFT__IO_READ | WEFT__IO_ERROR))) {
-        struct weft__fdwait *f = w->rd;
+    struct weft__fdwait *rd = w->rd, *wr = w->wr;
+    if (rd && (ev & (WEFT__IO_READ | WEFT__IO_ERROR))) {
         w->rd = NULL;
-        f->got = ev;
-        /* Sole finisher: only the loop's thread finishes an fd waiter (here
-         * or weft__loop_fd_forget), each time after taking it out of its
-         * slot, and its owner is a task of this loop: no locked RMW. */
-        weft__waiter_finish_sole(&f->w, WEFT__W_WOKEN);
+        if (wr == rd) {
+            /* One waiter for both directions: finished once, out of both
+             * slots (left in the writer's slot it would dangle once its
+             * task returns, and make the next writer's wait -EBUSY). */
+            w->wr = wr = NULL;
+        }
+        fd_finish(L, rd, ev);
+        rd = NULL;
     }
-    if (w->wr && (ev & (WEFT__IO_WRITE | WEFT__IO_ERROR))) {
-        struct weft__fdwait *f = w->wr;
+    if (wr && (ev & (WEFT__IO_WRITE | WEFT__IO_ERROR))) {
         w->wr = NULL;
-        f->got = ev;
-        weft__waiter_finish_sole(&f->w, WEFT__W_WOKEN);
+        fd_finish(L, wr, ev);
+        wr = NULL;
     }
     /* One-shot: someone still waiting (the other direction) needs a new arm. */
-    rearm(L, fd);
+    if (WEFT_UNLIKELY(rd || wr))
+        rearm(L, fd);
 }
 
-int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline)
+int weft__loop_fd_forget(int fd)
 {
-    if (fd < 0 || !events || (events & ~(WEFT_IO_READ | WEFT_IO_WRITE)) || deadline < 0)
-        return -EINVAL;
-    struct weft_task *t = cur_task();
-    if (!t)
-        return -EPERM;
-    struct weft_loop *L = t->loop;
-    int r = watch_grow(L, fd);
-    if (r)
-        return r;
+    struct weft_loop *L = weft__loop_tls;
+    if (!L || fd < 0)
+        return 0;
+    int woken = 0;
+    if (fd < L->nwatch) {
+        /* A woken waiter sees WEFT_IO_ERROR from weft_co_wait_fd; its slot is
+         * cleared here, exactly as the loop's own dispatch does. */
+        struct weft__watch *w = &L->watch[fd];
+        struct weft__fdwait *rd = w->rd, *wr = w->wr;
+        w->rd = w->wr = NULL;
+        if (rd) {
+            fd_finish(L, rd, WEFT__IO_ERROR);
+            woken++;
+        }
+        if (wr && wr != rd) {
+            fd_finish(L, wr, WEFT__IO_ERROR);
+            woken++;
+        }
+    }
+    /* The fd may have been armed earlier and reported nothing yet: forget it
+     * in the kernel before it is closed, so that a later fd with the same
+     * number starts clean. */
+    if (L->bops->forget)
+        L->bops->forget(L->be, fd);
+    else
+        L->bops->disarm(L->be, fd);
+    return woken;
+}
+
+/*
+ * weft_co_wait_fd for task t of loop L, arguments checked. vouch: the
+ * caller saw `events` not ready on the owned fd (epoch `epoch`) with no
+ * suspension since (weft__loop_wait_owned): the backend is told with the
+ * arm (arm_owned, or vouch then arm). Inlined into both callers: the owned
+ * wait is every socket wait, one call less per request.
+ */
+static inline __attribute__((always_inline)) int
+wait_fd(struct weft_loop *L, struct weft_task *t, int fd, unsigned events, weft_time_t deadline,
+        bool vouch, uint32_t epoch)
+{
+    if (WEFT_UNLIKELY(fd >= L->nwatch) && watch_grow(L, fd) != 0)
+        return -ENOMEM;
     struct weft__watch *w = &L->watch[fd];
     if (((events & WEFT_IO_READ) && w->rd) || ((events & WEFT_IO_WRITE) && w->wr))
         return -EBUSY;
     struct weft__fdwait fw;
-    weft__waiter_init(&fw.w);
-    fw.got = 0;
     if (events & WEFT_IO_READ)
         w->rd = &fw;
     if (events & WEFT_IO_WRITE)
         w->wr = &fw;
-    r = L->bops->arm(L->be, fd, interest(w), (void *)(intptr_t)(fd + 1));
-    if (r) {
+    int r;
+    if (vouch && L->bops->arm_owned) {
+        r = L->bops->arm_owned(L->be, fd, events, interest(w), (void *)(intptr_t)(fd + 1), epoch);
+    } else {
+        if (vouch)
+            L->bops->vouch(L->be, fd, events, epoch);
+        r = L->bops->arm(L->be, fd, interest(w), (void *)(intptr_t)(fd + 1));
+    }
+    if (WEFT_UNLIKELY(r != 0)) {
+        if (vouch)
+            L->bops->vouch(L->be, -1, 0, 0); /* no arm took it: drop it */
         if (w->rd == &fw)
             w->rd = NULL;
         if (w->wr == &fw)
             w->wr = NULL;
         return r;
     }
+    /* Only this loop's thread finishes fw, so not before we switch out:
+     * armed, the first wait below consumes or takes back the arming,
+     * whatever it returns. */
+    fd_waiter_arm(t, &fw);
     L->armed++;
     atomic_store_explicit(&L->st_io_waits,
                           atomic_load_explicit(&L->st_io_waits, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    /* Only this loop's thread finishes fw, so not before we switch out:
-     * arm (no RMW to set SLEEP); the first wait below consumes or takes
-     * back the arming, whatever it returns. */
-    weft__waiter_arm(&fw.w);
     for (;;) {
         r = weft__cotask_wait(t, &fw.w, WEFT__W_WAITING, deadline, W_CO);
-        if (weft__waiter_state(&fw.w) != WEFT__W_WAITING || r < 0)
+        if (WEFT_LIKELY(weft__waiter_state(&fw.w) != WEFT__W_WAITING) || r < 0)
             break;
     }
     L->armed--;
-    if (weft__waiter_state(&fw.w) != WEFT__W_WAITING)
+    if (WEFT_LIKELY(weft__waiter_state(&fw.w) != WEFT__W_WAITING))
         return (int)(fw.got & (WEFT_IO_READ | WEFT_IO_WRITE | WEFT_IO_ERROR)) & (int)(events | WEFT_IO_ERROR)
                    ? (int)(fw.got & (events | WEFT_IO_ERROR))
                    : (int)events;
@@ -383,6 +471,28 @@ int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline)
     else
         rearm(L, fd);
     return pub(r);
+}
+
+int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline)
+{
+    if (fd < 0 || !events || (events & ~(WEFT_IO_READ | WEFT_IO_WRITE)) || deadline < 0)
+        return -EINVAL;
+    struct weft_task *t = cur_task();
+    if (!t)
+        return -EPERM;
+    return wait_fd(t->loop, t, fd, events, deadline, false, 0);
+}
+
+int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline)
+{
+    struct weft_loop *L = weft__loop_tls;
+    struct weft_task *t = L ? L->current : NULL;
+    if (!t)
+        return -EPERM;
+    uint32_t epoch = weft__fd_epoch(fd);
+    /* Not owned (or a backend without owned registrations): one-shot. */
+    bool vouch = L->bops->vouch && (epoch & WEFT__EPOCH_OWNED);
+    return wait_fd(L, t, fd, events, deadline, vouch, epoch);
 }
 
 /* ---- scopes ------------------------------------------------------------------- */

@@ -443,6 +443,28 @@ static void ur_vouch(struct weft__backend *b, int fd, uint32_t events, uint32_t 
     b->v_epoch = epoch;
 }
 
+/* backend.h's arm_owned: the common case first (epoll.c's ep_arm_owned):
+ * the fd's multishot of this epoch is pending, every direction asked for
+ * is vouched, no hang-up is pending: store the directions, queue nothing.
+ * Anything else is vouch + arm, which decide the same for this case. */
+static int ur_arm_owned(struct weft__backend *b, int fd, uint32_t events, uint32_t all,
+                        void *data, uint32_t epoch)
+{
+    if ((unsigned)fd < (unsigned)b->nfds && b->have_multi && (events & RW) && all &&
+        !(all & ~RW) && data) {
+        struct ufd *u = &b->fds[fd];
+        if (u->multi && u->armed && u->epoch == epoch &&
+            !(all & ~((events & RW) | u->vouched)) && !(u->hup & all)) {
+            u->want = (uint8_t)all;
+            u->vouched = (uint8_t)all;
+            u->data = data;
+            return 0;
+        }
+    }
+    ur_vouch(b, fd, events, epoch);
+    return ur_arm(b, fd, all, data);
+}
+
 static int ur_forget(struct weft__backend *b, int fd)
 {
     if (b->v_fd == fd)
@@ -663,6 +685,7 @@ const struct weft__backend_ops weft__uring_backend = {
     .file_rw = ur_file_rw,
     .file_cancel = ur_file_cancel,
     .vouch = ur_vouch,
+    .arm_owned = ur_arm_owned,
     .forget = ur_forget,
 };
 

@@ -259,14 +259,9 @@ int weft_net_resolve_until(const char *host, int port, int socktype, weft_addr_t
     /* A numeric address needs no lookup (and no pool). */
     if (weft_addr_ip(out, host, port) == 0)
         return 1;
-    bool co = weft_co_current() != NULL;
-    if (co) {
-        int r = weft__co_checkpoint();
-        if (r)
-            return r;
-    } else if (weft_loop_current()) {
-        return -EPERM;
-    }
+    int co = weft__co_enter(); /* 1: a coroutine; 0: a plain thread */
+    if (co < 0)
+        return co;
     size_t hl = strlen(host);
     struct lookup *q = calloc(1, sizeof *q + hl + 1);
     if (!q)

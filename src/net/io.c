@@ -25,19 +25,13 @@
 
 /* ---- close generations (see internal.h) ------------------------------------ */
 
-struct gentab {
-    uint32_t *gen;
-    uint64_t *drained; /* see "drained stream sockets" below; 0: none */
-    int n;
-};
-
-static _Thread_local struct gentab *tl_gens;
+_Thread_local struct weft__net_gens *weft__net_gens_tls;
 static pthread_key_t gens_key;
 static pthread_once_t gens_once = PTHREAD_ONCE_INIT;
 
 static void gens_free(void *p)
 {
-    struct gentab *t = p;
+    struct weft__net_gens *t = p;
     free(t->gen);
     free(t->drained);
     free(t);
@@ -48,22 +42,16 @@ static void gens_key_make(void)
     pthread_key_create(&gens_key, gens_free);
 }
 
-uint32_t weft__net_gen(int fd)
-{
-    struct gentab *t = tl_gens;
-    return t && fd >= 0 && fd < t->n ? t->gen[fd] : 0;
-}
-
 /* This thread's table, grown to hold fd; NULL if no memory. */
-static struct gentab *gentab_for(int fd)
+static struct weft__net_gens *gentab_for(int fd)
 {
-    struct gentab *t = tl_gens;
+    struct weft__net_gens *t = weft__net_gens_tls;
     if (!t) {
         pthread_once(&gens_once, gens_key_make);
         t = calloc(1, sizeof *t);
         if (!t)
             return NULL;
-        tl_gens = t;
+        weft__net_gens_tls = t;
         pthread_setspecific(gens_key, t);
     }
     if (fd >= t->n) {
@@ -89,7 +77,7 @@ void weft__net_gen_bump(int fd)
 {
     if (fd < 0)
         return;
-    struct gentab *t = gentab_for(fd);
+    struct weft__net_gens *t = gentab_for(fd);
     if (!t)
         return; /* degraded: a woken waiter then sees -EBADF, not -EPIPE */
     t->gen[fd]++;
@@ -113,18 +101,18 @@ void weft__net_gen_bump(int fd)
  * call waits at once: on a keep-alive connection (read the request, write
  * the answer, read again) that is one system call fewer per request.
  * Reads that must not wait (a past deadline: a try) are never skipped.
- * The stamp is the loop's poll count + 1 at the short read; any read of
+ * The stamp is the thread's poll count + 1 at the short read; any read of
  * the fd replaces or clears it, and weft_net_close clears it.
  */
 static inline bool drained_now(int fd)
 {
-    struct gentab *t = tl_gens;
+    struct weft__net_gens *t = weft__net_gens_tls;
     return t && fd < t->n && t->drained[fd] && t->drained[fd] == weft__loop_polls() + 1;
 }
 
 static inline void drained_mark(int fd, bool drained)
 {
-    struct gentab *t = tl_gens;
+    struct weft__net_gens *t = weft__net_gens_tls;
     if (drained) {
         if (fd >= (t ? t->n : 0) && !(t = gentab_for(fd)))
             return;
@@ -149,27 +137,6 @@ static inline bool skip_read(const struct weft__net_op *op, bool stamps)
 }
 
 /* ---- the wait ------------------------------------------------------------------ */
-
-int weft__net_begin(struct weft__net_op *op, int fd, weft_time_t deadline)
-{
-    if (fd < 0 || deadline < 0)
-        return -EINVAL;
-    op->fd = fd;
-    op->deadline = deadline;
-    op->gen = 0;
-    if (weft_co_current()) {
-        op->co = true;
-        int r = weft__co_checkpoint();
-        if (r)
-            return r;
-        op->gen = weft__net_gen(fd);
-        return 0;
-    }
-    if (weft_loop_current())
-        return -EPERM; /* a call_soon function: waiting would stall the loop */
-    op->co = false;
-    return 0;
-}
 
 /* Milliseconds until the deadline for poll(2), rounded up (never early);
  * -1 for none; 0 when it has passed. */
@@ -203,21 +170,30 @@ static int thread_wait(int fd, unsigned events, weft_time_t deadline)
     }
 }
 
-int weft__net_wait(struct weft__net_op *op, unsigned events)
+/* weft__net_wait, inlined into this file's calls (a socket wait per
+ * request: one call less); sock.c's calls take the function below. */
+static inline __attribute__((always_inline)) int net_wait(struct weft__net_op *op,
+                                                          unsigned events)
 {
     if (!op->co)
         return thread_wait(op->fd, events, op->deadline);
     /* Every caller has just seen EAGAIN (or EINPROGRESS) on op->fd with no
      * suspension since: an owned wait (net_support.h), which on a busy
      * connection costs no system call to arm. */
+    uint32_t gen = weft__net_gen(op->fd); /* the call's: see internal.h */
     int r = weft__loop_wait_owned(op->fd, events, op->deadline);
     if (r < 0)
         return r;
     /* Woken: by readiness, or by weft_net_close of this fd (which also
      * bumps its generation; the fd number may already be someone else's). */
-    if (weft__net_gen(op->fd) != op->gen)
+    if (weft__net_gen(op->fd) != gen)
         return -EPIPE;
     return 0;
+}
+
+int weft__net_wait(struct weft__net_op *op, unsigned events)
+{
+    return net_wait(op, events);
 }
 
 int weft__net_pause(struct weft__net_op *op)
@@ -228,10 +204,11 @@ int weft__net_pause(struct weft__net_op *op)
     if (at > op->deadline)
         at = op->deadline;
     if (op->co) {
+        uint32_t gen = weft__net_gen(op->fd); /* the call's: see internal.h */
         int r = weft_co_sleep_until(at);
         if (r)
             return r;
-        return weft__net_gen(op->fd) != op->gen ? -EPIPE : 0;
+        return weft__net_gen(op->fd) != gen ? -EPIPE : 0;
     }
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
@@ -254,7 +231,7 @@ ssize_t weft_net_read_until(int fd, void *buf, size_t n, weft_time_t deadline)
     if (r)
         return r;
     bool stamps = stamp_ok(&op);
-    if (skip_read(&op, stamps) && (r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+    if (skip_read(&op, stamps) && (r = net_wait(&op, WEFT_IO_READ)) != 0)
         return r;
     for (;;) {
         ssize_t k = read(fd, buf, n);
@@ -269,7 +246,7 @@ ssize_t weft_net_read_until(int fd, void *buf, size_t n, weft_time_t deadline)
             drained_mark(fd, false);
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
             return r;
     }
 }
@@ -305,7 +282,7 @@ ssize_t weft_net_write_until(int fd, const void *buf, size_t n, weft_time_t dead
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_WRITE)) != 0)
             return r;
     }
 }
@@ -335,7 +312,7 @@ ssize_t weft_net_read_exact_until(int fd, void *buf, size_t n, size_t *done,
         if (skip) {
             /* Drained just now, no poll since: wait at once (see above). */
             skip = false;
-            if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+            if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
                 return r;
         }
         ssize_t k = read(fd, (char *)buf + got, n - got);
@@ -353,7 +330,7 @@ ssize_t weft_net_read_exact_until(int fd, void *buf, size_t n, size_t *done,
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
             return r;
     }
     return (ssize_t)n;
@@ -388,7 +365,7 @@ ssize_t weft_net_write_all_until(int fd, const void *buf, size_t n, size_t *done
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_WRITE)) != 0)
             return r;
     }
     return (ssize_t)n;
@@ -419,7 +396,7 @@ ssize_t weft_net_sendto_until(int fd, const void *buf, size_t n, const weft_addr
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_WRITE)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_WRITE)) != 0)
             return r;
     }
 }
@@ -451,7 +428,7 @@ ssize_t weft_net_recvfrom_until(int fd, void *buf, size_t n, weft_addr_t *from,
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = weft__net_wait(&op, WEFT_IO_READ)) != 0)
+        if ((r = net_wait(&op, WEFT_IO_READ)) != 0)
             return r;
     }
 }
