@@ -4,10 +4,12 @@
  * epoll server (peers/epoll_http.c), libuv (peers/uv_http.c), Go net/http
  * (go/httpserver), Python asyncio and uvloop (peers/asyncio_http.py).
  *
- * For each server: start it on a free 127.0.0.1 port, run
- * `wrk -t1 -c100 -d5s --latency` against it, read the server's CPU time
- * (utime + stime from /proc/<pid>/stat) before and after, stop it. One JSON
- * line per server:
+ * Start every server on a free 127.0.0.1 port; then, in turns (run 1 of
+ * every server, then run 2, ...), run `wrk -t1 -c100 -d5s --latency`
+ * against each, reading the server's CPU time (utime + stime from
+ * /proc/<pid>/stat) before and after; then stop them. Idle servers wait in
+ * epoll and cost nothing meanwhile. One JSON line per server (its median
+ * run by requests/s):
  *
  *   {"bench": "http_hello", "impl": "weft", "params": {"conns": 100, ...},
  *    "req_per_s": 123456, "p50_us": .., "p90_us": .., "p99_us": ..,
@@ -256,10 +258,24 @@ static int cmp_res(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Start a server (argv, or this program's weft server), measure, stop,
- * print. want_backend: for weft, the backend the server must report. */
-static void measure(const char *impl, char *const argv[], const char *env_kv, bool weft_server,
-                    const char *want_backend, int port, int conns, int seconds, int runs)
+/* A started server and its results. */
+struct server {
+    const char *impl;
+    pid_t pid;
+    int port;
+    int ok;
+    struct result res[BENCH_MAX_RUNS];
+};
+#define MAX_SERVERS 8
+static struct server servers[MAX_SERVERS];
+static int nservers;
+
+/* Start a server (argv, or this program's weft server) and wait until it
+ * listens; it is measured later, in turn with the others (see main). Names
+ * are string literals. want_backend: for weft, the backend the server must
+ * report. */
+static void launch(const char *impl, char *const argv[], const char *env_kv, bool weft_server,
+                   const char *want_backend, int port)
 {
     int out = -1;
     pid_t pid = start(argv, env_kv, weft_server ? &out : NULL);
@@ -300,27 +316,32 @@ static void measure(const char *impl, char *const argv[], const char *env_kv, bo
         stop(pid);
         return;
     }
-    struct result res[BENCH_MAX_RUNS];
-    int ok = 0;
-    for (int i = 0; i < runs; i++)
-        if (run_wrk(port, conns, seconds, pid, &res[ok]) == 0)
-            ok++;
-    stop(pid);
-    if (!ok) {
-        fprintf(stderr, "bench_http: %s: wrk failed\n", impl);
+    if (nservers == MAX_SERVERS) {
+        stop(pid);
         return;
     }
-    qsort(res, (size_t)ok, sizeof res[0], cmp_res);
-    const struct result *m = &res[ok / 2];
+    servers[nservers++] = (struct server){.impl = impl, .pid = pid, .port = port};
+}
+
+/* Print one server's median run (by requests/s) and stop it. */
+static void report(struct server *sv, int conns, int seconds)
+{
+    stop(sv->pid);
+    if (!sv->ok) {
+        fprintf(stderr, "bench_http: %s: wrk failed\n", sv->impl);
+        return;
+    }
+    qsort(sv->res, (size_t)sv->ok, sizeof sv->res[0], cmp_res);
+    const struct result *m = &sv->res[sv->ok / 2];
     printf("{\"bench\": \"http_hello\", \"impl\": \"%s\", \"params\": {\"conns\": %d, "
            "\"threads\": 1, \"seconds\": %d, \"stat\": \"median\"}, \"req_per_s\": %.0f, "
            "\"p50_us\": %.1f, \"p75_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, "
            "\"cpu_us_per_req\": %.2f, \"requests\": %lld, \"errors\": %lld, \"runs\": %d}\n",
-           impl, conns, seconds, m->rps, m->p50, m->p75, m->p90, m->p99, m->cpu_us_per_req,
-           m->requests, m->errors, ok);
+           sv->impl, conns, seconds, m->rps, m->p50, m->p75, m->p90, m->p99, m->cpu_us_per_req,
+           m->requests, m->errors, sv->ok);
     fflush(stdout);
-    fprintf(stderr, "  %-14s %9.0f req/s  p50 %7.1f us  p99 %8.1f us  %5.2f us CPU/req%s\n", impl,
-            m->rps, m->p50, m->p99, m->cpu_us_per_req, m->errors ? "  (errors!)" : "");
+    fprintf(stderr, "  %-14s %9.0f req/s  p50 %7.1f us  p99 %8.1f us  %5.2f us CPU/req%s\n",
+            sv->impl, m->rps, m->p50, m->p99, m->cpu_us_per_req, m->errors ? "  (errors!)" : "");
 }
 
 static bool have_cmd(const char *cmd)
@@ -364,7 +385,7 @@ int main(int argc, char **argv)
         char env[64];
         snprintf(env, sizeof env, "WEFT_BACKEND=%s", backends[i][1]);
         char *av[] = {self, "--serve", port_s, NULL};
-        measure(backends[i][0], av, env, true, backends[i][1], port, conns, seconds, runs);
+        launch(backends[i][0], av, env, true, backends[i][1], port);
     }
     /* The hand-written epoll server and libuv. */
     const char *peers[][2] = {{"epoll", "epoll_http"}, {"libuv", "uv_http"}};
@@ -377,7 +398,7 @@ int main(int argc, char **argv)
         int port = free_port();
         snprintf(port_s, sizeof port_s, "%d", port);
         char *av[] = {path, port_s, NULL};
-        measure(peers[i][0], av, NULL, false, NULL, port, conns, seconds, runs);
+        launch(peers[i][0], av, NULL, false, NULL, port);
     }
     /* Go net/http, built from bench/go/httpserver (standard library only). */
     if (have_cmd("go")) {
@@ -392,7 +413,7 @@ int main(int argc, char **argv)
             int port = free_port();
             snprintf(port_s, sizeof port_s, "%d", port);
             char *av[] = {path, port_s, NULL};
-            measure("go", av, "GOMAXPROCS=1", false, NULL, port, conns, seconds, runs);
+            launch("go", av, "GOMAXPROCS=1", false, NULL, port);
         } else {
             fprintf(stderr, "note: building bench/go/httpserver failed: go skipped\n");
         }
@@ -405,7 +426,7 @@ int main(int argc, char **argv)
         int port = free_port();
         snprintf(port_s, sizeof port_s, "%d", port);
         char *av[] = {"python3", path, port_s, NULL};
-        measure("asyncio", av, NULL, false, NULL, port, conns, seconds, runs);
+        launch("asyncio", av, NULL, false, NULL, port);
         const char *py = NULL;
         if (system("python3 -c 'import uvloop' >/dev/null 2>&1") == 0)
             py = "python3";
@@ -415,12 +436,22 @@ int main(int argc, char **argv)
             port = free_port();
             snprintf(port_s, sizeof port_s, "%d", port);
             char *av2[] = {(char *)py, path, port_s, "--uvloop", NULL};
-            measure("uvloop", av2, NULL, false, NULL, port, conns, seconds, runs);
+            launch("uvloop", av2, NULL, false, NULL, port);
         } else {
             fprintf(stderr, "note: uvloop is not importable: the uvloop peer is skipped\n");
         }
     } else {
         fprintf(stderr, "note: python3 is not installed: the asyncio peers are skipped\n");
     }
+    /* Measure in turns: run r of every server, then run r + 1. The machine
+     * drifts over minutes (other VMs on the host); taking each server's
+     * runs back to back would put that drift between the servers. */
+    for (int r = 0; r < runs; r++)
+        for (int k = 0; k < nservers; k++)
+            if (run_wrk(servers[k].port, conns, seconds, servers[k].pid,
+                        &servers[k].res[servers[k].ok]) == 0)
+                servers[k].ok++;
+    for (int k = 0; k < nservers; k++)
+        report(&servers[k], conns, seconds);
     return 0;
 }
