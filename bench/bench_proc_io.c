@@ -157,6 +157,12 @@ static double run_crash(void *arg)
         if (weft_proc_submit(c->one, nothing, NULL, 0, &f) || weft_proc_result(f, NULL, NULL))
             bench_die("warm-up task failed", 0);
         weft_future_release(f);
+        /* The warm-up task can finish before the parent has taken the
+         * replacement's "spawned" report; until then the slot shows no
+         * live worker and the kill would say -ESRCH. Wait for the report
+         * (at most ~5 s). */
+        for (int w = 0; w < 5000 && weft_proc_worker_pid(c->one, 0) <= 0; w++)
+            usleep(1000);
         int64_t t0 = bench_now();
         if (weft_proc_signal_worker(c->one, 0, SIGKILL) != 0)
             bench_die("kill", 0);
