@@ -1,7 +1,7 @@
 /*
  * loop/net_support.c - what the socket layer (src/net) needs from the loop
  * that the public co API does not give: a cancellation checkpoint that does
- * not suspend (weft__co_enter, weft__co_checkpoint), the fd epochs and the
+ * not suspend (weft__co_enter), the fd epochs and the
  * poll count. The fd waits themselves (weft__loop_wait_owned,
  * weft__loop_fd_forget) live with weft_co_wait_fd in task.c. All of it acts
  * only on the calling thread's loop, from its own thread.
@@ -29,19 +29,6 @@ static WEFT_NOINLINE int checkpoint_slow(struct weft_task *t)
     if (r == WEFT__SCOPE_EXPIRED)
         return -ETIMEDOUT;
     return r < 0 ? r : 0;
-}
-
-int weft__co_checkpoint(void)
-{
-    struct weft_loop *L = weft__loop_tls;
-    struct weft_task *t = L ? L->current : NULL;
-    if (!t)
-        return -EPERM;
-    /* Nothing to find (no scope, not cancelled): what the wait would
-     * conclude, without its atomics. */
-    if (!t->scope && !t->cancelled && !weft_future_cancel_requested(t->fut))
-        return 0;
-    return checkpoint_slow(t);
 }
 
 int weft__co_enter(void)

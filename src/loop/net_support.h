@@ -12,20 +12,15 @@
 #include <weft/time.h>
 
 /*
- * A suspension point that does not suspend: -ECANCELED if the calling
- * coroutine is cancelled (and no shield holds it off), -ETIMEDOUT if an
- * enclosing deadline scope has expired, else 0. -EPERM outside a coroutine.
- * Lets an operation that can complete at once still deliver cancellation,
- * so a coroutine looping over always-ready I/O stays cancellable.
- */
-int weft__co_checkpoint(void);
-
-/*
- * Where a socket call starts, in one look at the thread's loop: 1 in a
- * coroutine with nothing to deliver (the checkpoint passed); 0 on a
- * thread that runs no loop (the call may block the thread); -EPERM on a
- * loop's thread outside a coroutine (a call_soon function: waiting would
- * stall the loop); -ECANCELED or -ETIMEDOUT as weft__co_checkpoint.
+ * Where a socket call starts, in one look at the thread's loop: a
+ * suspension point that does not suspend. 1 in a coroutine with nothing to
+ * deliver; 0 on a thread that runs no loop (the call may block the thread);
+ * -EPERM on a loop's thread outside a coroutine (a call_soon function:
+ * waiting would stall the loop); -ECANCELED if the coroutine is cancelled
+ * (and no shield holds it off), -ETIMEDOUT if an enclosing deadline scope
+ * has expired. So an operation that can complete at once still delivers
+ * cancellation, and a coroutine looping over always-ready I/O stays
+ * cancellable.
  */
 int weft__co_enter(void);
 
