@@ -49,6 +49,23 @@
 #define CHAN_ALWAYS_INLINE
 #endif
 
+/* ---- backoff ---------------------------------------------------------------- */
+
+/* Exponential pause, then yield: for a slot whose owner is mid-copy, for
+ * the short spin of a blocking operation before it queues itself, and for
+ * the channel lock before it parks (lock_spin). */
+static void backoff(unsigned *step)
+{
+    if (*step < 6) {
+        for (unsigned i = 0; i < (1u << *step); i++)
+            weft__cpu_relax();
+    } else {
+        sched_yield();
+    }
+    if (*step < 10)
+        (*step)++;
+}
+
 /* ---- the channel lock ------------------------------------------------------ */
 
 bool weft__chan_asym;
@@ -59,19 +76,13 @@ static void asym_decide(void)
     weft__chan_asym = weft__asym_available();
 }
 
-/* The lock is held for a few list operations: spin a little, yielding once
- * the pauses have grown, before parking. False once it is time to park. */
+/* The lock is held for a few list operations: back off a little (pauses,
+ * then yields) before parking. False once it is time to park. */
 static bool lock_spin(unsigned *spins)
 {
     if (*spins >= 10)
         return false;
-    if (*spins < 6) {
-        for (unsigned i = 0; i < (1u << *spins); i++)
-            weft__cpu_relax();
-    } else {
-        sched_yield();
-    }
-    (*spins)++;
+    backoff(spins);
     return true;
 }
 
@@ -171,22 +182,6 @@ static uintptr_t unlock_cb(void *arg, struct weft__unpark_result r)
 void weft__chan_unlock_slow(struct weft_chan *ch)
 {
     weft__unpark_one(&ch->lock, unlock_cb, ch);
-}
-
-/* ---- backoff ---------------------------------------------------------------- */
-
-/* Exponential pause, then yield: for a slot whose owner is mid-copy, and for
- * the short spin of a blocking operation before it queues itself. */
-static void backoff(unsigned *step)
-{
-    if (*step < 6) {
-        for (unsigned i = 0; i < (1u << *step); i++)
-            weft__cpu_relax();
-    } else {
-        sched_yield();
-    }
-    if (*step < 10)
-        (*step)++;
 }
 
 /* ---- the ring ---------------------------------------------------------------- */
