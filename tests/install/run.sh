@@ -12,7 +12,8 @@
 # --libs weft` and run against the shared library; a loop program linked with
 # libweft.a and `pkg-config --static --libs weft` (liburing when built in);
 # hello.c built by a small
-# CMake project with find_package(weft) against weft::weft and weft::static.
+# CMake project with find_package(weft) against weft::weft and weft::static;
+# the loop program against libweft.so, linked and through dlopen.
 # Exit 0 when everything holds; the first failure stops with a message.
 set -euo pipefail
 
@@ -136,6 +137,41 @@ EOF
     fail "a loop program does not link statically with pkg-config --static"
 if needs_libweft "$tmp/loop-static"; then fail "the static loop program linked libweft.so"; fi
 "$tmp/loop-static" || fail "the static loop program failed"
+
+# ---- the shared library's thread-locals, linked and dlopen'ed --------------------
+# libweft.so reads its thread-locals through TLS descriptors where the
+# compiler has them (docs/getting-started.md): check a loop through it, both
+# when the program links it and when the program dlopens it (the library's
+# TLS block is then allocated at run time).
+step "libweft.so: a loop linked with pkg-config, and one through dlopen"
+# shellcheck disable=SC2046  # word splitting of pkg-config output is intended
+"$CC" -Wall -Wextra -Werror -o "$tmp/loop-shared" "$tmp/loop.c" $(pkg-config --cflags --libs weft)
+needs_libweft "$tmp/loop-shared" || fail "the shared loop program does not link libweft.so.$major"
+LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$tmp/loop-shared" ||
+    fail "the shared loop program failed"
+cat > "$tmp/loop-dlopen.c" <<'EOF'
+#include <dlfcn.h>
+#include <stdio.h>
+#include <weft.h>
+static int (*yield)(void);
+static int main_co(void *arg, void **result) { (void)arg; (void)result; return yield(); }
+int main(int argc, char **argv)
+{
+    (void)argc;
+    void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (!h) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 1; }
+    int (*run)(weft_co_fn, void *, const weft_loop_opts_t *);
+    *(void **)&run = dlsym(h, "weft_loop_run");
+    *(void **)&yield = dlsym(h, "weft_co_yield");
+    if (!run || !yield) { fprintf(stderr, "dlsym: %s\n", dlerror()); return 1; }
+    for (int i = 0; i < 3; i++)
+        if (run(main_co, 0, 0) != 0) return 1;
+    return 0;
+}
+EOF
+# shellcheck disable=SC2046  # word splitting of pkg-config output is intended
+"$CC" -Wall -Wextra -Werror -o "$tmp/loop-dlopen" "$tmp/loop-dlopen.c" $(pkg-config --cflags weft) -ldl
+"$tmp/loop-dlopen" "$libdir/libweft.so.$major" || fail "the dlopen'ed loop program failed"
 
 # ---- hello.c through find_package(weft) -----------------------------------------
 step "CMake project: find_package(weft), weft::weft and weft::static"
