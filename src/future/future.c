@@ -36,7 +36,7 @@
 #define K_RESOLVING 2u
 #define K_DONE 3u
 #define K_MASK 3u
-#define F_CANCEL 4u
+#define F_CANCEL WEFT__F_CANCEL
 #define F_PARKED 8u
 #define F_HASCB 16u /* a callback node was added (set under the lock, before DONE) */
 
@@ -250,8 +250,7 @@ int weft_future_cancel(weft_future_t *f)
 
 bool weft_future_cancel_requested(const weft_future_t *f)
 {
-    return f && (atomic_load_explicit(&((weft_future_t *)f)->state, memory_order_relaxed) &
-                 F_CANCEL);
+    return weft__future_cancel_requested(f);
 }
 
 bool weft_future_done(const weft_future_t *f)

@@ -26,6 +26,17 @@ struct weft_future {
     void (*on_free)(weft_future_t *f); /* embedded: called instead of free() */
 };
 
+/* The state's cancel-requested flag (future.c's F_CANCEL). */
+#define WEFT__F_CANCEL 4u
+
+/* weft_future_cancel_requested, inline for weft's own hot paths (every
+ * coroutine wait and socket call checks its task's future). f may be NULL. */
+static inline bool weft__future_cancel_requested(const weft_future_t *f)
+{
+    return f && (atomic_load_explicit(&((weft_future_t *)f)->state, memory_order_relaxed) &
+                 WEFT__F_CANCEL);
+}
+
 /* Initialise an embedded future (pending, one reference). When its last
  * reference goes, on_free(f) is called instead of free(). */
 void weft__future_init(weft_future_t *f, void (*on_free)(weft_future_t *f));

@@ -539,7 +539,7 @@ static int cancel_state(struct weft_task *t, weft_time_t *limit, weft_co_scope_t
             break;
         }
     }
-    if (!shielded && !t->cancelled && t->fut && weft_future_cancel_requested(t->fut))
+    if (!shielded && !t->cancelled && t->fut && weft__future_cancel_requested(t->fut))
         t->cancelled = true; /* weft_future_cancel on the task's future */
     *reach = !shielded;
     if (!shielded && t->cancelled)
@@ -672,7 +672,7 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
         /* No scope and not cancelled: what cancel_state would conclude
          * (nothing cuts the wait short, no scope limit, a cancellation
          * would reach us), without the call (every fd wait comes here). */
-        if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft_future_cancel_requested(t->fut))) {
+        if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft__future_cancel_requested(t->fut))) {
             intr = true;
         } else {
             int why = cancel_state(t, &limit, &sc, &reach);
@@ -686,7 +686,7 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
         /* Cancellation is level-triggered here as for W_CO; scopes cut only
          * finite waits, once (as W_PRIM), and an infinite wait ignores
          * their deadlines. Skip the scan when there is nothing to find. */
-        if (t->scope || t->cancelled || weft_future_cancel_requested(t->fut)) {
+        if (t->scope || t->cancelled || weft__future_cancel_requested(t->fut)) {
             int why = cancel_state(t, &limit, &sc, &reach);
             if (why == CS_CANCEL)
                 return early_return(t, w, -ECANCELED);
@@ -842,7 +842,7 @@ static inline int cotask_wait_lean(struct weft_task *t, struct weft__waiter *w,
                                    uint32_t expect, weft_time_t deadline)
 {
     if (!w->armed || deadline != WEFT_FOREVER || !w->cancellable || t->scope ||
-        t->cancelled || weft_future_cancel_requested(t->fut))
+        t->cancelled || weft__future_cancel_requested(t->fut))
         return 1;
     w->armed = false;
     if ((atomic_load_explicit(&w->state, memory_order_relaxed) & ~WEFT__W_SLEEP) != expect) {

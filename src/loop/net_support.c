@@ -39,7 +39,7 @@ int weft__co_enter(void)
     struct weft_task *t = L->current;
     if (WEFT_UNLIKELY(!t))
         return -EPERM;
-    if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft_future_cancel_requested(t->fut)))
+    if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft__future_cancel_requested(t->fut)))
         return 1;
     int r = checkpoint_slow(t);
     return r ? r : 1;

@@ -106,7 +106,7 @@ weft_task_t *weft_co_current(void)
 bool weft_co_cancelled(void)
 {
     struct weft_task *t = cur_task();
-    return t && (t->cancelled || weft_future_cancel_requested(t->fut));
+    return t && (t->cancelled || weft__future_cancel_requested(t->fut));
 }
 
 /* ---- suspension points ----------------------------------------------------- */
@@ -124,7 +124,7 @@ int weft_co_yield(void)
         return -EPERM;
     /* Fast path: no scope and no cancellation (requested on the task or on
      * its future): nothing to deliver, just go to the back of the queue. */
-    if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft_future_cancel_requested(t->fut))) {
+    if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft__future_cancel_requested(t->fut))) {
         weft__cotask_suspend_yield(t);
         return 0;
     }
@@ -538,7 +538,7 @@ int weft_co_scope_end(weft_co_scope_t *s)
             shielded = true;
             break;
         }
-    if (!shielded && (t->cancelled || weft_future_cancel_requested(t->fut)))
+    if (!shielded && (t->cancelled || weft__future_cancel_requested(t->fut)))
         return -ECANCELED;
     if (s->flags_ & SC_EXPIRED)
         return -ETIMEDOUT;
@@ -662,7 +662,7 @@ int weft_co_group_wait(weft_co_group_t *g)
         }
     }
     if (cancelled)
-        return (t->cancelled || weft_future_cancel_requested(t->fut)) ? -ECANCELED : -ETIMEDOUT;
+        return (t->cancelled || weft__future_cancel_requested(t->fut)) ? -ECANCELED : -ETIMEDOUT;
     return g->first_err;
 }
 

@@ -650,7 +650,7 @@ bool weft_task_cancelled(void)
     if (!t)
         return false;
     if (t->ffn)
-        return weft_future_cancel_requested(t->future);
+        return weft__future_cancel_requested(t->future);
     return weft_group_cancelled(t->group);
 }
 
