@@ -105,7 +105,7 @@ static int cpu_bound_pool_lesson(lesson_run_t *run)
     weft_pool_free(p);
     if (rc != 0)
         return lesson_fail_rc(run, "weft_par_reduce", rc);
-    lesson_figure_num(run, "cpu_per_wall", "CPU seconds per wall second, pool of one worker per CPU",
+    lesson_figure_num(run, "cpu_per_wall", "CPU seconds per wall second (one worker per CPU)",
                       cpu / wall, "x");
     if (cpus > 1 && cpu / wall < 1.2)
         lesson_say(run, "Near 1 or below: other programs are using the other cores right now; the "

@@ -157,7 +157,7 @@ static int proc_cpu_lesson(lesson_run_t *run)
     lesson_figure_num(run, "speedup_threads", "speed-up with threads", t_seq / t_thr, "x");
     lesson_figure_num(run, "speedup_processes", "speed-up with processes", t_seq / t_proc, "x");
     lesson_figure_time(run, "pool_start", "starting the process pool", t_start);
-    lesson_figure_num(run, "ns_per_tiny_task", "cost of one tiny task (argument and result copied)",
+    lesson_figure_num(run, "ns_per_tiny_task", "one tiny task's cost (argument, result copied)",
                       t_tiny * 1e9 / (double)M, "ns");
     lesson_say(run, "Both scale: in C, threads are not held back by a lock. Processes add "
                     "start-up and a copy per argument and result; they buy isolation.");

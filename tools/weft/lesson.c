@@ -180,9 +180,31 @@ void lesson_say(lesson_run_t *r, const char *fmt, ...)
     fprintf(words(r), "  %s\n", line);
 }
 
+/* Figures read as a two-column table: the label, then its value at a fixed
+ * column. A label longer than the column is wrapped at a space (or cut, if
+ * one word is longer), its last line carrying the value, so values never
+ * drift out of line. */
+#define FIGURE_COL 48
+
 static void figure_words(lesson_run_t *r, const char *label, const char *value)
 {
-    fprintf(words(r), "    %-38s %s\n", label, value);
+    FILE *f = words(r);
+    size_t len = strlen(label);
+    flockfile(f); /* a wrapped figure's lines stay together */
+    while (len > FIGURE_COL) {
+        size_t cut = FIGURE_COL;
+        while (cut > 0 && label[cut] != ' ')
+            cut--;
+        if (cut == 0)
+            cut = FIGURE_COL;
+        fprintf(f, "    %.*s\n", (int)cut, label);
+        while (label[cut] == ' ')
+            cut++;
+        label += cut;
+        len -= cut;
+    }
+    fprintf(f, "    %-*s %s\n", FIGURE_COL, label, value);
+    funlockfile(f);
 }
 
 static void figure_json(lesson_run_t *r, const char *key, const char *label,
