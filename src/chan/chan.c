@@ -293,9 +293,24 @@ static bool chan_closed(struct weft_chan *ch)
 
 /* ---- waiter queues (under the lock) -------------------------------------------- */
 
-static void q_push(struct weft_chan *ch, struct weft__chan_node *n)
+/* Which queue a node of that side waits in, and the side's lock-free count.
+ * With a constant is_send (the plain calls' paths are made once per side:
+ * unbuf_block_send/_recv) these are fixed offsets. */
+static inline CHAN_ALWAYS_INLINE struct weft__chan_queue *side_queue(struct weft_chan *ch,
+                                                                     bool is_send)
 {
-    struct weft__chan_queue *q = n->is_send ? &ch->sq : &ch->rq;
+    return is_send ? &ch->sq : &ch->rq;
+}
+
+static inline CHAN_ALWAYS_INLINE _Atomic uint32_t *side_count(struct weft_chan *ch, bool is_send)
+{
+    return is_send ? &ch->nsend : &ch->nrecv;
+}
+
+static inline CHAN_ALWAYS_INLINE void q_push_side(struct weft_chan *ch, bool is_send,
+                                                  struct weft__chan_node *n)
+{
+    struct weft__chan_queue *q = side_queue(ch, is_send);
     n->next = NULL;
     n->prev = q->tail;
     if (q->tail)
@@ -304,13 +319,15 @@ static void q_push(struct weft_chan *ch, struct weft__chan_node *n)
         q->head = n;
     q->tail = n;
     q->n++;
-    atomic_store_explicit(n->is_send ? &ch->nsend : &ch->nrecv, q->n, memory_order_relaxed);
+    atomic_store_explicit(side_count(ch, is_send), q->n, memory_order_relaxed);
     atomic_store_explicit(&n->queued, true, memory_order_relaxed);
 }
 
-static void q_unlink(struct weft_chan *ch, struct weft__chan_node *n)
+/* Unlink n, queued on side is_send (n->is_send). */
+static inline CHAN_ALWAYS_INLINE void q_unlink_side(struct weft_chan *ch, bool is_send,
+                                                    struct weft__chan_node *n)
 {
-    struct weft__chan_queue *q = n->is_send ? &ch->sq : &ch->rq;
+    struct weft__chan_queue *q = side_queue(ch, is_send);
     if (n->prev)
         n->prev->next = n->next;
     else
@@ -320,10 +337,15 @@ static void q_unlink(struct weft_chan *ch, struct weft__chan_node *n)
     else
         q->tail = n->prev;
     q->n--;
-    atomic_store_explicit(n->is_send ? &ch->nsend : &ch->nrecv, q->n, memory_order_relaxed);
+    atomic_store_explicit(side_count(ch, is_send), q->n, memory_order_relaxed);
     /* release, and last: the owner reads `queued` without the lock, and may
      * reuse the node's memory as soon as it sees false. */
     atomic_store_explicit(&n->queued, false, memory_order_release);
+}
+
+static void q_unlink(struct weft_chan *ch, struct weft__chan_node *n)
+{
+    q_unlink_side(ch, n->is_send, n);
 }
 
 /* Claim a node's waiter. Call it BEFORE unlinking the node: once unlinked
@@ -454,8 +476,8 @@ static WEFT_NOINLINE bool take_select_node(struct weft_chan *ch, struct weft__ch
  * moved (src -> n->elem for a receiver, n->elem -> dst for a sender), and
  * unlink it: true, and n must not be touched again. False if its owner is
  * no longer waiting (n is dead and stays queued for its owner). */
-static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, void *dst,
-                             const void *src, struct pwake *pw)
+static inline CHAN_ALWAYS_INLINE bool take_node(struct weft_chan *ch, struct weft__chan_node *n,
+                                                void *dst, const void *src, struct pwake *pw)
 {
     struct weft__waiter *w = &n->sel->w;
     if (WEFT_UNLIKELY(!n->sel->single))
@@ -490,14 +512,17 @@ static inline bool take_node(struct weft_chan *ch, struct weft__chan_node *n, vo
     }
     weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
     weft__chan_stake_drop(ch); /* the owner will not come back */
-    q_unlink(ch, n);           /* last: the owner may return once it sees this */
+    /* Last: the owner may return once it sees this. A receiver (src set)
+     * takes a sender's node, and the other way round. */
+    q_unlink_side(ch, src == NULL, n);
     return true;
 }
 
 /* Meet the oldest live node of q (receivers for a send: src set; senders
  * for a receive: dst set), unlinking dead ones on the way. */
-static inline bool take_partner(struct weft_chan *ch, struct weft__chan_queue *q, void *dst,
-                                const void *src, struct pwake *pw)
+static inline CHAN_ALWAYS_INLINE bool take_partner(struct weft_chan *ch,
+                                                   struct weft__chan_queue *q, void *dst,
+                                                   const void *src, struct pwake *pw)
 {
     for (struct weft__chan_node *n = q->head; n; n = n->next)
         if (take_node(ch, n, dst, src, pw))
@@ -630,7 +655,7 @@ void weft__chan_register(struct weft_chan *ch, struct weft__chan_node *n, bool i
     atomic_init(&n->queued, false);
     weft__chan_lock(ch);
     weft__chan_stake_add(ch);
-    q_push(ch, n);
+    q_push_side(ch, n->is_send, n);
     /* Dekker with the fast paths: our count store before the pump's look at
      * the ring. */
     WEFT__CHAN_FENCE(ch);
@@ -918,7 +943,7 @@ static inline bool may_spin(void)
 /* Queue our node (under the lock), with a fresh waiter; armed (park.h) if
  * `arm`: only where nothing but a partner can finish it before we wait
  * (not buf_block, whose own pump may complete it at once). */
-static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel,
+static inline CHAN_ALWAYS_INLINE void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel,
                                 struct weft__chan_node *nd, bool is_send, void *elem,
                                 bool *stake, bool arm)
 {
@@ -935,7 +960,7 @@ static inline void enqueue_self(struct weft_chan *ch, struct weft__chan_sel *sel
         weft__chan_stake_add(ch);
         *stake = true;
     }
-    q_push(ch, nd);
+    q_push_side(ch, is_send, nd);
 }
 
 /* Sleep until our node is completed or we gave up; leave the queue. Returns
@@ -995,9 +1020,11 @@ static inline CHAN_ALWAYS_INLINE int unbuf_meet(struct weft_chan *ch, bool is_se
 }
 
 /* Unbuffered, called with the lock held and nobody to meet: queue, wait,
- * and on a RETRY meet or queue again. Releases the lock. */
-static WEFT_NOINLINE int unbuf_block(struct weft_chan *ch, bool is_send, void *elem,
-                                     weft_time_t deadline, bool expired)
+ * and on a RETRY meet or queue again. Releases the lock. Made once per side
+ * (unbuf_block_send, unbuf_block_recv): with is_send constant, the queue
+ * and count of each side are fixed offsets. */
+static inline CHAN_ALWAYS_INLINE int unbuf_block(struct weft_chan *ch, bool is_send, void *elem,
+                                                 weft_time_t deadline, bool expired)
 {
     struct weft__chan_sel sel;
     struct weft__chan_node nd;
@@ -1031,6 +1058,18 @@ static WEFT_NOINLINE int unbuf_block(struct weft_chan *ch, bool is_send, void *e
     return r;
 }
 
+static WEFT_NOINLINE int unbuf_block_send(struct weft_chan *ch, void *elem,
+                                          weft_time_t deadline, bool expired)
+{
+    return unbuf_block(ch, true, elem, deadline, expired);
+}
+
+static WEFT_NOINLINE int unbuf_block_recv(struct weft_chan *ch, void *elem,
+                                          weft_time_t deadline, bool expired)
+{
+    return unbuf_block(ch, false, elem, deadline, expired);
+}
+
 /* A plain unbuffered send or receive: one lock, then meet or block. */
 static inline CHAN_ALWAYS_INLINE int unbuf_op(struct weft_chan *ch, bool is_send, void *elem,
                                               weft_time_t deadline)
@@ -1042,7 +1081,8 @@ static inline CHAN_ALWAYS_INLINE int unbuf_op(struct weft_chan *ch, bool is_send
     weft__chan_lock(ch);
     int r = unbuf_meet(ch, is_send, elem, &pw);
     if (r == -EAGAIN)
-        return unbuf_block(ch, is_send, elem, deadline, expired);
+        return is_send ? unbuf_block_send(ch, elem, deadline, expired)
+                       : unbuf_block_recv(ch, elem, deadline, expired);
     weft__chan_unlock(ch);
     pwake_run(&pw);
     return r;
