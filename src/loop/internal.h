@@ -143,7 +143,7 @@ struct weft_loop {
     void (*on_failure)(const char *task_name, int err, void *arg);
     void *on_failure_arg;
     /* Statistics: written by the loop's thread only (relaxed), read anywhere. */
-    _Atomic uint64_t st_spawned, st_finished, st_failed, st_cancelled, st_switches,
+    _Atomic uint64_t st_spawned, st_finished, st_failed, st_cancelled, /* switches: turn */
         st_io_waits, st_polls, st_remote_wakes, st_callbacks, st_slow_reports;
     _Atomic int64_t st_longest;
     char longest_name[WEFT__CO_NAME_MAX]; /* loop thread only */

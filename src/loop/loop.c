@@ -561,7 +561,7 @@ static inline void task_enter(struct weft_loop *L, struct weft_task *t)
     if (L->timing)
         atomic_store_explicit(&L->run_start, weft_now(), memory_order_relaxed);
     atomic_store_explicit(&L->running, t, memory_order_release);
-    stat_inc(&L->st_switches);
+    /* (turn doubles as the switch count of weft_loop_stats) */
 }
 
 static inline void task_leave(struct weft_loop *L, struct weft_task *t)
@@ -612,7 +612,9 @@ static inline void switch_out(struct weft_task *t)
     struct weft_loop *L = t->loop;
     struct weft_task *n = handoff_next(L);
     if (n) {
-        task_leave(L, t);
+        /* task_leave then task_enter; running goes from t to n directly. */
+        if (WEFT_UNLIKELY(L->timing))
+            task_leave(L, t);
         task_enter(L, n);
         weft__co_switch(t->co, n->co, NULL);
         return;
@@ -948,6 +950,23 @@ static void co_disarm(struct weft__waiter *w)
     co_disarm_task(w->ctx, w);
 }
 
+/* co_prepare, then co_arm, in one call. */
+static bool co_prepare_armed(struct weft__waiter *w)
+{
+    struct weft_loop *L = weft__loop_tls;
+    struct weft_task *t = L ? L->current : NULL;
+    if (!t) { /* the scheduler context: a thread's waiter, never armed */
+        weft__thread_park_ops.prepare(w);
+        return false;
+    }
+    w->ctx = t;
+    w->gen = ++t->gen_counter;
+    w->spin = 0;
+    w->home = L;
+    atomic_store_explicit(&t->wait_gen, w->gen, memory_order_release); /* as co_arm */
+    return true;
+}
+
 static const struct weft__park_ops co_park_ops = {
     .name = "coroutine",
     .prepare = co_prepare,
@@ -955,6 +974,7 @@ static const struct weft__park_ops co_park_ops = {
     .wake = co_wake,
     .arm = co_arm,
     .disarm = co_disarm,
+    .prepare_armed = co_prepare_armed,
 };
 
 /* ---- running tasks ----------------------------------------------------------------- */
@@ -1203,7 +1223,7 @@ static void fill_stats(struct weft_loop *L, weft_loop_stats_t *o)
     o->tasks_failed = atomic_load_explicit(&L->st_failed, memory_order_relaxed);
     o->tasks_cancelled = atomic_load_explicit(&L->st_cancelled, memory_order_relaxed);
     o->tasks_live = o->tasks_spawned - o->tasks_finished;
-    o->switches = atomic_load_explicit(&L->st_switches, memory_order_relaxed);
+    o->switches = atomic_load_explicit(&L->turn, memory_order_relaxed);
     o->io_waits = atomic_load_explicit(&L->st_io_waits, memory_order_relaxed);
     o->polls = atomic_load_explicit(&L->st_polls, memory_order_relaxed);
     o->remote_wakes = atomic_load_explicit(&L->st_remote_wakes, memory_order_relaxed);

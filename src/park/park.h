@@ -74,6 +74,8 @@ struct weft__waiter;
  * disarm:  end an armed wait that the context did not sleep through: take
  *          the arming back, or, if a waker already claimed it, consume that
  *          wake. Called by the owner only, on its own context.
+ * prepare_armed: optional even where arm exists: prepare, then arm, in one
+ *          call (weft__waiter_init_armed); returns what arm would.
  *
  * prepare may also set w->home (weft__waiter_init clears it): a token for a
  * group of contexts that take turns on one thread (a loop's coroutines).
@@ -87,6 +89,7 @@ struct weft__park_ops {
     void (*wake)(void *ctx, uint64_t gen, _Atomic uint32_t *state);
     bool (*arm)(struct weft__waiter *w);
     void (*disarm)(struct weft__waiter *w);
+    bool (*prepare_armed)(struct weft__waiter *w);
 };
 
 struct weft__waiter {
@@ -218,6 +221,28 @@ static inline void weft__waiter_arm(struct weft__waiter *w)
         w->armed = true;
         atomic_store_explicit(&w->state, WEFT__W_WAITING | WEFT__W_SLEEP, memory_order_relaxed);
     }
+}
+
+/* weft__waiter_init, then weft__waiter_arm: one call into the ops where
+ * they have prepare_armed (the coroutine ops). */
+static inline void weft__waiter_init_armed(struct weft__waiter *w)
+{
+    atomic_init(&w->state, WEFT__W_WAITING);
+    w->cancellable = false;
+    w->armed = false;
+    w->home = NULL;
+    const struct weft__park_ops *ops = weft__park_ops_current();
+    w->ops = ops;
+    if (ops->prepare_armed) {
+        if (ops->prepare_armed(w)) {
+            w->armed = true;
+            atomic_store_explicit(&w->state, WEFT__W_WAITING | WEFT__W_SLEEP,
+                                  memory_order_relaxed);
+        }
+        return;
+    }
+    ops->prepare(w);
+    weft__waiter_arm(w);
 }
 
 /* After the first weft__waiter_wait of an armed waiter: if that wait did not
