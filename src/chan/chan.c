@@ -448,6 +448,10 @@ struct pwake {
     struct weft__waiter *finish; /* a select claimed BUSY: finish it WOKEN */
 };
 
+/* An empty pwake: only ops and finish are read unless ops is set (then
+ * take_node has written the rest), so only they are cleared. */
+#define PWAKE_NONE(pw) ((pw).ops = NULL, (pw).finish = NULL)
+
 static inline void pwake_run(const struct pwake *pw)
 {
     if (pw->ops)
@@ -489,9 +493,18 @@ static inline CHAN_ALWAYS_INLINE bool take_node(struct weft_chan *ch, struct wef
         /* The owner is a suspended coroutine of this very thread: besides
          * claimers (who hold the lock, as we do) only the owner changes a
          * queued node's state (giving up), and it cannot run now. So a
-         * store claims it; release, as the CAS below. */
+         * store claims it; release, as the CAS below. And it cannot run
+         * before we let this thread go, so the wake (a push on this loop's
+         * run queue, which takes no lock) may come now, under the channel
+         * lock, before the copy and the unlink: nothing to carry in pw. */
         atomic_store_explicit(&w->state, WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
                               memory_order_release);
+        if (cur & WEFT__W_SLEEP)
+            w->ops->wake(w->ctx, w->gen, &w->state);
+        weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
+        weft__chan_stake_drop(ch);
+        q_unlink_side(ch, src == NULL, n);
+        return true;
     } else {
         for (;;) {
             /* acq_rel, as weft__waiter_cas: the claim of a waiter. */
@@ -853,7 +866,8 @@ static int unbuffered_send_try(struct weft_chan *ch, const void *elem)
         return -EPIPE;
     if (atomic_load_explicit(&ch->nrecv, memory_order_relaxed) == 0)
         return -EAGAIN; /* nobody to meet (a try may miss one arriving now) */
-    struct pwake pw = {0};
+    struct pwake pw;
+    PWAKE_NONE(pw);
     int r;
     weft__chan_lock(ch);
     if (chan_closed(ch))
@@ -869,7 +883,8 @@ static int unbuffered_recv_try(struct weft_chan *ch, void *out)
 {
     if (atomic_load_explicit(&ch->nsend, memory_order_relaxed) == 0)
         return chan_closed(ch) ? -EPIPE : -EAGAIN;
-    struct pwake pw = {0};
+    struct pwake pw;
+    PWAKE_NONE(pw);
     int r;
     weft__chan_lock(ch);
     if (take_partner(ch, &ch->sq, out, NULL, &pw))
@@ -947,9 +962,11 @@ static inline CHAN_ALWAYS_INLINE void enqueue_self(struct weft_chan *ch, struct 
                                 struct weft__chan_node *nd, bool is_send, void *elem,
                                 bool *stake, bool arm)
 {
-    weft__waiter_init(&sel->w);
+    /* Armed before q_push publishes the node. */
     if (arm)
-        weft__waiter_arm(&sel->w); /* before q_push publishes the node */
+        weft__waiter_init_armed(&sel->w);
+    else
+        weft__waiter_init(&sel->w);
     sel->winner = 0;
     sel->single = true;
     nd->sel = sel;
@@ -1028,7 +1045,8 @@ static inline CHAN_ALWAYS_INLINE int unbuf_block(struct weft_chan *ch, bool is_s
 {
     struct weft__chan_sel sel;
     struct weft__chan_node nd;
-    struct pwake pw = {0};
+    struct pwake pw;
+    PWAKE_NONE(pw);
     bool stake = false;
     int r;
     for (;;) {
@@ -1077,7 +1095,8 @@ static inline CHAN_ALWAYS_INLINE int unbuf_op(struct weft_chan *ch, bool is_send
     /* An expired deadline still gets one try: read the clock outside the
      * lock (never for WEFT_FOREVER), decide after the try. */
     bool expired = weft__deadline_passed(deadline);
-    struct pwake pw = {0};
+    struct pwake pw;
+    PWAKE_NONE(pw);
     weft__chan_lock(ch);
     int r = unbuf_meet(ch, is_send, elem, &pw);
     if (r == -EAGAIN)
