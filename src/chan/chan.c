@@ -428,7 +428,10 @@ static struct weft__chan_node *claim_first(struct weft_chan *ch, struct weft__ch
  * it reads its element only after the copy. What the wake needs (ops, ctx,
  * gen) is read while the node is still queued, i.e. while the waiter is
  * certainly alive; the wake itself comes after unlocking and may find the
- * owner gone, which every wake tolerates (park.h). A select's node keeps
+ * owner gone, which every wake tolerates (park.h). Except for a coroutine
+ * of the caller's own loop: it cannot run before the caller lets the
+ * thread go, so it is woken at once, under the lock (a run-queue push that
+ * takes no lock), and nothing is carried past the unlock. A select's node keeps
  * the two steps: its owner reads `winner` as soon as its state is final.
  * Both protocols mix on one channel: either way a node is claimed once, by
  * one change out of WAITING under the lock: a CAS, or a plain store when
@@ -436,7 +439,7 @@ static struct weft__chan_node *claim_first(struct weft_chan *ch, struct weft__ch
  * suspended, and only it could change the state without the lock).
  *
  * A plain call's own node is ARMED when queued (unbuf_block,
- * weft__waiter_arm): a coroutine owner makes itself wakeable and sets
+ * weft__waiter_init_armed): a coroutine owner makes itself wakeable and sets
  * SLEEP before the node is visible, so its wait needs no RMW either (see
  * the protocol at the top of src/loop/loop.c).
  */
