@@ -502,8 +502,12 @@ static inline CHAN_ALWAYS_INLINE bool take_node(struct weft_chan *ch, struct wef
          * lock, before the copy and the unlink: nothing to carry in pw. */
         atomic_store_explicit(&w->state, WEFT__W_WOKEN | (cur & WEFT__W_SLEEP),
                               memory_order_release);
-        if (cur & WEFT__W_SLEEP)
-            w->ops->wake(w->ctx, w->gen, &w->state);
+        if (cur & WEFT__W_SLEEP) {
+            if (w->ops->wake_local)
+                w->ops->wake_local(w);
+            else
+                w->ops->wake(w->ctx, w->gen, &w->state);
+        }
         weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
         weft__chan_stake_drop(ch);
         q_unlink_side(ch, src == NULL, n);
@@ -993,6 +997,13 @@ static inline int wait_self(struct weft_chan *ch, struct weft__chan_sel *sel,
 {
     sel->w.cancellable = true;
     int s = weft__waiter_wait(&sel->w, WEFT__W_WAITING, deadline);
+    if (WEFT_LIKELY(s == WEFT__W_WOKEN && !sel->w.armed)) {
+        /* The common end, in short: completed by a claimer after we slept
+         * (nothing armed to take back); wait for its unlink, as below. */
+        weft__chan_wait_unlinked(nd);
+        *stake = false;
+        return 0;
+    }
     weft__waiter_disarm(&sel->w); /* if armed and not slept through */
     bool cancelled = s == -ECANCELED;
     if (WEFT_UNLIKELY(s == -ETIMEDOUT || s == -ECANCELED))
