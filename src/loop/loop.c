@@ -838,14 +838,20 @@ static void co_prepare(struct weft__waiter *w)
  * set before any waker could see the waiter), no deadline, cancellable,
  * and nothing that could cut it short now (no scope, not cancelled): no
  * timer, no scope scan, no RMW. It is weft__cotask_wait's W_PRIMC path for
- * that case, step for step. 1 if it does not apply (nothing was done).
+ * that case, step for step. cotask_wait_lean_applies says whether it
+ * applies; cotask_wait_lean does it.
  */
-static inline int cotask_wait_lean(struct weft_task *t, struct weft__waiter *w,
-                                   uint32_t expect, weft_time_t deadline)
+static inline bool cotask_wait_lean_applies(struct weft_task *t, struct weft__waiter *w,
+                                            weft_time_t deadline)
 {
-    if (!w->armed || deadline != WEFT_FOREVER || !w->cancellable || t->scope ||
-        t->cancelled || weft__future_cancel_requested(t->fut))
-        return 1;
+    return w->armed && deadline == WEFT_FOREVER && w->cancellable && !t->scope &&
+           !t->cancelled && !weft__future_cancel_requested(t->fut);
+}
+
+/* The lean wait, where cotask_wait_lean_applies: 0 (woken) or -ECANCELED. */
+static WEFT_NOINLINE int cotask_wait_lean(struct weft_task *t, struct weft__waiter *w,
+                                          uint32_t expect)
+{
     w->armed = false;
     if ((atomic_load_explicit(&w->state, memory_order_relaxed) & ~WEFT__W_SLEEP) != expect) {
         /* Finished already; its waker saw SLEEP and claims us, unless we
@@ -865,17 +871,10 @@ static inline int cotask_wait_lean(struct weft_task *t, struct weft__waiter *w,
     return t->resume_reason == R_CANCEL ? -ECANCELED : 0;
 }
 
-static int co_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline)
+static WEFT_NOINLINE int co_wait_full(struct weft__waiter *w, uint32_t expect,
+                                      weft_time_t deadline)
 {
-    if (!w->ctx)
-        return weft__thread_park_ops.wait(w, expect, deadline);
     struct weft_task *t = w->ctx;
-    int lr = cotask_wait_lean(t, w, expect, deadline);
-    if (WEFT_LIKELY(lr != 1)) {
-        if (lr == -ECANCELED)
-            return lr;
-        return 0; /* woken (weft__waiter_wait re-reads the state) */
-    }
     int mode = w->cancellable ? W_PRIMC : W_PRIM;
     for (;;) {
         int r = weft__cotask_wait(t, w, expect, deadline, mode);
@@ -886,6 +885,19 @@ static int co_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline
         if (r == 0)
             return 0; /* spurious: weft__waiter_wait re-checks and calls again */
     }
+}
+
+/* Only tail calls here, so that the common (lean) wait pays for no more
+ * saved registers than it needs itself. */
+static int co_wait(struct weft__waiter *w, uint32_t expect, weft_time_t deadline)
+{
+    struct weft_task *t = w->ctx;
+    if (!t)
+        return weft__thread_park_ops.wait(w, expect, deadline);
+    if (WEFT_LIKELY(cotask_wait_lean_applies(t, w, deadline)))
+        return cotask_wait_lean(t, w, expect); /* 0: woken (the caller re-reads
+                                                  the state), or -ECANCELED */
+    return co_wait_full(w, expect, deadline);
 }
 
 static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
@@ -926,6 +938,18 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
         return; /* stale: not suspended in that park any more */
     t->resume_reason = R_WAKE;
     weft__cotask_enqueue(t);
+}
+
+/* co_wake's same-loop path, for a waiter of a task of the calling thread's
+ * loop (weft__waiter_local). */
+static void co_wake_local(struct weft__waiter *w)
+{
+    struct weft_task *t = w->ctx;
+    if (atomic_load_explicit(&t->wait_gen, memory_order_relaxed) != w->gen)
+        return; /* claimed already (its timer, a cancellation) */
+    atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
+    t->resume_reason = R_WAKE;
+    weft__loop_runq_push(weft__loop_tls, t);
 }
 
 /* Arm the park now (the waiter is not yet visible to any waker): from here
@@ -975,6 +999,7 @@ static const struct weft__park_ops co_park_ops = {
     .arm = co_arm,
     .disarm = co_disarm,
     .prepare_armed = co_prepare_armed,
+    .wake_local = co_wake_local,
 };
 
 /* ---- running tasks ----------------------------------------------------------------- */

@@ -76,6 +76,10 @@ struct weft__waiter;
  *          wake. Called by the owner only, on its own context.
  * prepare_armed: optional even where arm exists: prepare, then arm, in one
  *          call (weft__waiter_init_armed); returns what arm would.
+ * wake_local: optional: wake's work for a waiter that takes turns with the
+ *          caller on the calling thread (weft__waiter_local(w) true, and
+ *          w still valid: read under the lock that queues it), without
+ *          wake's checks of which thread calls it.
  *
  * prepare may also set w->home (weft__waiter_init clears it): a token for a
  * group of contexts that take turns on one thread (a loop's coroutines).
@@ -90,6 +94,7 @@ struct weft__park_ops {
     bool (*arm)(struct weft__waiter *w);
     void (*disarm)(struct weft__waiter *w);
     bool (*prepare_armed)(struct weft__waiter *w);
+    void (*wake_local)(struct weft__waiter *w);
 };
 
 struct weft__waiter {
