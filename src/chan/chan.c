@@ -980,7 +980,7 @@ static inline CHAN_ALWAYS_INLINE void enqueue_self(struct weft_chan *ch, struct 
     nd->elem = elem;
     nd->idx = 0;
     nd->is_send = is_send;
-    if (!*stake) {
+    if (WEFT_LIKELY(!*stake)) {
         weft__chan_stake_add(ch);
         *stake = true;
     }

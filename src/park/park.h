@@ -239,7 +239,7 @@ static inline void weft__waiter_init_armed(struct weft__waiter *w)
     const struct weft__park_ops *ops = weft__park_ops_current();
     w->ops = ops;
     if (ops->prepare_armed) {
-        if (ops->prepare_armed(w)) {
+        if (WEFT_LIKELY(ops->prepare_armed(w))) {
             w->armed = true;
             atomic_store_explicit(&w->state, WEFT__W_WAITING | WEFT__W_SLEEP,
                                   memory_order_relaxed);
