@@ -545,8 +545,8 @@ static void test_plain_thread(void)
         CHECK(weft_now() - t0 >= 20000000);
         CHECK_OK(weft_net_close(fd));
     }
-    /* Wake the other loop's acceptor from this thread: shutdown, not
-     * close (closing under another loop's waiter is not tracked). */
+    /* Wake the other loop's acceptor from this thread with shutdown (a
+     * close would be handed to that loop: test_loop_close_elsewhere.c). */
     CHECK_OK(weft_net_shutdown(s.lfd, SHUT_RDWR));
     pthread_join(th, NULL);
     CHECK_INT(s.accept_rc, <, 0);

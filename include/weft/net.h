@@ -51,10 +51,17 @@
  * that loop that is in progress on the fd returns -EPIPE the next time it
  * looks (at once for a waiting one), even if the fd number has been reused
  * since. A plain close(2) instead is undefined for a waiting coroutine (the
- * kernel forgets the fd silently: it may wait forever). Closing from another
- * thread or another loop is not tracked: wake the users first with
- * weft_net_shutdown (which works from anywhere: waiting readers see end of
- * file, writers -EPIPE), then close once they have let go.
+ * kernel forgets the fd silently: it may wait forever).
+ *
+ * FROM ANOTHER THREAD OR LOOP: if a loop still running on another thread
+ * was the last to wait on the fd, weft_net_close hands the close to that
+ * loop and returns 0 at once; the loop closes the fd at its next turn (as
+ * if one of its coroutines had called weft_net_close: its waiters on the
+ * fd return -EPIPE), so the fd number stays taken until then. If no running
+ * loop waited on it, or that loop has finished, the fd is closed at once on
+ * the calling thread. A loop busy in a coroutine that never yields delays
+ * the close as long. Two loops waiting on one fd: only the last to start
+ * a wait is handed the close.
  *
  * ERRORS common to the calls below: -EINVAL (a NULL pointer where one is
  * needed, fd < 0, a negative deadline, a bad address); -EBADF (not an open

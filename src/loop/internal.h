@@ -113,6 +113,8 @@ struct weft__fdwait {
 
 struct weft_loop {
     _Atomic uint32_t refs;
+    uint32_t reg_id;             /* in the registry of running loops (net_support.c),
+                                    never reused; 0 before and after the run */
     char name[LOOP_NAME_MAX];
     const struct weft__backend_ops *bops;
     struct weft__backend *be;

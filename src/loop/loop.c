@@ -1313,6 +1313,7 @@ int weft_loop_run(weft_co_fn main_fn, void *arg, const weft_loop_opts_t *opts)
     weft__park_set_ops(&co_park_ops);
     weft__park_set_home(L);
     weft__loop_tls = L;
+    weft__loop_registry_add(L); /* weft_net_close on other threads finds us */
 
     struct weft_task *main_task = NULL;
     r = weft__cotask_spawn(L, &main_task, main_fn, arg, "main", o.main_stack_size, NULL);
@@ -1328,6 +1329,8 @@ int weft_loop_run(weft_co_fn main_fn, void *arg, const weft_loop_opts_t *opts)
             r = -EINTR; /* asyncio.run's KeyboardInterrupt */
         weft__cotask_unref(main_task);
     }
+    /* No task left to wait on an fd: closes from elsewhere close at once. */
+    weft__loop_registry_remove(L);
     if (L->wd_started) {
         atomic_store_explicit(&L->wd_stop, 1, memory_order_release);
         weft__unpark_all(&L->wd_stop, 0);

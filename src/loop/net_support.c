@@ -2,9 +2,11 @@
  * loop/net_support.c - what the socket layer (src/net) needs from the loop
  * that the public co API does not give: a cancellation checkpoint that does
  * not suspend (weft__co_enter), the fd epochs and the
- * poll count. The fd waits themselves (weft__loop_wait_owned,
- * weft__loop_fd_forget) live with weft_co_wait_fd in task.c. All of it acts
- * only on the calling thread's loop, from its own thread.
+ * poll count, and which loop to close an fd on (the registry of running
+ * loops). The fd waits themselves (weft__loop_wait_owned,
+ * weft__loop_fd_forget) live with weft_co_wait_fd in task.c. The waits act
+ * only on the calling thread's loop, from its own thread; the epochs, the
+ * owners and the registry on any thread.
  */
 #include "internal.h"
 
@@ -12,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <weft/sync.h>
 
 #include "net_support.h"
 
@@ -53,12 +56,13 @@ int weft__co_enter(void)
 #define CHUNK WEFT__EPOCH_CHUNK
 #define NCHUNK WEFT__EPOCH_NCHUNK
 _Atomic(_Atomic uint32_t *) weft__fd_epochs[WEFT__EPOCH_NCHUNK];
+_Atomic(_Atomic uint32_t *) weft__fd_owners[WEFT__EPOCH_NCHUNK];
 
-static _Atomic uint32_t *epoch_slot(int fd, bool make)
+static _Atomic uint32_t *table_slot(_Atomic(_Atomic uint32_t *) *table, int fd, bool make)
 {
     if (fd < 0 || (unsigned)fd / CHUNK >= NCHUNK)
         return NULL;
-    _Atomic(_Atomic uint32_t *) *cp = &weft__fd_epochs[(unsigned)fd / CHUNK];
+    _Atomic(_Atomic uint32_t *) *cp = &table[(unsigned)fd / CHUNK];
     _Atomic uint32_t *c = atomic_load_explicit(cp, memory_order_acquire);
     if (!c && make) {
         _Atomic uint32_t *n = calloc(CHUNK, sizeof *n);
@@ -71,6 +75,11 @@ static _Atomic uint32_t *epoch_slot(int fd, bool make)
             free(n); /* another thread made it: c is theirs */
     }
     return c ? &c[(unsigned)fd % CHUNK] : NULL;
+}
+
+static _Atomic uint32_t *epoch_slot(int fd, bool make)
+{
+    return table_slot(weft__fd_epochs, fd, make);
 }
 
 /* Move the epoch on (relaxed: see net_support.h): open makes it owned
@@ -92,9 +101,95 @@ static void epoch_move(int fd, bool open, bool stream)
 void weft__fd_epoch_open(int fd, bool stream)
 {
     epoch_move(fd, true, stream);
+    /* The owner word's chunk too (so that waits can note themselves
+     * without allocating), starting at "nobody waited yet". */
+    _Atomic uint32_t *o = table_slot(weft__fd_owners, fd, true);
+    if (o)
+        atomic_store_explicit(o, 0, memory_order_relaxed);
 }
 
 void weft__fd_epoch_close(int fd)
 {
     epoch_move(fd, false, false);
+}
+
+/* ---- closing a socket where it is waited on (net_support.h) -------------------- */
+
+/* The running loops by registry id: few, so a list under a lock; looked up
+ * only by a weft_net_close of an fd that another loop waited on last. */
+static weft_mutex_t reg_lock = WEFT_MUTEX_INIT;
+static struct weft_loop **reg;
+static size_t reg_n, reg_cap;
+static uint32_t reg_next = 1;
+
+void weft__loop_registry_add(struct weft_loop *L)
+{
+    weft_mutex_lock(&reg_lock);
+    if (reg_n == reg_cap) {
+        size_t cap = reg_cap ? reg_cap * 2 : 8;
+        struct weft_loop **n = realloc(reg, cap * sizeof *n);
+        if (!n) {
+            /* Not registered: closes from elsewhere then close at once
+             * (as if this loop had never waited), nothing worse. */
+            weft_mutex_unlock(&reg_lock);
+            L->reg_id = 0;
+            return;
+        }
+        reg = n;
+        reg_cap = cap;
+    }
+    L->reg_id = reg_next++;
+    if (reg_next == 0)
+        reg_next = 1; /* after 4 billion loops: ids of long-gone loops come back */
+    reg[reg_n++] = L;
+    weft_mutex_unlock(&reg_lock);
+}
+
+void weft__loop_registry_remove(struct weft_loop *L)
+{
+    if (!L->reg_id)
+        return;
+    weft_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < reg_n; i++)
+        if (reg[i] == L) {
+            reg[i] = reg[--reg_n];
+            break;
+        }
+    if (reg_n == 0) {
+        free(reg); /* nothing left behind at exit (leak checkers) */
+        reg = NULL;
+        reg_cap = 0;
+    }
+    weft_mutex_unlock(&reg_lock);
+    L->reg_id = 0;
+}
+
+void weft__fd_owner_reset(int fd)
+{
+    _Atomic uint32_t *o = table_slot(weft__fd_owners, fd, false);
+    if (o)
+        atomic_store_explicit(o, 0, memory_order_relaxed);
+}
+
+int weft__loop_close_elsewhere(int fd, void (*fn)(void *arg), void *arg)
+{
+    _Atomic uint32_t *o = table_slot(weft__fd_owners, fd, false);
+    uint32_t id = o ? atomic_load_explicit(o, memory_order_relaxed) : 0;
+    struct weft_loop *cur = weft__loop_tls;
+    if (id == 0 || (cur && cur->reg_id == id))
+        return -ESRCH; /* nobody else: the caller closes it */
+    struct weft_loop *L = NULL;
+    weft_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < reg_n; i++)
+        if (reg[i]->reg_id == id) {
+            L = reg[i];
+            atomic_fetch_add_explicit(&L->refs, 1, memory_order_relaxed);
+            break;
+        }
+    weft_mutex_unlock(&reg_lock);
+    if (!L)
+        return -ESRCH; /* that loop has finished */
+    int r = weft_loop_call_soon_threadsafe(L, fn, arg); /* -EPIPE: finishing */
+    weft__loop_unref(L);
+    return r;
 }

@@ -1,7 +1,8 @@
 /*
  * loop/net_support.h - what the socket layer (src/net) needs from the loop
  * beyond the public co API. Everything here acts on the calling thread's
- * loop and must be called from that thread (the epochs: any thread).
+ * loop and must be called from that thread (the epochs, the owners and
+ * weft__loop_close_elsewhere: any thread).
  */
 #ifndef WEFT_LOOP_NET_SUPPORT_H
 #define WEFT_LOOP_NET_SUPPORT_H
@@ -10,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <weft/time.h>
+
+struct weft_loop;
 
 /*
  * Where a socket call starts, in one look at the thread's loop: a
@@ -81,6 +84,36 @@ static inline uint32_t weft__fd_epoch(int fd)
         &weft__fd_epochs[(unsigned)fd / WEFT__EPOCH_CHUNK], memory_order_acquire);
     return c ? atomic_load_explicit(&c[(unsigned)fd % WEFT__EPOCH_CHUNK], memory_order_relaxed)
              : 0;
+}
+
+/*
+ * Which loop last waited on an fd, and closing there. A second process-wide
+ * word per fd number (the epoch table's layout) holds the registry id of
+ * the running loop that last made an owned wait on it (0: none, or closed
+ * since). weft__loop_close_elsewhere(fd, fn, arg): if that loop is another
+ * than the caller's and still running, hand it fn(arg) (which closes fd
+ * there, at its next turn) and return 0; else -ESRCH or -EPIPE, and the
+ * caller closes fd itself. weft__fd_owner_reset: the number is made or
+ * closed (owner 0). weft__loop_registry_add/_remove: weft_loop_run, around
+ * the scheduler.
+ */
+int weft__loop_close_elsewhere(int fd, void (*fn)(void *arg), void *arg);
+void weft__fd_owner_reset(int fd);
+void weft__loop_registry_add(struct weft_loop *L);
+void weft__loop_registry_remove(struct weft_loop *L);
+extern _Atomic(_Atomic uint32_t *) weft__fd_owners[WEFT__EPOCH_NCHUNK];
+/* Note that loop L waits on fd (owned): a load, and a store when it changes. */
+static inline void weft__fd_owner_note(uint32_t loop_id, int fd)
+{
+    if (fd < 0 || (unsigned)fd / WEFT__EPOCH_CHUNK >= WEFT__EPOCH_NCHUNK)
+        return;
+    _Atomic uint32_t *c = atomic_load_explicit(
+        &weft__fd_owners[(unsigned)fd / WEFT__EPOCH_CHUNK], memory_order_acquire);
+    if (!c)
+        return; /* made by weft__fd_epoch_open with the epoch's chunk; none: not owned */
+    _Atomic uint32_t *o = &c[(unsigned)fd % WEFT__EPOCH_CHUNK];
+    if (atomic_load_explicit(o, memory_order_relaxed) != loop_id)
+        atomic_store_explicit(o, loop_id, memory_order_relaxed);
 }
 
 /*

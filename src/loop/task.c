@@ -490,6 +490,8 @@ int weft__loop_wait_owned(int fd, unsigned events, weft_time_t deadline)
     if (!t)
         return -EPERM;
     uint32_t epoch = weft__fd_epoch(fd);
+    if (epoch & WEFT__EPOCH_OWNED)
+        weft__fd_owner_note(L->reg_id, fd); /* weft_net_close elsewhere hands it here */
     /* Not owned (or a backend without owned registrations): one-shot. */
     bool vouch = L->bops->vouch && (epoch & WEFT__EPOCH_OWNED);
     return wait_fd(L, t, fd, events, deadline, vouch, epoch);

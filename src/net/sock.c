@@ -189,10 +189,22 @@ int weft_net_shutdown(int fd, int how)
     return shutdown(fd, how) == 0 ? 0 : -errno;
 }
 
+/* weft_net_close handed to the loop that waits on the fd: runs there, as a
+ * call_soon function, and closes on that loop's thread. */
+static void close_on_owner(void *arg)
+{
+    (void)weft_net_close((int)(intptr_t)arg);
+}
+
 int weft_net_close(int fd)
 {
     if (fd < 0)
         return -EINVAL;
+    /* Another running loop waited on fd last: the close is its to do (it
+     * wakes its waiters and drops its registration before the number can
+     * be reused), at its next turn. */
+    if (weft__loop_close_elsewhere(fd, close_on_owner, (void *)(intptr_t)fd) == 0)
+        return 0;
     if (weft_loop_current()) {
         /* On the loop's thread: make every call of this loop on fd fail
          * with -EPIPE (generation), wake the ones that wait, and forget fd
@@ -205,6 +217,7 @@ int weft_net_close(int fd)
      * reach) registers again at its next wait on this number
      * (net_support.h: epochs). */
     weft__fd_epoch_close(fd);
+    weft__fd_owner_reset(fd);
     /* Linux releases the fd even when close reports EINTR: never retry. */
     if (close(fd) != 0 && errno != EINTR)
         return -errno;

@@ -1,0 +1,143 @@
+/*
+ * test_loop_close_elsewhere.c - weft_net_close of a socket that a coroutine
+ * of another loop waits on (docs/net.md, "Closing"): the close is handed
+ * to that loop, which wakes its waiter (-EPIPE) and closes the fd at its
+ * next turn; a socket whose loop has finished is closed at once.
+ *
+ * Runs on the backend WEFT_BACKEND names (ctest runs it on both).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <weft.h>
+
+#include "check.h"
+#include "net_util.h"
+
+struct reader {
+    int fd;                        /* the loop's end of the pair */
+    _Atomic(weft_loop_t *) loop;   /* published (retained) by the loop */
+    ssize_t rc;                    /* what its read returned */
+    char got;
+};
+
+static int reader_main(void *arg, void **result)
+{
+    (void)result;
+    struct reader *r = arg;
+    weft_loop_t *L = weft_loop_current();
+    weft_loop_retain(L);
+    atomic_store_explicit(&r->loop, L, memory_order_release);
+    /* A deadline, so that a close that never wakes it fails the test
+     * (-ETIMEDOUT) instead of hanging it. */
+    r->rc = weft_net_read_until(r->fd, &r->got, 1, weft_deadline_in(60));
+    return 0;
+}
+
+static void *reader_thread(void *arg)
+{
+    int rc = weft_loop_run(reader_main, arg, NULL);
+    return (void *)(intptr_t)rc;
+}
+
+/* Wait (no sleep) until the reader's loop has started its socket wait: from
+ * then on that loop is the fd's owner. */
+static weft_loop_t *wait_for_wait(struct reader *r)
+{
+    weft_loop_t *L;
+    while (!(L = atomic_load_explicit(&r->loop, memory_order_acquire)))
+        sched_yield();
+    for (;;) {
+        weft_loop_stats_t st;
+        CHECK_OK(weft_loop_stats(L, &st));
+        if (st.io_waits >= 1)
+            return L;
+        sched_yield();
+    }
+}
+
+/* A coroutine of a second loop closes the socket. */
+static int closer_main(void *arg, void **result)
+{
+    (void)result;
+    return weft_net_close(*(int *)arg);
+}
+
+/* closer: 0 this plain thread, 1 a coroutine of a loop on this thread. */
+static void close_while_waiting(int closer)
+{
+    int a, b;
+    CHECK_OK(net_tcp_pair(&a, &b));
+    struct reader r = {.fd = a};
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, reader_thread, &r));
+    weft_loop_t *L = wait_for_wait(&r);
+    if (closer == 0)
+        CHECK_OK(weft_net_close(a)); /* handed to the reader's loop */
+    else
+        CHECK_OK(weft_loop_run(closer_main, &a, NULL));
+    void *rc;
+    pthread_join(th, &rc);
+    CHECK_INT((int)(intptr_t)rc, ==, 0);
+    /* The waiting read was woken and told the fd is closed. */
+    CHECK_RC((int)r.rc, -EPIPE);
+    /* And it was really closed: the peer reads end of file. */
+    char c;
+    CHECK_INT((int)weft_net_read_until(b, &c, 1, weft_deadline_in(5)), ==, 0);
+    CHECK_OK(weft_loop_release(L));
+    CHECK_OK(weft_net_close(b));
+}
+
+static void test_close_from_thread(void)
+{
+    int fds = check_fd_count();
+    long n = check_iters("CLOSE_ELSEWHERE", 100);
+    for (long i = 0; i < n; i++)
+        close_while_waiting(0);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
+static void test_close_from_other_loop(void)
+{
+    int fds = check_fd_count();
+    long n = check_iters("CLOSE_ELSEWHERE", 100);
+    for (long i = 0; i < n; i++)
+        close_while_waiting(1);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
+/* The loop that last waited on the socket has finished: nobody to hand the
+ * close to, so it happens at once, on the calling thread. */
+static void test_owner_finished(void)
+{
+    int fds = check_fd_count();
+    int a, b;
+    CHECK_OK(net_tcp_pair(&a, &b));
+    struct reader r = {.fd = a};
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, reader_thread, &r));
+    wait_for_wait(&r); /* its loop is the owner now */
+    CHECK_INT((int)weft_net_write_all(b, "x", 1, NULL), ==, 1);
+    void *rc;
+    pthread_join(th, &rc);
+    CHECK_INT((int)(intptr_t)rc, ==, 0);
+    CHECK_INT((int)r.rc, ==, 1);
+    CHECK_INT(r.got, ==, 'x');
+    CHECK_OK(weft_loop_release(atomic_load(&r.loop)));
+    CHECK_OK(weft_net_close(a));
+    errno = 0;
+    CHECK_INT(fcntl(a, F_GETFD), ==, -1); /* closed already, not handed on */
+    CHECK_INT(errno, ==, EBADF);
+    CHECK_OK(weft_net_close(b));
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
+int main(void)
+{
+    RUN(test_close_from_thread);
+    RUN(test_close_from_other_loop);
+    RUN(test_owner_finished);
+    return check_done();
+}
