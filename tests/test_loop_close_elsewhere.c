@@ -2,7 +2,8 @@
  * test_loop_close_elsewhere.c - weft_net_close of a socket that a coroutine
  * of another loop waits on (docs/net.md, "Closing"): the close is handed
  * to that loop, which wakes its waiter (-EPIPE) and closes the fd at its
- * next turn; a socket whose loop has finished is closed at once.
+ * next turn; a socket whose loop has finished, or that a parent's loop
+ * waits on (in a forked child), is closed at once.
  *
  * Runs on the backend WEFT_BACKEND names (ctest runs it on both).
  */
@@ -11,6 +12,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <weft.h>
 
 #include "check.h"
@@ -134,10 +137,41 @@ static void test_owner_finished(void)
     CHECK_INT(check_fd_count(), ==, fds);
 }
 
+/* A forked child runs none of its parent's loops: its close of a socket
+ * that a parent's loop waits on happens at once, in the child. */
+static void test_forked_child(void)
+{
+    int a, b;
+    CHECK_OK(net_tcp_pair(&a, &b));
+    struct reader r = {.fd = a};
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, reader_thread, &r));
+    weft_loop_t *L = wait_for_wait(&r);
+    pid_t pid = fork();
+    CHECK_INT(pid, >=, 0);
+    if (pid == 0) {
+        int ok = weft_net_close(a) == 0 && fcntl(a, F_GETFD) == -1 && errno == EBADF;
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    CHECK_INT((int)waitpid(pid, &st, 0), ==, (int)pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* The parent's socket is untouched; its own close still reaches the
+     * waiting loop. */
+    CHECK_INT(fcntl(a, F_GETFD), >=, 0);
+    CHECK_OK(weft_net_close(a));
+    void *rc;
+    pthread_join(th, &rc);
+    CHECK_RC((int)r.rc, -EPIPE);
+    CHECK_OK(weft_loop_release(L));
+    CHECK_OK(weft_net_close(b));
+}
+
 int main(void)
 {
     RUN(test_close_from_thread);
     RUN(test_close_from_other_loop);
     RUN(test_owner_finished);
+    RUN(test_forked_child);
     return check_done();
 }

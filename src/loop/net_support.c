@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -122,8 +123,24 @@ static struct weft_loop **reg;
 static size_t reg_n, reg_cap;
 static uint32_t reg_next = 1;
 
+/* A forked child runs none of its parent's loops (only the forking thread
+ * exists there; if it was a loop's, its own closes are local anyway): it
+ * starts with an empty registry, and a lock nobody holds. */
+static pthread_once_t reg_fork_once = PTHREAD_ONCE_INIT;
+static void reg_after_fork_child(void)
+{
+    weft_mutex_t fresh = WEFT_MUTEX_INIT;
+    reg_lock = fresh;
+    reg_n = 0;
+}
+static void reg_fork_register(void)
+{
+    pthread_atfork(NULL, NULL, reg_after_fork_child);
+}
+
 void weft__loop_registry_add(struct weft_loop *L)
 {
+    pthread_once(&reg_fork_once, reg_fork_register);
     weft_mutex_lock(&reg_lock);
     if (reg_n == reg_cap) {
         size_t cap = reg_cap ? reg_cap * 2 : 8;
