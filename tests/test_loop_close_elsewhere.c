@@ -22,9 +22,21 @@
 struct reader {
     int fd;                        /* the loop's end of the pair */
     _Atomic(weft_loop_t *) loop;   /* published (retained) by the loop */
+    _Atomic int waiting;           /* set once the read has started waiting */
     ssize_t rc;                    /* what its read returned */
     char got;
 };
+
+/* Spawned before the read: the FIFO run queue runs it once the reader has
+ * suspended in its read, i.e. after the reader's wait noted its loop as
+ * the fd's owner; its release store orders that before the test's close. */
+static int signal_waiting(void *arg, void **result)
+{
+    (void)result;
+    struct reader *r = arg;
+    atomic_store_explicit(&r->waiting, 1, memory_order_release);
+    return 0;
+}
 
 static int reader_main(void *arg, void **result)
 {
@@ -33,9 +45,11 @@ static int reader_main(void *arg, void **result)
     weft_loop_t *L = weft_loop_current();
     weft_loop_retain(L);
     atomic_store_explicit(&r->loop, L, memory_order_release);
+    if (weft_co_spawn(NULL, signal_waiting, r, "signal", 0) != 0)
+        return -1;
     /* A deadline, so that a close that never wakes it fails the test
      * (-ETIMEDOUT) instead of hanging it. */
-    r->rc = weft_net_read_until(r->fd, &r->got, 1, weft_deadline_in(60));
+    r->rc = weft_net_read_until(r->fd, &r->got, 1, weft_deadline_in(20));
     return 0;
 }
 
@@ -49,16 +63,9 @@ static void *reader_thread(void *arg)
  * then on that loop is the fd's owner. */
 static weft_loop_t *wait_for_wait(struct reader *r)
 {
-    weft_loop_t *L;
-    while (!(L = atomic_load_explicit(&r->loop, memory_order_acquire)))
+    while (!atomic_load_explicit(&r->waiting, memory_order_acquire))
         sched_yield();
-    for (;;) {
-        weft_loop_stats_t st;
-        CHECK_OK(weft_loop_stats(L, &st));
-        if (st.io_waits >= 1)
-            return L;
-        sched_yield();
-    }
+    return atomic_load_explicit(&r->loop, memory_order_acquire);
 }
 
 /* A coroutine of a second loop closes the socket. */

@@ -112,6 +112,8 @@ static inline void weft__fd_owner_note(uint32_t loop_id, int fd)
     if (!c)
         return; /* made by weft__fd_epoch_open with the epoch's chunk; none: not owned */
     _Atomic uint32_t *o = &c[(unsigned)fd % WEFT__EPOCH_CHUNK];
+    /* Relaxed: a thread that learns (through any synchronisation) that this
+     * wait has begun sees it, as the fd's epoch (above). */
     if (atomic_load_explicit(o, memory_order_relaxed) != loop_id)
         atomic_store_explicit(o, loop_id, memory_order_relaxed);
 }
