@@ -8,14 +8,16 @@
  *
  * weft: a local HTTP server (coroutines on its own thread's loop) whose
  * handler waits 10 ms before it answers, like a distant site. A client
- * fetches 200 pages (scaled) from it three ways with the SAME fetch
+ * fetches 200 pages (scaled) from it four ways with the SAME fetch
  * function (weft_net_* calls block a plain thread and suspend a
- * coroutine): one after another; on a pool of 20 threads; as 200
- * coroutines on one thread. Then the same three ways for CPU-bound jobs,
- * where only the threads help (and only with more than one core):
- * coroutines share one thread, so computing never overlaps. Only loopback
- * (127.0.0.1) is used. Build and run: build/examples/io_bound, or
- * `weft demo io_bound`.
+ * coroutine): one after another; on a pool of 20 threads; on a pool of 20
+ * worker processes (weft_proc_map); as 200 coroutines on one thread. Then
+ * the same four ways for CPU-bound jobs, where only threads and processes
+ * help (and only with more than one core): coroutines share one thread, so
+ * computing never overlaps. A table of the eight times ends the lesson.
+ * Only loopback (127.0.0.1) is used. Build and run: build/examples/io_bound,
+ * or `weft demo io_bound`. It uses the process pool, whose fork server
+ * starts before any thread (WEFT_LESSON_USES_PROCESSES at the end).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -155,6 +157,24 @@ static int fetch_all_co(void *arg, void **result)
     return r ? r : w;
 }
 
+/* The same fetch in a worker process: the argument is the server's address
+ * and the page, the result the fetch's code and whether the body was wrong. */
+struct proc_fetch {
+    weft_addr_t addr;
+    int page;
+};
+
+static int fetch_proc_task(weft_proc_task_t *t, const void *arg, size_t len)
+{
+    if (len != sizeof(struct proc_fetch))
+        return -EINVAL;
+    struct proc_fetch pf;
+    memcpy(&pf, arg, sizeof pf);
+    struct fetches f = {.addr = pf.addr};
+    int32_t out[2] = {fetch(&f, pf.page), (int32_t)f.wrong};
+    return weft_proc_reply(t, out, sizeof out);
+}
+
 /* ---- CPU-bound jobs ----------------------------------------------------------- */
 
 static uint64_t crunch(uint64_t seed)
@@ -170,6 +190,16 @@ static int crunch_task(void *arg, void **result)
 {
     *result = (void *)(uintptr_t)crunch((uint64_t)(uintptr_t)arg);
     return 0;
+}
+
+static int crunch_proc_task(weft_proc_task_t *t, const void *arg, size_t len)
+{
+    if (len != sizeof(uint64_t))
+        return -EINVAL;
+    uint64_t seed, x;
+    memcpy(&seed, arg, sizeof seed);
+    x = crunch(seed);
+    return weft_proc_reply(t, &x, sizeof x);
 }
 
 struct crunch_co_arg {
@@ -204,13 +234,37 @@ static int crunch_all_co(void *arg, void **result)
 
 /* ---- the lesson --------------------------------------------------------------- */
 
+/* The process way of one kind of job: start a pool of `workers` processes
+ * (timed apart: processes cost more to start), map fn over items, stop it.
+ * 1 if the fork server could not start (a program that ran threads first,
+ * as under TSan): the lesson then says so and goes on without processes. */
+static int proc_way(int workers, weft_proc_fn fn, const void *items, size_t item_size,
+                    size_t n, void *results, size_t result_size, double *start, double *run_s)
+{
+    weft_time_t t0 = weft_now();
+    weft_proc_pool_t *pool;
+    weft_proc_opts_t o = {.workers = workers};
+    int rc = weft_proc_pool_create(&pool, &o);
+    *start = weft_seconds_between(t0, weft_now());
+    if (rc == WEFT_ETHREADED)
+        return 1;
+    if (rc)
+        return rc;
+    t0 = weft_now();
+    rc = weft_proc_map(pool, fn, items, item_size, n, results, result_size, NULL, 1);
+    *run_s = weft_seconds_between(t0, weft_now());
+    weft_proc_pool_free(pool);
+    return rc;
+}
+
 static int io_bound_lesson(lesson_run_t *run)
 {
     int pages = (int)lesson_scaled(run, 200);
     lesson_say(run, "A local web server answers each page after waiting %d ms, like a distant",
                (int)(SERVER_WAIT * 1000));
-    lesson_say(run, "site. Fetch %d pages: one after another, with %d threads, with coroutines.",
-               pages, POOL_THREADS);
+    lesson_say(run, "site. Fetch %d pages: one after another, with %d threads, with %d processes,",
+               pages, POOL_THREADS, POOL_THREADS);
+    lesson_say(run, "with coroutines.");
 
     struct server s = {0};
     weft_addr_t any;
@@ -259,13 +313,40 @@ static int io_bound_lesson(lesson_run_t *run)
         thr = weft_seconds_between(t0, weft_now());
     }
 
-    /* 3. Coroutines: every fetch at once, all on this one thread. */
+    /* 3. A pool of processes, each fetch a task (one item per chunk, so
+     * that the workers overlap their waits as the threads do). */
+    double prc = 0, prc_start = 0;
+    bool have_proc = false;
+    struct proc_fetch *items = calloc((size_t)pages, sizeof *items);
+    int32_t(*res)[2] = calloc((size_t)pages, sizeof *res);
+    if (rc == 0 && (!items || !res))
+        rc = -ENOMEM;
+    if (rc == 0) {
+        for (int i = 0; i < pages; i++)
+            items[i] = (struct proc_fetch){s.addr, 2 * pages + i};
+        int pr = proc_way(POOL_THREADS, fetch_proc_task, items, sizeof *items, (size_t)pages, res,
+                          sizeof *res, &prc_start, &prc);
+        if (pr == 0) {
+            have_proc = true;
+            for (int i = 0; i < pages; i++) {
+                if (res[i][0] != 0 && rc == 0)
+                    rc = res[i][0];
+                f.wrong += res[i][1];
+            }
+        } else if (pr != 1) {
+            rc = pr;
+        }
+    }
+    free(items);
+    free(res);
+
+    /* 4. Coroutines: every fetch at once, all on this one thread. */
     double cor = 0;
     struct co_all ca = {&f, pages, calloc((size_t)pages, sizeof(struct co_job))};
     if (rc == 0 && !ca.jobs)
         rc = -ENOMEM;
     if (rc == 0) {
-        f.base = 2 * pages;
+        f.base = 3 * pages;
         t0 = weft_now();
         rc = weft_loop_run(fetch_all_co, &ca, NULL);
         cor = weft_seconds_between(t0, weft_now());
@@ -282,33 +363,43 @@ static int io_bound_lesson(lesson_run_t *run)
             weft_pool_free(pool);
         return lesson_fail_rc(run, "fetching a page", rc);
     }
+    int ways = have_proc ? 4 : 3;
     if (f.wrong)
         return lesson_fail(run, "%d pages came back with the wrong body", (int)f.wrong);
-    if (s.served != (uint64_t)(3 * pages))
+    if (s.served != (uint64_t)(ways * pages))
         return lesson_fail(run, "the server saw %llu connections, expected %d",
-                           (unsigned long long)s.served, 3 * pages);
+                           (unsigned long long)s.served, ways * pages);
 
     lesson_figure_count(run, "pages", "pages fetched per way (each checked)", (uint64_t)pages);
     lesson_figure_time(run, "io_sequential", "I/O-bound, sequential", seq);
     char label[80];
     snprintf(label, sizeof label, "I/O-bound, pool of %d threads", POOL_THREADS);
     lesson_figure_time(run, "io_threads", label, thr);
+    if (have_proc) {
+        snprintf(label, sizeof label, "I/O-bound, pool of %d processes", POOL_THREADS);
+        lesson_figure_time(run, "io_processes", label, prc);
+        lesson_figure_time(run, "io_processes_start", "(starting those processes, not counted)",
+                           prc_start);
+    }
     lesson_figure_time(run, "io_coroutines", "I/O-bound, coroutines on one thread", cor);
     lesson_figure_num(run, "io_threads_speedup", "threads: speedup over sequential", seq / thr, "x");
+    if (have_proc)
+        lesson_figure_num(run, "io_processes_speedup", "processes: speedup over sequential",
+                          seq / prc, "x");
     lesson_figure_num(run, "io_coroutines_speedup", "coroutines: speedup over sequential",
                       seq / cor, "x");
-    lesson_say(run, "While one fetch waits, the others go on: %d threads overlap %d waits at a time,",
+    lesson_say(run, "While one fetch waits, the others go on: %d threads or processes overlap %d",
                POOL_THREADS, POOL_THREADS);
-    lesson_say(run, "the coroutines overlap all %d, on one thread, with no lock.", pages);
+    lesson_say(run, "waits at a time, the coroutines all %d, on one thread, with no lock.", pages);
 
-    /* CPU-bound: the same three ways. */
+    /* CPU-bound: the same four ways. */
     int jobs = (int)lesson_scaled(run, 100);
     if (jobs < 1)
         jobs = 1;
     int cpus = weft_cpu_count();
-    lesson_say(run, "Now %d CPU-bound jobs (a millisecond or two of arithmetic each), same three ways:",
+    lesson_say(run, "Now %d CPU-bound jobs (a millisecond or two of arithmetic each), the same ways:",
                jobs);
-    uint64_t want = 0, got_thr = 0;
+    uint64_t want = 0, got_thr = 0, got_proc = 0;
     t0 = weft_now();
     for (int i = 0; i < jobs; i++)
         want += crunch((uint64_t)(i + 1));
@@ -328,25 +419,67 @@ static int io_bound_lesson(lesson_run_t *run)
     free(cf);
     weft_pool_free(pool);
     free(args);
+    double cprc = 0, cprc_start = 0;
+    if (have_proc) {
+        uint64_t *seeds = calloc((size_t)jobs, sizeof *seeds);
+        uint64_t *outs = calloc((size_t)jobs, sizeof *outs);
+        int pr = seeds && outs ? 0 : -ENOMEM;
+        for (int i = 0; pr == 0 && i < jobs; i++)
+            seeds[i] = (uint64_t)(i + 1);
+        if (pr == 0)
+            pr = proc_way(cpus, crunch_proc_task, seeds, sizeof *seeds, (size_t)jobs, outs,
+                          sizeof *outs, &cprc_start, &cprc);
+        for (int i = 0; pr == 0 && i < jobs; i++)
+            got_proc += outs[i];
+        free(seeds);
+        free(outs);
+        if (pr != 0)
+            return lesson_fail_rc(run, "the CPU-bound jobs on processes", pr < 0 ? pr : -EAGAIN);
+    }
     struct crunch_co_arg cc = {jobs, 0};
     t0 = weft_now();
     weft_loop_run(crunch_all_co, &cc, NULL);
     double ccor = weft_seconds_between(t0, weft_now());
-    if (got_thr != want || cc.sum != want)
-        return lesson_fail(run, "the CPU-bound results differ between the three ways");
+    if (got_thr != want || cc.sum != want || (have_proc && got_proc != want))
+        return lesson_fail(run, "the CPU-bound results differ between the ways");
     lesson_figure_time(run, "cpu_sequential", "CPU-bound, sequential", cseq);
     snprintf(label, sizeof label, "CPU-bound, pool of %d thread%s (one per CPU)", cpus,
              cpus > 1 ? "s" : "");
     lesson_figure_time(run, "cpu_threads", label, cthr);
+    if (have_proc) {
+        snprintf(label, sizeof label, "CPU-bound, pool of %d process%s (one per CPU)", cpus,
+                 cpus > 1 ? "es" : "");
+        lesson_figure_time(run, "cpu_processes", label, cprc);
+    }
     lesson_figure_time(run, "cpu_coroutines", "CPU-bound, coroutines on one thread", ccor);
+
+    /* The notes' table: both kinds of job, every way. */
+    char b[4][32];
+    lesson_say(run, "%-11s %12s %12s %12s %12s", "", "sequential", "threads", "processes",
+               "coroutines");
+    lesson_say(run, "%-11s %12s %12s %12s %12s", "I/O-bound", lesson_fmt_time(b[0], 32, seq),
+               lesson_fmt_time(b[1], 32, thr), have_proc ? lesson_fmt_time(b[2], 32, prc) : "-",
+               lesson_fmt_time(b[3], 32, cor));
+    lesson_say(run, "%-11s %12s %12s %12s %12s", "CPU-bound", lesson_fmt_time(b[0], 32, cseq),
+               lesson_fmt_time(b[1], 32, cthr), have_proc ? lesson_fmt_time(b[2], 32, cprc) : "-",
+               lesson_fmt_time(b[3], 32, ccor));
+    lesson_say(run, "(%d threads and %d processes for I/O; %d of each, one per CPU, for computing.)",
+               POOL_THREADS, POOL_THREADS, cpus);
     lesson_say(run, "Coroutines take turns on one thread: computing never overlaps, so they do not");
-    lesson_say(run, "help CPU-bound work. Threads do, on several cores (in C there is no GIL)%s.",
-               cpus > 1 ? "" : "; this machine lets us use only one");
-    lesson_say(run, "(Processes, the third way of the notes, come with weft's process pool.)");
-    lesson_key(run, "I/O: threads %.1fx, coroutines %.1fx; CPU: threads %.1fx, coroutines %.1fx",
-               seq / thr, seq / cor, cseq / cthr, cseq / ccor);
+    lesson_say(run, "help CPU-bound work. Threads and processes do, on several cores (in C there is");
+    lesson_say(run, "no GIL, so threads are enough; processes cost more to start%s).",
+               cpus > 1 ? "" : "; this machine lets us use only one core");
+    if (!have_proc)
+        lesson_say(run, "(No processes here: the program ran threads before weft_proc_init.)");
+    if (have_proc)
+        lesson_key(run, "I/O %.1f/%.1f/%.1fx, CPU %.1f/%.1f/%.1fx (thr/proc/co)", seq / thr,
+                   seq / prc, seq / cor, cseq / cthr, cseq / cprc, cseq / ccor);
+    else
+        lesson_key(run, "I/O: threads %.1fx, coroutines %.1fx; CPU: threads %.1fx, coroutines %.1fx",
+                   seq / thr, seq / cor, cseq / cthr, cseq / ccor);
     return 0;
 }
 
-WEFT_LESSON(85, "io_bound", "I/O-bound work: overlap the waits (threads or coroutines)",
+WEFT_LESSON(85, "io_bound", "I/O-bound work: overlap the waits (threads, processes, coroutines)",
             io_bound_lesson)
+WEFT_LESSON_USES_PROCESSES(io_bound_lesson)

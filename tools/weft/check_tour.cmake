@@ -117,6 +117,17 @@ foreach(pair "io_bound;io_sequential" "io_bound;io_threads" "io_bound;io_corouti
     fail("${l} printed no ${k}")
   endif()
 endforeach()
+# Where processes ran (proc_cpu timed them), io_bound shows them too.
+figure(proc_cpu processes proc_v)
+if(NOT proc_v STREQUAL "")
+  foreach(k io_processes cpu_processes)
+    figure(io_bound ${k} v)
+    message("io_bound ${k}: ${v}")
+    if(v STREQUAL "")
+      fail("io_bound printed no ${k} though proc_cpu ran processes")
+    endif()
+  endforeach()
+endif()
 # Coroutines: no lock and still exact; the watchdog named the hog.
 figure(co_visits expected co_expected)
 figure(co_visits cooperative_total co_total)
