@@ -142,15 +142,20 @@ void weft__self_id_set(uint64_t id);
 /* The calling thread's own id, whatever runs on it now. */
 uint64_t weft__thread_id(void);
 
-/* Make w a waiter of the calling context, in state WAITING. */
-static inline void weft__waiter_init(struct weft__waiter *w)
+/* The fields every waiter starts with, before its ops prepare it. */
+static inline const struct weft__park_ops *weft__waiter_reset(struct weft__waiter *w)
 {
     atomic_init(&w->state, WEFT__W_WAITING);
     w->cancellable = false;
     w->armed = false;
     w->home = NULL;
-    w->ops = weft__park_ops_current();
-    w->ops->prepare(w);
+    return w->ops = weft__park_ops_current();
+}
+
+/* Make w a waiter of the calling context, in state WAITING. */
+static inline void weft__waiter_init(struct weft__waiter *w)
+{
+    weft__waiter_reset(w)->prepare(w);
 }
 
 /* The state without the SLEEP bit. */
@@ -211,6 +216,13 @@ static inline bool weft__waiter_cas(struct weft__waiter *w, uint32_t from, uint3
  */
 void weft__waiter_finish(struct weft__waiter *w, uint32_t final_state);
 
+/* The ops armed w (arm or prepare_armed said so): owner-side bookkeeping. */
+static inline void weft__waiter_mark_armed(struct weft__waiter *w)
+{
+    w->armed = true;
+    atomic_store_explicit(&w->state, WEFT__W_WAITING | WEFT__W_SLEEP, memory_order_relaxed);
+}
+
 /*
  * Arm w (state WAITING, not yet visible to any waker: call it before
  * publishing w, e.g. under the lock that queues it): if the context's ops
@@ -222,32 +234,21 @@ void weft__waiter_finish(struct weft__waiter *w, uint32_t final_state);
  */
 static inline void weft__waiter_arm(struct weft__waiter *w)
 {
-    if (w->ops->arm && w->ops->arm(w)) {
-        w->armed = true;
-        atomic_store_explicit(&w->state, WEFT__W_WAITING | WEFT__W_SLEEP, memory_order_relaxed);
-    }
+    if (w->ops->arm && w->ops->arm(w))
+        weft__waiter_mark_armed(w);
 }
 
 /* weft__waiter_init, then weft__waiter_arm: one call into the ops where
  * they have prepare_armed (the coroutine ops). */
 static inline void weft__waiter_init_armed(struct weft__waiter *w)
 {
-    atomic_init(&w->state, WEFT__W_WAITING);
-    w->cancellable = false;
-    w->armed = false;
-    w->home = NULL;
-    const struct weft__park_ops *ops = weft__park_ops_current();
-    w->ops = ops;
-    if (ops->prepare_armed) {
-        if (WEFT_LIKELY(ops->prepare_armed(w))) {
-            w->armed = true;
-            atomic_store_explicit(&w->state, WEFT__W_WAITING | WEFT__W_SLEEP,
-                                  memory_order_relaxed);
-        }
-        return;
+    const struct weft__park_ops *ops = weft__waiter_reset(w);
+    if (!ops->prepare_armed) {
+        ops->prepare(w);
+        weft__waiter_arm(w);
+    } else if (WEFT_LIKELY(ops->prepare_armed(w))) {
+        weft__waiter_mark_armed(w);
     }
-    ops->prepare(w);
-    weft__waiter_arm(w);
 }
 
 /* After the first weft__waiter_wait of an armed waiter: if that wait did not
