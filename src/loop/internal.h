@@ -172,6 +172,26 @@ extern _Thread_local struct weft_loop *weft__loop_tls;
 
 /* loop.c */
 void weft__loop_runq_push(struct weft_loop *L, struct weft_task *t);
+
+/* Wake t, suspended in park `gen` on loop L, from L's own thread: every
+ * other party that may claim that park (its timer, a cancellation, the
+ * task taking itself back) runs on this thread too, and another thread's
+ * wake of it can only be a stale one (its CAS expects an older gen), so a
+ * load and a store claim it, no locked RMW. Nothing if the park was claimed
+ * already. The same-loop wake of co_wake, co_wake_local and fd waits;
+ * weft__cotask_claimed_here is its second half, for a caller that has
+ * checked wait_gen itself. */
+static inline void weft__cotask_claimed_here(struct weft_loop *L, struct weft_task *t)
+{
+    atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
+    t->resume_reason = R_WAKE;
+    weft__loop_runq_push(L, t);
+}
+static inline void weft__cotask_wake_here(struct weft_loop *L, struct weft_task *t, uint64_t gen)
+{
+    if (atomic_load_explicit(&t->wait_gen, memory_order_relaxed) == gen)
+        weft__cotask_claimed_here(L, t);
+}
 void weft__cotask_enqueue(struct weft_task *t); /* from any thread, task claimed */
 int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expect,
                     weft_time_t deadline, int mode);

@@ -920,16 +920,9 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
      * the CAS below fails on the new gen. */
     struct weft_loop *L = __atomic_load_n(&t->loop, __ATOMIC_RELAXED);
     if (weft__loop_tls == L) {
-        /* On the task's own loop thread. Every other party that may claim
-         * this park (its timer, a cancellation, the sleeper taking itself
-         * back) runs on this thread too, so none can act between our load
-         * and store; another thread's wake of the same task can only be a
-         * stale one (one waker per park), whose CAS expects an older gen
-         * and writes nothing. So no locked RMW is needed here: this is the
-         * wake of every coroutine-to-coroutine hand-over on one loop. */
-        atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
-        t->resume_reason = R_WAKE;
-        weft__loop_runq_push(L, t);
+        /* On the task's own loop thread: no locked RMW needed
+         * (weft__cotask_wake_here, whose check is the one above). */
+        weft__cotask_claimed_here(L, t);
         return;
     }
     uint64_t g = gen;
@@ -944,12 +937,7 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
  * loop (weft__waiter_local). */
 static void co_wake_local(struct weft__waiter *w)
 {
-    struct weft_task *t = w->ctx;
-    if (atomic_load_explicit(&t->wait_gen, memory_order_relaxed) != w->gen)
-        return; /* claimed already (its timer, a cancellation) */
-    atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
-    t->resume_reason = R_WAKE;
-    weft__loop_runq_push(weft__loop_tls, t);
+    weft__cotask_wake_here(weft__loop_tls, w->ctx, w->gen);
 }
 
 /* Arm the park now (the waiter is not yet visible to any waker): from here

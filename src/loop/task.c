@@ -303,14 +303,9 @@ static inline void fd_waiter_arm(struct weft_task *t, struct weft__fdwait *fw)
  * finds the state WOKEN when it runs. Loop thread only. */
 static inline void fd_finish(struct weft_loop *L, struct weft__fdwait *f, uint32_t ev)
 {
-    struct weft_task *t = f->w.ctx;
     f->got = ev;
     atomic_store_explicit(&f->w.state, WEFT__W_WOKEN, memory_order_relaxed);
-    if (atomic_load_explicit(&t->wait_gen, memory_order_relaxed) == f->w.gen) {
-        atomic_store_explicit(&t->wait_gen, 0, memory_order_relaxed);
-        t->resume_reason = R_WAKE;
-        weft__loop_runq_push(L, t);
-    }
+    weft__cotask_wake_here(L, f->w.ctx, f->w.gen);
 }
 
 static WEFT_NOINLINE int watch_grow(struct weft_loop *L, int fd)
