@@ -508,10 +508,6 @@ static inline CHAN_ALWAYS_INLINE bool take_node(struct weft_chan *ch, struct wef
             else
                 w->ops->wake(w->ctx, w->gen, &w->state);
         }
-        weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
-        weft__chan_stake_drop(ch);
-        q_unlink_side(ch, src == NULL, n);
-        return true;
     } else {
         for (;;) {
             /* acq_rel, as weft__waiter_cas: the claim of a waiter. */
@@ -523,12 +519,12 @@ static inline CHAN_ALWAYS_INLINE bool take_node(struct weft_chan *ch, struct wef
             if ((cur & ~WEFT__W_SLEEP) != WEFT__W_WAITING)
                 return false;
         }
-    }
-    if (cur & WEFT__W_SLEEP) {
-        pw->ops = w->ops;
-        pw->ctx = w->ctx;
-        pw->gen = w->gen;
-        pw->state = &w->state;
+        if (cur & WEFT__W_SLEEP) {
+            pw->ops = w->ops;
+            pw->ctx = w->ctx;
+            pw->gen = w->gen;
+            pw->state = &w->state;
+        }
     }
     weft__chan_copy(dst ? dst : n->elem, src ? src : n->elem, ch->elem_size);
     weft__chan_stake_drop(ch); /* the owner will not come back */
