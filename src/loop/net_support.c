@@ -59,23 +59,22 @@ int weft__co_enter(void)
 _Atomic(_Atomic uint32_t *) weft__fd_epochs[WEFT__EPOCH_NCHUNK];
 _Atomic(_Atomic uint32_t *) weft__fd_owners[WEFT__EPOCH_NCHUNK];
 
+/* fd's word in table (weft__fd_word), making its chunk if `make`. */
 static _Atomic uint32_t *table_slot(_Atomic(_Atomic uint32_t *) *table, int fd, bool make)
 {
-    if (fd < 0 || (unsigned)fd / CHUNK >= NCHUNK)
-        return NULL;
+    _Atomic uint32_t *w = weft__fd_word(table, fd);
+    if (w || !make || fd < 0 || (unsigned)fd / CHUNK >= NCHUNK)
+        return w;
     _Atomic(_Atomic uint32_t *) *cp = &table[(unsigned)fd / CHUNK];
-    _Atomic uint32_t *c = atomic_load_explicit(cp, memory_order_acquire);
-    if (!c && make) {
-        _Atomic uint32_t *n = calloc(CHUNK, sizeof *n);
-        if (!n)
-            return NULL;
-        if (atomic_compare_exchange_strong_explicit(cp, &c, n, memory_order_acq_rel,
-                                                    memory_order_acquire))
-            c = n;
-        else
-            free(n); /* another thread made it: c is theirs */
-    }
-    return c ? &c[(unsigned)fd % CHUNK] : NULL;
+    _Atomic uint32_t *c = NULL, *n = calloc(CHUNK, sizeof *n);
+    if (!n)
+        return NULL;
+    if (atomic_compare_exchange_strong_explicit(cp, &c, n, memory_order_acq_rel,
+                                                memory_order_acquire))
+        c = n;
+    else
+        free(n); /* another thread made it: c is theirs */
+    return &c[(unsigned)fd % CHUNK];
 }
 
 static _Atomic uint32_t *epoch_slot(int fd, bool make)
@@ -183,14 +182,14 @@ void weft__loop_registry_remove(struct weft_loop *L)
 
 void weft__fd_owner_reset(int fd)
 {
-    _Atomic uint32_t *o = table_slot(weft__fd_owners, fd, false);
+    _Atomic uint32_t *o = weft__fd_word(weft__fd_owners, fd);
     if (o)
         atomic_store_explicit(o, 0, memory_order_relaxed);
 }
 
 int weft__loop_close_elsewhere(int fd, void (*fn)(void *arg), void *arg)
 {
-    _Atomic uint32_t *o = table_slot(weft__fd_owners, fd, false);
+    _Atomic uint32_t *o = weft__fd_word(weft__fd_owners, fd);
     uint32_t id = o ? atomic_load_explicit(o, memory_order_relaxed) : 0;
     struct weft_loop *cur = weft__loop_tls;
     if (id == 0 || (cur && cur->reg_id == id))

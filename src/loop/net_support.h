@@ -76,14 +76,20 @@ void weft__fd_epoch_close(int fd);
 #define WEFT__EPOCH_CHUNK 4096
 #define WEFT__EPOCH_NCHUNK 1024 /* fds up to 4 Mi; beyond, no fd is owned (one-shot) */
 extern _Atomic(_Atomic uint32_t *) weft__fd_epochs[WEFT__EPOCH_NCHUNK];
-static inline uint32_t weft__fd_epoch(int fd)
+/* fd's word in a table of that layout (the epochs, the owners below), or
+ * NULL if its chunk was never made. */
+static inline _Atomic uint32_t *weft__fd_word(_Atomic(_Atomic uint32_t *) *table, int fd)
 {
     if (fd < 0 || (unsigned)fd / WEFT__EPOCH_CHUNK >= WEFT__EPOCH_NCHUNK)
-        return 0;
-    _Atomic uint32_t *c = atomic_load_explicit(
-        &weft__fd_epochs[(unsigned)fd / WEFT__EPOCH_CHUNK], memory_order_acquire);
-    return c ? atomic_load_explicit(&c[(unsigned)fd % WEFT__EPOCH_CHUNK], memory_order_relaxed)
-             : 0;
+        return NULL;
+    _Atomic uint32_t *c =
+        atomic_load_explicit(&table[(unsigned)fd / WEFT__EPOCH_CHUNK], memory_order_acquire);
+    return c ? &c[(unsigned)fd % WEFT__EPOCH_CHUNK] : NULL;
+}
+static inline uint32_t weft__fd_epoch(int fd)
+{
+    _Atomic uint32_t *e = weft__fd_word(weft__fd_epochs, fd);
+    return e ? atomic_load_explicit(e, memory_order_relaxed) : 0;
 }
 
 /*
@@ -105,13 +111,11 @@ extern _Atomic(_Atomic uint32_t *) weft__fd_owners[WEFT__EPOCH_NCHUNK];
 /* Note that loop L waits on fd (owned): a load, and a store when it changes. */
 static inline void weft__fd_owner_note(uint32_t loop_id, int fd)
 {
-    if (fd < 0 || (unsigned)fd / WEFT__EPOCH_CHUNK >= WEFT__EPOCH_NCHUNK)
+    /* The chunk is made by weft__fd_epoch_open with the epoch's; none: not
+     * owned. */
+    _Atomic uint32_t *o = weft__fd_word(weft__fd_owners, fd);
+    if (!o)
         return;
-    _Atomic uint32_t *c = atomic_load_explicit(
-        &weft__fd_owners[(unsigned)fd / WEFT__EPOCH_CHUNK], memory_order_acquire);
-    if (!c)
-        return; /* made by weft__fd_epoch_open with the epoch's chunk; none: not owned */
-    _Atomic uint32_t *o = &c[(unsigned)fd % WEFT__EPOCH_CHUNK];
     /* Relaxed: a thread that learns (through any synchronisation) that this
      * wait has begun sees it, as the fd's epoch (above). */
     if (atomic_load_explicit(o, memory_order_relaxed) != loop_id)
