@@ -100,22 +100,24 @@ static void close_while_waiting(int closer)
     CHECK_OK(weft_net_close(b));
 }
 
-static void test_close_from_thread(void)
+/* Many rounds of close_while_waiting(closer); no fd left behind. */
+static void close_many(int closer)
 {
     int fds = check_fd_count();
     long n = check_iters("CLOSE_ELSEWHERE", 100);
     for (long i = 0; i < n; i++)
-        close_while_waiting(0);
+        close_while_waiting(closer);
     CHECK_INT(check_fd_count(), ==, fds);
+}
+
+static void test_close_from_thread(void)
+{
+    close_many(0);
 }
 
 static void test_close_from_other_loop(void)
 {
-    int fds = check_fd_count();
-    long n = check_iters("CLOSE_ELSEWHERE", 100);
-    for (long i = 0; i < n; i++)
-        close_while_waiting(1);
-    CHECK_INT(check_fd_count(), ==, fds);
+    close_many(1);
 }
 
 /* The loop that last waited on the socket has finished: nobody to hand the
