@@ -1,6 +1,7 @@
 /* weft channels under stress: MPMC exactly-once and per-producer order for
  * several shapes and capacities, close racing with blocked callers, select
- * and deadlines racing with sends, release racing with timeouts, ping-pong.
+ * and deadlines racing with sends, release racing with timeouts, ping-pong,
+ * and the revocation of the lock's bias while its thread holds it.
  * Sizes scale with WEFT_TEST_SCALE (check_iters). */
 #include <sched.h>
 #include <stdatomic.h>
@@ -489,8 +490,123 @@ static void test_pingpong(void)
         CHECK_OK(weft_chan_create(&pp.pong, sizeof(long), cap));
         check_parallel(2, pingpong_thread, &pp);
         CHECK_INT(atomic_load(&pp.errors), ==, 0);
+        /* Unbuffered, the two threads take each lock in turns: the bias
+         * goes OFF within a few rounds, with no thread ever biased. */
+        if (cap == 0) {
+            CHECK_U64(atomic_load(&pp.ping->bias), ==, WEFT__CHAN_BIAS_OFF);
+            CHECK_U64(atomic_load(&pp.pong->bias), ==, WEFT__CHAN_BIAS_OFF);
+        }
         CHECK_OK(weft_chan_release(pp.ping));
         CHECK_OK(weft_chan_release(pp.pong));
+    }
+}
+
+/* ---- the lock's bias ---------------------------------------------------------------- */
+
+/* Thread 0 takes the lock alone until the channel is biased to it, then
+ * sends while thread 1 receives: thread 1's first acquisition revokes the
+ * bias while thread 0 may hold the lock by it. Every value must arrive
+ * once and in order, and the channel must end unbiased for good. */
+struct bias_round {
+    weft_chan_t *ch;
+    long n;
+    _Atomic int biased;
+    _Atomic long errors;
+};
+
+static void bias_thread(void *arg, int idx)
+{
+    struct bias_round *br = arg;
+    if (idx == 0) {
+        long x = -1;
+        for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++)
+            if (weft_chan_send_until(br->ch, &x, 0) != -ETIMEDOUT) /* locks, meets nobody */
+                atomic_fetch_add(&br->errors, 1);
+        uintptr_t b = atomic_load(&br->ch->bias);
+        if (weft__chan_asym ? b != weft__chan_self() : b != WEFT__CHAN_BIAS_OFF)
+            atomic_fetch_add(&br->errors, 1000000);
+        atomic_store(&br->biased, 1);
+        for (long i = 0; i < br->n; i++)
+            if (weft_chan_send(br->ch, &i) != 0)
+                atomic_fetch_add(&br->errors, 1);
+    } else {
+        while (!atomic_load(&br->biased))
+            sched_yield();
+        for (long i = 0; i < br->n; i++) {
+            long v = -1;
+            if (weft_chan_recv(br->ch, &v) != 0 || v != i)
+                atomic_fetch_add(&br->errors, 1);
+        }
+    }
+}
+
+/* The lock itself: thread 0 takes it (by bias, once it has it) in a loop
+ * and stays inside 20 us each time, longer than the revoker's heavy
+ * barrier takes; thread 1 comes in and takes it too. Nobody may ever find
+ * the other inside. */
+struct bias_lock {
+    weft_chan_t *ch;
+    _Atomic int biased, done, inside;
+    _Atomic long errors;
+};
+
+static void bias_lock_section(struct bias_lock *bl, weft_time_t stay_ns)
+{
+    weft__chan_lock(bl->ch);
+    if (atomic_fetch_add_explicit(&bl->inside, 1, memory_order_relaxed) != 0)
+        atomic_fetch_add(&bl->errors, 1);
+    weft_time_t until = stay_ns ? weft_now() + stay_ns : 0;
+    do
+        weft__cpu_relax();
+    while (weft_now() < until);
+    atomic_fetch_sub_explicit(&bl->inside, 1, memory_order_relaxed);
+    weft__chan_unlock(bl->ch);
+}
+
+static void bias_lock_thread(void *arg, int idx)
+{
+    struct bias_lock *bl = arg;
+    if (idx == 0) {
+        for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++)
+            bias_lock_section(bl, 0);
+        atomic_store(&bl->biased, 1);
+        while (!atomic_load(&bl->done))
+            bias_lock_section(bl, 20000);
+    } else {
+        while (!atomic_load(&bl->biased))
+            sched_yield();
+        for (int i = 0; i < 100; i++)
+            bias_lock_section(bl, 0);
+        atomic_store(&bl->done, 1);
+    }
+}
+
+static void test_bias_lock(void)
+{
+    long rounds = check_iters("CHAN_BIAS_ROUNDS", 200);
+    for (long r = 0; r < rounds; r++) {
+        struct bias_lock bl = {0};
+        CHECK_OK(weft_chan_create(&bl.ch, sizeof(long), 0));
+        check_parallel(2, bias_lock_thread, &bl);
+        CHECK_INT(atomic_load(&bl.errors), ==, 0);
+        CHECK_U64(atomic_load(&bl.ch->bias), ==, WEFT__CHAN_BIAS_OFF);
+        CHECK_OK(weft_chan_release(bl.ch));
+    }
+}
+
+static void test_bias_revoke(void)
+{
+    long rounds = check_iters("CHAN_BIAS_ROUNDS", 200);
+    for (long r = 0; r < rounds; r++) {
+        struct bias_round br = {0};
+        br.n = 200;
+        CHECK_OK(weft_chan_create(&br.ch, sizeof(long), 0));
+        check_parallel(2, bias_thread, &br);
+        CHECK_INT(atomic_load(&br.errors), ==, 0);
+        CHECK_U64(atomic_load(&br.ch->bias), ==, WEFT__CHAN_BIAS_OFF);
+        CHECK_U64(atomic_load(&br.ch->busy), ==, 0);
+        CHECK_U64(atomic_load(&br.ch->inside), ==, 0);
+        CHECK_OK(weft_chan_release(br.ch));
     }
 }
 
@@ -501,5 +617,7 @@ int main(void)
     RUN(test_timed_race);
     RUN(test_release_race);
     RUN(test_pingpong);
+    RUN(test_bias_lock);
+    RUN(test_bias_revoke);
     return check_done();
 }

@@ -37,6 +37,7 @@
  */
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -69,6 +70,9 @@ static void backoff(unsigned *step)
 /* ---- the channel lock ------------------------------------------------------ */
 
 bool weft__chan_asym;
+#ifndef WEFT__CHAN_HAVE_TP
+_Thread_local char weft__chan_self_tls;
+#endif
 static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
 
 static void asym_decide(void)
@@ -182,6 +186,58 @@ static uintptr_t unlock_cb(void *arg, struct weft__unpark_result r)
 void weft__chan_unlock_slow(struct weft_chan *ch)
 {
     weft__unpark_one(&ch->lock, unlock_cb, ch);
+}
+
+/*
+ * Bias (internal.h, weft__chan_lock). The biased thread B runs
+ *     busy = B; compiler barrier; if (lock == 0 && bias == B) hold;
+ * and a thread R that took the word (lock != 0) and found bias == B runs
+ *     bias = OFF; heavy barrier; wait until busy == 0.
+ * The heavy barrier makes B execute a full barrier at some point P of its
+ * sequence. If B's store of busy comes before P, R sees it after the
+ * barrier and waits for B to leave. If it comes after P, so do B's loads,
+ * which then see R's word taken or R's bias = OFF: B steps back. Either
+ * way B and R are never inside at once, and once R is done no thread holds
+ * by bias again, so later takers of the word need not look at busy. A
+ * thread that did not revoke never sees bias == B and busy == B at once
+ * while it holds the word.
+ *
+ * Called with the word held, by a thread that took it while bias != OFF:
+ * count toward a bias, or revoke one. A channel on which the taking thread
+ * changed 4 times is shared: it goes OFF without ever being biased (and
+ * without a heavy barrier), so two threads that take turns pay one load
+ * per acquisition. A channel biased to one thread and then taken by
+ * another pays one heavy barrier (a few microseconds), once.
+ */
+void weft__chan_bias_note(struct weft_chan *ch, uintptr_t self)
+{
+    uintptr_t b = atomic_load_explicit(&ch->bias, memory_order_relaxed);
+    if (b == self)
+        return; /* not reached: B steps back only for a revoker */
+    if (b == 0) {
+        if (ch->bias_cand == self) {
+            if (++ch->bias_runs >= WEFT__CHAN_BIAS_AFTER)
+                atomic_store_explicit(&ch->bias, self, memory_order_relaxed);
+        } else if (ch->bias_cand != 0 && ++ch->bias_changes >= 4) {
+            atomic_store_explicit(&ch->bias, WEFT__CHAN_BIAS_OFF, memory_order_relaxed);
+        } else {
+            ch->bias_cand = self;
+            ch->bias_runs = 1;
+        }
+        return;
+    }
+    atomic_store_explicit(&ch->bias, WEFT__CHAN_BIAS_OFF, memory_order_relaxed);
+    if (weft__heavy_barrier() != 0) {
+        /* weft__asym_available() registered this process, so the barrier
+         * cannot be refused; if it is anyway, going on could let two
+         * threads in at once. */
+        fprintf(stderr, "weft: channel: membarrier failed (%d) while revoking a lock bias\n",
+                weft__heavy_barrier());
+        abort();
+    }
+    unsigned step = 0;
+    while (atomic_load_explicit(&ch->busy, memory_order_acquire) != 0)
+        backoff(&step);
 }
 
 /* ---- the ring ---------------------------------------------------------------- */
@@ -753,6 +809,9 @@ int weft_chan_create(weft_chan_t **out, size_t elem_size, size_t capacity)
     atomic_init(&ch->nrecv, 0);
     atomic_init(&ch->nsend, 0);
     atomic_init(&ch->lock, 0);
+    /* Without the heavy barrier nobody could revoke a bias: never bias. */
+    atomic_init(&ch->bias, weft__chan_asym ? 0 : WEFT__CHAN_BIAS_OFF);
+    atomic_init(&ch->busy, 0);
     atomic_init(&ch->refs, 1);
     atomic_init(&ch->inside, 0);
     atomic_init(&ch->tsan_fence, 0);

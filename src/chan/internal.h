@@ -135,6 +135,11 @@ struct weft_chan {
     /* The slow side. */
     _Alignas(WEFT_CACHELINE) _Atomic uint32_t lock; /* chan_lock: LOCKED|PARKED bits */
     _Atomic uint32_t refs;                          /* references */
+    _Atomic uintptr_t bias;  /* the thread the lock is biased to, or 0 / OFF */
+    _Atomic uintptr_t busy;  /* that thread's token while it holds by bias */
+    uintptr_t bias_cand;     /* under the lock: the thread counted */
+    uint32_t bias_runs;      /* its consecutive acquisitions */
+    uint32_t bias_changes;   /* how often the acquiring thread changed */
     _Atomic uint64_t inside;                        /* stakes + ORPHAN, changed under
                                                        the lock only (load + store) */
     struct weft__chan_queue rq;                     /* blocked receivers */
@@ -193,19 +198,73 @@ extern bool weft__chan_asym;
 void weft__chan_lock_slow(struct weft_chan *ch);
 void weft__chan_unlock_slow(struct weft_chan *ch);
 void weft__chan_unlock_wake(_Atomic uint32_t *lock);
+void weft__chan_bias_note(struct weft_chan *ch, uintptr_t self);
 #define WEFT__CL_LOCKED 1u
 #define WEFT__CL_PARKED 2u
+
+/*
+ * The biased lock (asymmetric form only; chan.c, "Bias", has the proof).
+ * A channel whose lock one thread has taken WEFT__CHAN_BIAS_AFTER times in
+ * a row (say, the loop thread of coroutines that talk through it) is
+ * biased to that thread: from then on that thread takes the lock with no
+ * locked instruction. It stores its token in `busy`, and holds the lock if
+ * the word is free and the bias still its own (a compiler barrier between
+ * the store and the loads: the other side pays with weft__heavy_barrier).
+ * Any other thread takes the word as usual; if it then finds the channel
+ * biased to someone else it revokes the bias for good (bias = OFF, heavy
+ * barrier, wait for busy to clear). A thread's token is its thread
+ * pointer: unique among live threads, one instruction to read.
+ */
+#define WEFT__CHAN_BIAS_OFF ((uintptr_t)1)
+#define WEFT__CHAN_BIAS_AFTER 16u
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer)
+#define WEFT__CHAN_HAVE_TP 1
+#endif
+#endif
+#ifdef WEFT__CHAN_HAVE_TP
+static inline uintptr_t weft__chan_self(void)
+{
+    return (uintptr_t)__builtin_thread_pointer();
+}
+#else
+extern _Thread_local char weft__chan_self_tls;
+static inline uintptr_t weft__chan_self(void)
+{
+    return (uintptr_t)&weft__chan_self_tls;
+}
+#endif
+
 static inline void weft__chan_lock(struct weft_chan *ch)
 {
+    uintptr_t self = weft__chan_self();
+    uintptr_t b = atomic_load_explicit(&ch->bias, memory_order_relaxed);
+    if (WEFT_LIKELY(b == self)) {
+        atomic_store_explicit(&ch->busy, self, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst); /* the light side (barrier.c) */
+        if (WEFT_LIKELY(atomic_load_explicit(&ch->lock, memory_order_acquire) == 0 &&
+                        atomic_load_explicit(&ch->bias, memory_order_acquire) == self))
+            return;
+        /* A revoker holds the word: step back and queue up behind it. */
+        atomic_store_explicit(&ch->busy, 0, memory_order_release);
+    }
     uint32_t z = 0;
-    if (WEFT_LIKELY(atomic_compare_exchange_weak_explicit(&ch->lock, &z, WEFT__CL_LOCKED,
-                                                          memory_order_acquire,
-                                                          memory_order_relaxed)))
-        return;
-    weft__chan_lock_slow(ch);
+    if (WEFT_UNLIKELY(!atomic_compare_exchange_weak_explicit(&ch->lock, &z, WEFT__CL_LOCKED,
+                                                             memory_order_acquire,
+                                                             memory_order_relaxed)))
+        weft__chan_lock_slow(ch);
+    if (WEFT_UNLIKELY(atomic_load_explicit(&ch->bias, memory_order_relaxed) !=
+                      WEFT__CHAN_BIAS_OFF))
+        weft__chan_bias_note(ch, self);
 }
 static inline void weft__chan_unlock(struct weft_chan *ch)
 {
+    uintptr_t self = weft__chan_self();
+    if (WEFT_LIKELY(atomic_load_explicit(&ch->busy, memory_order_relaxed) == self)) {
+        /* Held by bias (only this thread stores its own token there). */
+        atomic_store_explicit(&ch->busy, 0, memory_order_release);
+        return;
+    }
     if (WEFT_LIKELY(weft__chan_asym)) {
         /* After the store the channel may be freed by its next holder:
          * only the lock's address is used from here on. */
