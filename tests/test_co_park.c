@@ -284,12 +284,13 @@ static void test_chan_pingpong_same_loop(void)
 
 struct evt {
     weft_event_t ev;
-    _Atomic int woken;
+    _Atomic int woken, entered;
 };
 static int ev_waiter(void *arg, void **result)
 {
     (void)result;
     struct evt *e = arg;
+    atomic_fetch_add(&e->entered, 1);
     CHECK_OK(weft_event_wait(&e->ev));
     atomic_fetch_add(&e->woken, 1);
     return 0;
@@ -297,11 +298,15 @@ static int ev_waiter(void *arg, void **result)
 static void *ev_setter(void *arg)
 {
     struct evt *e = arg;
-    /* Set it once coroutines wait on it (so that the wake-up crosses from
-     * this thread to the loop), however slowly the loop gets there; give
-     * up after 10 s (the remote_wakes check then fails). */
+    /* Set it once a coroutine sleeps on it (so that the wake-up crosses
+     * from this thread to the loop), however slowly the loop gets there;
+     * give up after 10 s (the remote_wakes check then fails). A waiter
+     * that is queued may not be asleep yet, and a set then finds it
+     * awake: no wake-up to hand over. But the second waiter runs only
+     * once the first has suspended, so when two have entered, the first
+     * sleeps. */
     weft_time_t give_up = weft_now() + 10000000000LL;
-    while (!weft__is_parked(&e->ev) && weft_now() < give_up)
+    while ((atomic_load(&e->entered) < 2 || !weft__is_parked(&e->ev)) && weft_now() < give_up)
         weft_sleep(0.001);
     weft_event_set(&e->ev);
     return NULL;
@@ -326,6 +331,7 @@ static void test_event_thread_sets(void)
     struct evt e;
     weft_event_init(&e.ev);
     atomic_init(&e.woken, 0);
+    atomic_init(&e.entered, 0);
     weft_loop_stats_t st;
     weft_loop_opts_t o = {.stats = &st};
     CHECK_OK(weft_loop_run(main_event, &e, &o));
