@@ -24,6 +24,10 @@
  *   --verbose       WEFT_BENCH_VERBOSE=1  every run's value on stderr (spread)
  *   --NAME=V        WEFT_BENCH_NAME=V   a size, read by bench_size("name", ...)
  *
+ * A peer in another language can be measured inside bench_compare too: its
+ * case's run function calls bench_external(), which runs the peer's program
+ * once and reads the value from the JSON line it prints.
+ *
  * The header is self-contained (static functions, libc and pthreads only) so
  * that peers which do not link weft (OpenMP, C++) can use it as well.
  */
@@ -33,12 +37,15 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__GNUC__)
 #define BENCH_UNUSED __attribute__((unused))
@@ -315,6 +322,125 @@ static BENCH_UNUSED void bench_compare(const char *bench, const bench_kv_t *para
     for (size_t i = 0; i < n; i++)
         bench_json(bench, cases[i].impl, params, unit,
                    bench_summary_(v[i], bench_runs_, higher_is_better, cases[i].impl));
+}
+
+#ifdef __cplusplus
+extern "C" char **environ;
+#else
+extern char **environ;
+#endif
+
+/* In a JSON line, the text after "key" and its colon, or NULL. */
+static BENCH_UNUSED const char *bench_json_field_(const char *line, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = strchr(line, '"'); p; p = strchr(p + 1, '"')) {
+        if (strncmp(p + 1, key, n) != 0 || p[1 + n] != '"')
+            continue;
+        const char *q = p + 2 + n;
+        while (*q == ' ')
+            q++;
+        if (*q != ':')
+            continue;
+        q++;
+        while (*q == ' ')
+            q++;
+        return q;
+    }
+    return NULL;
+}
+
+/*
+ * Run an external peer once and return the value it reports: argv[0] is
+ * the program's path (started with posix_spawn, no shell; it inherits the
+ * environment and stderr), argv ends with NULL. The peer prints JSON lines
+ * as bench_json does; the result is the field `unit` ("ns_per_op", ...) of
+ * the first line whose "bench" is `bench`. Stops the program (bench_die)
+ * if the peer cannot be started, fails, or prints no such line.
+ *
+ * Meant for the run function of a bench_compare case, so that a peer in
+ * another language (Go) runs interleaved with weft: pass it --runs=1 and
+ * the same sizes, so that the one value is one run at weft's size.
+ */
+static BENCH_UNUSED double bench_external(const char *const argv[], const char *bench, const char *unit)
+{
+    char msg[512];
+    int fd[2];
+    if (pipe(fd) != 0)
+        bench_die("bench_external: pipe", errno);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&fa, fd[1]);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid;
+    int err = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(fd[1]);
+    if (err != 0) {
+        close(fd[0]);
+        snprintf(msg, sizeof msg, "bench_external: cannot start %s: %s", argv[0], strerror(err));
+        bench_die(msg, err);
+    }
+
+    /* All of its stdout, NUL-terminated. */
+    size_t len = 0, cap = 4096;
+    char *out = (char *)malloc(cap);
+    for (;;) {
+        if (out && len + 1 == cap)
+            out = (char *)realloc(out, cap *= 2);
+        if (!out)
+            bench_die("bench_external: out of memory", (long long)cap);
+        ssize_t r = read(fd[0], out + len, cap - len - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            bench_die("bench_external: read", errno);
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    out[len] = '\0';
+    close(fd[0]);
+
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            bench_die("bench_external: waitpid", errno);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        bool sig = WIFSIGNALED(status);
+        snprintf(msg, sizeof msg, "bench_external: %s %s %d", argv[0],
+                 sig ? "was killed by signal" : "exited with status",
+                 sig ? WTERMSIG(status) : WEXITSTATUS(status));
+        bench_die(msg, sig ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+
+    for (char *line = out, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        else
+            next = line + strlen(line);
+        const char *b = line[0] == '{' ? bench_json_field_(line, "bench") : NULL;
+        size_t n = strlen(bench);
+        if (!b || b[0] != '"' || strncmp(b + 1, bench, n) != 0 || b[1 + n] != '"')
+            continue;
+        const char *v = bench_json_field_(line, unit);
+        char *end;
+        double x = v ? strtod(v, &end) : 0;
+        if (!v || end == v) {
+            snprintf(msg, sizeof msg, "bench_external: %s: no \"%s\" in its %s line", argv[0], unit,
+                     bench);
+            bench_die(msg, 0);
+        }
+        free(out);
+        return x;
+    }
+    free(out);
+    snprintf(msg, sizeof msg, "bench_external: %s printed no \"%s\" line", argv[0], bench);
+    bench_die(msg, 0);
 }
 
 #endif /* WEFT_BENCH_H */

@@ -16,7 +16,14 @@
  *                  two coroutines of one loop bounce a long through two
  *                  unbuffered weft channels, ns per round trip; peers: Go
  *                  unbuffered channels, a pthread mutex+condvar pair, weft
- *                  channels between two OS threads.
+ *                  channels between two OS threads. When WEFT_BENCH_GO
+ *                  names the program bench/go builds (bench/run.sh sets
+ *                  it), the Go peer is measured here too: each of its runs
+ *                  is one run of that program (--only=chan_pingpong_co
+ *                  --runs=1 at weft's size), interleaved with weft's runs
+ *                  by bench_compare, and run.sh then skips it in the Go
+ *                  program's own run. Without WEFT_BENCH_GO the Go line
+ *                  comes from that run alone.
  *   timers         C coroutines each sleep K times for a random 0-50 us:
  *                  C*K timers armed and fired. ns of CPU (user+sys) per
  *                  timer; wall time per timer as a note. Peer: Go, the
@@ -27,6 +34,7 @@
  * bench-needs: src/loop
  */
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <weft.h>
 
 #include "bench.h"
@@ -239,6 +247,35 @@ static double run_pp_condvar(void *arg)
     return ns;
 }
 
+/* The Go peer: the program bench/go builds, from WEFT_BENCH_GO, or NULL. */
+static const char *go_peer;
+
+static const char *go_peer_path(void)
+{
+    const char *p = getenv("WEFT_BENCH_GO");
+    struct stat st;
+    if (!p || !*p)
+        return NULL;
+    if (stat(p, &st) != 0 || !S_ISREG(st.st_mode) || access(p, X_OK) != 0) {
+        fprintf(stderr, "note: WEFT_BENCH_GO=%s is not an executable file: chan_pingpong_co's "
+                        "Go peer is left to the Go program's own run\n", p);
+        return NULL;
+    }
+    return p;
+}
+
+/* One run of Go's chan_pingpong_co, in a process of its own, at weft's
+ * size. --skip= overrides a WEFT_BENCH_SKIP in the environment. */
+static double run_pp_go(void *arg)
+{
+    (void)arg;
+    char size[64];
+    snprintf(size, sizeof size, "--pingpong=%lld", n_pp);
+    const char *argv[] = {go_peer, "--only=chan_pingpong_co", "--skip=", "--runs=1", size,
+                          bench_tiny() ? "--tiny" : NULL, NULL};
+    return bench_external(argv, "chan_pingpong_co", "ns_per_op");
+}
+
 /* ---- timers -------------------------------------------------------------------- */
 
 static long long timers_fired;
@@ -315,13 +352,16 @@ int main(int argc, char **argv)
     bench_json("co_spawn_all_rss", "weft", BENCH_PARAMS({"n", n_spawn_all}), "kib",
                (double)peak_rss_kib());
 
-    bench_case_t pp[] = {
-        {"weft_co", run_pp_co, NULL},
-        {"pthread_condvar", run_pp_condvar, NULL},
-        {"weft_threads", run_pp_threads, NULL},
-    };
-    bench_compare("chan_pingpong_co", BENCH_PARAMS({"iters", n_pp}), "ns_per_op", false, pp,
-                  sizeof pp / sizeof pp[0]);
+    /* Go right after weft_co: the pair compared with a target runs
+     * closest in time. */
+    go_peer = go_peer_path();
+    bench_case_t pp[4] = {{"weft_co", run_pp_co, NULL}};
+    size_t npp = 1;
+    if (go_peer)
+        pp[npp++] = (bench_case_t){"go", run_pp_go, NULL};
+    pp[npp++] = (bench_case_t){"pthread_condvar", run_pp_condvar, NULL};
+    pp[npp++] = (bench_case_t){"weft_threads", run_pp_threads, NULL};
+    bench_compare("chan_pingpong_co", BENCH_PARAMS({"iters", n_pp}), "ns_per_op", false, pp, npp);
 
     double cpu = bench_repeat(run_timers_cpu, NULL, false);
     printf("{\"bench\": \"timers\", \"impl\": \"weft\", \"params\": {\"coroutines\": %lld, "

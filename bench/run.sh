@@ -9,12 +9,16 @@
 #              they all still work (CI); the numbers mean nothing
 #   other --options are passed to every benchmark (see bench/bench.h)
 #
-# Runs every executable in <builddir>/bench/ (bench_*, and the OpenMP and C++
-# peers), the Python peers bench/bench_*.py (asyncio), then the Go peers from
-# bench/go/, built into <builddir>/bench/go/ when `go` is installed (skipped
-# with a note otherwise). The JSON lines go to
-# <builddir>/bench.jsonl; bench/report.py prints the ratios. Exit status: 0,
-# or 1 if any benchmark failed (a failed check, a crash, a timeout).
+# Builds the Go peers first (bench/go/ into <builddir>/bench/go/, when `go`
+# is installed; skipped with a note otherwise) and exports
+# WEFT_BENCH_GO=<that program>, so that bench_co runs Go's chan_pingpong_co
+# inside its bench_compare, interleaved with weft's runs. Then runs every
+# executable in <builddir>/bench/ (bench_*, and the OpenMP and C++ peers),
+# the Python peers bench/bench_*.py (asyncio), and last the Go program, with
+# --skip= for every bench whose "go" line a C program already printed, so
+# that no result appears twice. The JSON lines go to <builddir>/bench.jsonl;
+# bench/report.py prints the ratios. Exit status: 0, or 1 if any benchmark
+# failed (a failed check, a crash, a timeout, the Go build).
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +28,7 @@ limit=900
 for a in "$@"; do
     case $a in
     --tiny) args+=("$a"); limit=120 ;;
-    -h | --help) sed -n '2,18s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21s/^# \{0,1\}//p' "$0"; exit 0 ;;
     --*) args+=("$a") ;;
     *) builddir=$a ;;
     esac
@@ -65,6 +69,30 @@ run() {
     fi
 }
 
+# The Go peers: standard library only, built offline, before the C
+# benchmarks so that bench_co can run the Go program (WEFT_BENCH_GO).
+gobin=
+unset WEFT_BENCH_GO
+if command -v go >/dev/null 2>&1; then
+    mkdir -p "$benchdir/go"
+    printf '== go build bench/go\n' >&2
+    if (
+        export GOPROXY=off GOFLAGS= GO111MODULE=on GOTOOLCHAIN=local
+        if [ -z "$(go env GOCACHE 2>/dev/null)" ] || [ "$(go env GOCACHE 2>/dev/null)" = off ]; then
+            export GOCACHE=$benchdir/go/cache
+        fi
+        cd "$here/go" && go build -o "$benchdir/go/weft-bench-go" .
+    ); then
+        gobin=$benchdir/go/weft-bench-go
+        export WEFT_BENCH_GO=$gobin
+    else
+        echo "run.sh: building the Go peers FAILED" >&2
+        failed+=("go build")
+    fi
+else
+    echo "note: go is not installed: the Go peers are skipped" >&2
+fi
+
 found=0
 for exe in "$benchdir"/*; do
     [ -f "$exe" ] && [ -x "$exe" ] || continue
@@ -86,22 +114,19 @@ else
     echo "note: python3 is not installed: the Python peers are skipped" >&2
 fi
 
-# The Go peers: standard library only, built offline.
-if command -v go >/dev/null 2>&1; then
-    export GOPROXY=off GOFLAGS= GO111MODULE=on GOTOOLCHAIN=local
-    if [ -z "$(go env GOCACHE 2>/dev/null)" ] || [ "$(go env GOCACHE 2>/dev/null)" = off ]; then
-        export GOCACHE=$benchdir/go/cache
-    fi
-    mkdir -p "$benchdir/go"
-    printf '== go build bench/go\n' >&2
-    if (cd "$here/go" && go build -o "$benchdir/go/weft-bench-go" .); then
-        run weft-bench-go "$benchdir/go/weft-bench-go"
-    else
-        echo "run.sh: building the Go peers FAILED" >&2
-        failed+=("go build")
-    fi
-else
-    echo "note: go is not installed: the Go peers are skipped" >&2
+# The Go program's own run, without the benches whose "go" line a C program
+# already printed (bench_co's chan_pingpong_co), plus any --skip= given to
+# run.sh (else $WEFT_BENCH_SKIP): the first --skip= on the command line wins.
+if [ -n "$gobin" ]; then
+    skip=${WEFT_BENCH_SKIP:-}
+    for a in ${args[@]+"${args[@]}"}; do
+        case $a in --skip=*) skip=${a#--skip=}; break ;; esac
+    done
+    done_go=$(sed -n 's/^{"bench": "\([A-Za-z0-9_]*\)", "impl": "go",.*/\1/p' "$out" | sort -u)
+    for b in $done_go; do
+        skip=${skip:+$skip,}$b
+    done
+    run weft-bench-go "$gobin" ${skip:+"--skip=$skip"}
 fi
 
 echo >&2

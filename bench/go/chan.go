@@ -116,11 +116,15 @@ func benchChan() {
 	producers := size("producers", 2, 2)
 	consumers := size("consumers", 2, 2)
 	capacity := size("cap", 1024, 1024)
-	emit("chan_throughput", "go",
-		[]kv{{"items", items}, {"producers", producers}, {"consumers", consumers}, {"cap", capacity}},
-		"ns_per_op", repeat(func() float64 { return chanThroughput(items, producers, consumers, capacity) }, false))
+	if want("chan_throughput") {
+		emit("chan_throughput", "go",
+			[]kv{{"items", items}, {"producers", producers}, {"consumers", consumers}, {"cap", capacity}},
+			"ns_per_op", repeat(func() float64 { return chanThroughput(items, producers, consumers, capacity) }, false))
+	}
 
 	roundTrips := size("round-trips", 100000, 2000)
-	emit("chan_pingpong", "go", []kv{{"round_trips", roundTrips}}, "ns_per_op",
-		repeat(func() float64 { return chanPingPong(roundTrips) }, false))
+	if want("chan_pingpong") {
+		emit("chan_pingpong", "go", []kv{{"round_trips", roundTrips}}, "ns_per_op",
+			repeat(func() float64 { return chanPingPong(roundTrips) }, false))
+	}
 }

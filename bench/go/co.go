@@ -101,20 +101,40 @@ func timers(c, k int64) (float64, float64) {
 }
 
 func benchCo() {
+	// The _rss lines are the peak RSS after the spawn runs before them (a
+	// high-water mark), so asking for one runs its spawn benchmark.
 	n := size("spawn", 1000000, 10000)
-	emit("co_spawn", "go", []kv{{"n", n}}, "ns_per_op", repeat(func() float64 { return spawn(n, false) }, false))
-	emit("co_spawn_rss", "go", []kv{{"n", n}}, "kib", peakRSSKiB())
+	if sp, rss := want("co_spawn"), want("co_spawn_rss"); sp || rss {
+		v := repeat(func() float64 { return spawn(n, false) }, false)
+		if sp {
+			emit("co_spawn", "go", []kv{{"n", n}}, "ns_per_op", v)
+		}
+		if rss {
+			emit("co_spawn_rss", "go", []kv{{"n", n}}, "kib", peakRSSKiB())
+		}
+	}
 	nall := size("spawn-all", 1000000, 10000)
-	emit("co_spawn_all", "go", []kv{{"n", nall}}, "ns_per_op", repeat(func() float64 { return spawn(nall, true) }, false))
-	emit("co_spawn_all_rss", "go", []kv{{"n", nall}}, "kib", peakRSSKiB())
+	if sp, rss := want("co_spawn_all"), want("co_spawn_all_rss"); sp || rss {
+		v := repeat(func() float64 { return spawn(nall, true) }, false)
+		if sp {
+			emit("co_spawn_all", "go", []kv{{"n", nall}}, "ns_per_op", v)
+		}
+		if rss {
+			emit("co_spawn_all_rss", "go", []kv{{"n", nall}}, "kib", peakRSSKiB())
+		}
+	}
 
 	iters := size("pingpong", 1000000, 10000)
-	emit("chan_pingpong_co", "go", []kv{{"iters", iters}}, "ns_per_op",
-		repeat(func() float64 { return pingPong(iters) }, false))
+	if want("chan_pingpong_co") {
+		emit("chan_pingpong_co", "go", []kv{{"iters", iters}}, "ns_per_op",
+			repeat(func() float64 { return pingPong(iters) }, false))
+	}
 
 	c := size("timer-coroutines", 1000, 10)
 	k := size("timers-each", 1000, 10)
-	var wall float64
-	cpu := repeat(func() float64 { v, w := timers(c, k); wall = w; return v }, false)
-	emitNote("timers", "go", []kv{{"coroutines", c}, {"each", k}}, "ns_per_op", cpu, "wall_ns_per_timer", wall)
+	if want("timers") {
+		var wall float64
+		cpu := repeat(func() float64 { v, w := timers(c, k); wall = w; return v }, false)
+		emitNote("timers", "go", []kv{{"coroutines", c}, {"each", k}}, "ns_per_op", cpu, "wall_ns_per_timer", wall)
+	}
 }

@@ -6,8 +6,12 @@
 // Options and sizes are those of bench.h, with the same defaults and tiny
 // sizes, so that report.py can line the results up: --tiny, --runs=N,
 // --stat=median|best, --NAME=V, each also WEFT_BENCH_NAME=V in the
-// environment. Goroutines run on GOMAXPROCS threads (the number of CPUs
-// unless the environment says otherwise).
+// environment. --only=NAME[,NAME...] runs only the named benchmarks (the
+// "bench" names printed) and --skip=NAME[,NAME...] leaves them out
+// (WEFT_BENCH_ONLY, WEFT_BENCH_SKIP); bench_co runs the Go chan_pingpong_co
+// with --only to interleave it with its own runs, and bench/run.sh skips it
+// here then. Goroutines run on GOMAXPROCS threads (the number of CPUs unless
+// the environment says otherwise).
 package main
 
 import (
@@ -27,6 +31,10 @@ var (
 	runs    = 5
 	best    = false
 	verbose = false
+
+	only map[string]bool // nil: every benchmark
+	skip map[string]bool
+	seen = map[string]bool{} // every name want was asked about
 )
 
 func die(format string, args ...interface{}) {
@@ -82,7 +90,7 @@ func initOpts() {
 		case a == "--verbose":
 			verbose = true
 		case a == "-h" || a == "--help":
-			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--verbose] [--runs=N] [--stat=median|best] [--SIZE=N]...\n", os.Args[0])
+			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--verbose] [--runs=N] [--stat=median|best] [--only=NAME,...] [--skip=NAME,...] [--SIZE=N]...\n", os.Args[0])
 			os.Exit(0)
 		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
 		default:
@@ -105,6 +113,10 @@ func initOpts() {
 	if v := os.Getenv("WEFT_BENCH_VERBOSE"); v != "" && v != "0" {
 		verbose = true
 	}
+	if v := opt("only"); v != "" {
+		only = names(v)
+	}
+	skip = names(opt("skip"))
 	switch opt("stat") {
 	case "", "median":
 	case "best":
@@ -112,6 +124,46 @@ func initOpts() {
 	default:
 		fmt.Fprintln(os.Stderr, "bench: --stat must be median or best")
 		os.Exit(2)
+	}
+}
+
+// names splits a comma-separated list of benchmark names.
+func names(v string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Split(v, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			m[n] = true
+		}
+	}
+	return m
+}
+
+// want says whether the benchmark named bench (its "bench" field) runs:
+// named by --only when that is given, and not named by --skip.
+func want(bench string) bool {
+	seen[bench] = true
+	if only != nil && !only[bench] {
+		return false
+	}
+	return !skip[bench]
+}
+
+// noteUnknown says on stderr which --only names matched no benchmark here
+// (a typo runs nothing). Not an error: run.sh passes its options to every
+// program, and the pool peers' --only names parts (fib, sum, ...). Unknown
+// --skip names are ignored quietly: run.sh skips every bench a C program
+// printed a "go" line for, http_hello (bench/go/httpserver) too.
+func noteUnknown() {
+	var unknown []string
+	for n := range only {
+		if !seen[n] {
+			unknown = append(unknown, n)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		fmt.Fprintf(os.Stderr, "go peers: --only: no benchmark named %s here (ignored)\n",
+			strings.Join(unknown, ", "))
 	}
 }
 
@@ -212,4 +264,5 @@ func main() {
 	benchMutex()
 	benchChan()
 	benchCo()
+	noteUnknown()
 }

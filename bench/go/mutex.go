@@ -86,15 +86,19 @@ func atomicCounter(threads, perThread int64) float64 {
 
 func benchMutex() {
 	iters := size("iters", 10000000, 100000)
-	mutexUncontended(iters/10 + 1) // warm up, as the C benchmark does
-	emit("mutex_uncontended", "go", []kv{{"iters", iters}}, "ns_per_op",
-		repeat(func() float64 { return mutexUncontended(iters) }, false))
+	if want("mutex_uncontended") {
+		mutexUncontended(iters/10 + 1) // warm up, as the C benchmark does
+		emit("mutex_uncontended", "go", []kv{{"iters", iters}}, "ns_per_op",
+			repeat(func() float64 { return mutexUncontended(iters) }, false))
+	}
 
 	threads := size("threads", 100, 8)
 	perThread := size("per-thread", 100000, 2000)
 	params := []kv{{"threads", threads}, {"per_thread", perThread}}
-	emit("mutex_counter", "go", params, "ns_per_op",
-		repeat(func() float64 { return mutexCounter(threads, perThread) }, false))
-	emit("mutex_counter", "go_atomic", params, "ns_per_op",
-		repeat(func() float64 { return atomicCounter(threads, perThread) }, false))
+	if want("mutex_counter") {
+		emit("mutex_counter", "go", params, "ns_per_op",
+			repeat(func() float64 { return mutexCounter(threads, perThread) }, false))
+		emit("mutex_counter", "go_atomic", params, "ns_per_op",
+			repeat(func() float64 { return atomicCounter(threads, perThread) }, false))
+	}
 }
