@@ -34,9 +34,11 @@
  *
  * An EDGE registration stays valid while its epoch (net_support.h) is the
  * fd's current one; a vouch with another epoch means the number may now
- * be another file, and the arm registers again (MOD, else ADD).
+ * be another file, and the arm registers again (MOD, else ADD). Its state
+ * (armed directions, vouches, a hang-up seen) and what is done with it are
+ * owned.h's, shared with the io_uring backend's multishot registrations.
  */
-#include "backend.h"
+#include "owned.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -57,14 +59,8 @@ enum { M_NONE = 0, M_ONESHOT, M_EDGE };
 
 /* What this backend registered for one fd number. */
 struct efd {
-    uint8_t mode;    /* M_*: what the kernel holds for this number */
-    uint8_t want;    /* M_EDGE: the armed directions (WEFT__IO_READ|WRITE) */
-    uint8_t vouched; /* M_EDGE: armed directions whose vouch still holds */
-    uint8_t hup;     /* M_EDGE: sticky (see hup_pending): READ after the peer's
-                        FIN, READ|WRITE|ERROR after a hang-up or an error */
-    bool pend;       /* M_EDGE: on the pend list */
-    uint32_t epoch;  /* M_EDGE: the fd's epoch when registered */
-    void *data;      /* M_EDGE: what arm was given */
+    uint8_t mode;           /* M_*: what the kernel holds for this number */
+    struct weft__owned own; /* M_EDGE: the registration's state (owned.h) */
 };
 
 struct weft__backend {
@@ -148,46 +144,16 @@ static struct efd *rec(struct weft__backend *b, int fd)
     return &b->fds[fd];
 }
 
-/*
- * A hang-up (peer's FIN, reset, error) is a state, not an event: it stays.
- * Its edge comes once, and a reader may have been told of it together with
- * data (one report: IN|RDHUP), read the data with a short read, and then
- * waited without a read(2) that would have returned 0 (src/net/io.c skips
- * the read after a short one). So an EDGE fd remembers a hang-up it has
- * seen, and a vouched arm of such an fd is reported at the next poll
- * without waiting for an edge (tokio keeps its "closed" readiness for the
- * same reason). Only the directions the hang-up concerns: after the
- * peer's FIN (RDHUP) a writer may still write and waits for edges as
- * before. A new registration (mode change, new epoch) starts clean:
- * EPOLL_CTL_ADD / MOD look at the current state themselves.
- */
-static int hup_pending(struct weft__backend *b, struct efd *r, int fd)
-{
-    if (r->pend)
-        return 0;
-    int e = weft__fdlist_push(&b->pend, fd);
-    if (e == 0)
-        r->pend = true;
-    return e;
-}
-
-/* The reports hup_pending promised (at most max); the rest stay listed. */
+/* The hang-ups that vouched arms listed (owned.h: weft__owned_hup_pending,
+ * which says why), reported at once by the next poll (at most max); the
+ * rest stay listed. */
 static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
 {
     int k = 0, i = 0;
     for (; i < b->pend.n && k < max; i++) {
         int fd = b->pend.v[i];
-        if (fd >= b->nfds)
-            continue;
-        struct efd *r = &b->fds[fd];
-        r->pend = false;
-        if (r->mode != M_EDGE || !(r->hup & r->want))
-            continue; /* forgotten, re-registered or disarmed meanwhile */
-        out[k].data = r->data;
-        out[k].events = r->hup;
-        r->vouched &= (uint8_t)~r->want;
-        r->want = 0;
-        k++;
+        if (fd < b->nfds && weft__owned_take(&b->fds[fd].own, b->fds[fd].mode == M_EDGE, &out[k]))
+            k++;
     }
     weft__fdlist_consume(&b->pend, i);
     return k;
@@ -216,19 +182,15 @@ static int ep_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
     b->v_fd = -1;
     struct efd *r = fd >= 0 && fd < b->nfds ? &b->fds[fd] : NULL;
     if (v) {
-        /* Directions still armed from before keep their vouch if the
-         * registration is the same one (same epoch). */
-        bool same = r && r->mode == M_EDGE && r->epoch == v_epoch;
-        uint32_t ok = v | (same ? r->vouched : 0);
-        if (!(events & ~ok)) {
-            if (same) {
-                r->want = (uint8_t)events; /* the common case: no system call */
-                r->vouched = (uint8_t)events;
-                r->data = data;
-                if (r->hup & events)
-                    return hup_pending(b, r, fd);
-                return 0;
-            }
+        if (r && r->mode == M_EDGE && weft__owned_serves(&r->own, v_epoch, v, events)) {
+            weft__owned_arm(&r->own, events, data); /* the common case: no system call */
+            if (r->own.hup & events)
+                return weft__owned_hup_pending(&b->pend, &r->own, fd);
+            return 0;
+        }
+        if (!(events & ~v)) {
+            /* Vouched now for all it asks, not registered owned (or with
+             * another epoch): register, once. */
             struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                      .data.u64 = TAG_EDGE | (uint64_t)(uint32_t)fd};
             int e = ctl_set(b, fd, &ev);
@@ -240,11 +202,8 @@ static int ep_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
                 epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
                 return -ENOMEM;
             }
-            *r = (struct efd){.mode = M_EDGE,
-                              .want = (uint8_t)events,
-                              .vouched = (uint8_t)events,
-                              .epoch = v_epoch,
-                              .data = data};
+            *r = (struct efd){.mode = M_EDGE, .own.epoch = v_epoch}; /* no hang-up seen */
+            weft__owned_arm(&r->own, events, data);
             return 0;
         }
     }
@@ -268,7 +227,7 @@ static int ep_disarm(struct weft__backend *b, int fd)
     if (fd >= 0 && fd < b->nfds && b->fds[fd].mode == M_EDGE) {
         /* Owned: filter from now on, keep the registration (the next
          * vouched arm is free; forget removes it before a close). */
-        b->fds[fd].want = b->fds[fd].vouched = 0;
+        b->fds[fd].own.want = b->fds[fd].own.vouched = 0;
         return 0;
     }
     if (fd >= 0 && fd < b->nfds)
@@ -297,13 +256,8 @@ static int ep_arm_owned(struct weft__backend *b, int fd, uint32_t events, uint32
 {
     if ((unsigned)fd < (unsigned)b->nfds && (events & RW) && all && !(all & ~RW) && data) {
         struct efd *r = &b->fds[fd];
-        if (r->mode == M_EDGE && r->epoch == epoch && !(all & ~((events & RW) | r->vouched)) &&
-            !(r->hup & all)) {
-            r->want = (uint8_t)all;
-            r->vouched = (uint8_t)all;
-            r->data = data;
+        if (r->mode == M_EDGE && weft__owned_arm_held(&r->own, epoch, events & RW, all, data))
             return 0;
-        }
     }
     ep_vouch(b, fd, events, epoch);
     return ep_arm(b, fd, all, data);
@@ -342,25 +296,13 @@ static bool edge_event(struct weft__backend *b, int fd, uint32_t e, struct weft_
         return false; /* forgotten meanwhile (cannot happen within one poll) */
     struct efd *r = &b->fds[fd];
     uint32_t ev = to_io(e);
-    if (e & (EPOLLHUP | EPOLLERR))
-        r->hup = WEFT__IO_READ | WEFT__IO_WRITE | WEFT__IO_ERROR; /* sticky: see hup_pending */
-    else if (e & EPOLLRDHUP)
-        r->hup |= WEFT__IO_READ; /* the peer will send no more: reads see end of file */
-    if (!r->want) {
+    weft__owned_hung_up(&r->own, e & (EPOLLHUP | EPOLLERR), e & EPOLLRDHUP);
+    if (!r->own.want) {
         epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
         r->mode = M_NONE;
         return false;
     }
-    if (!(ev & (r->want | WEFT__IO_ERROR)))
-        return false; /* the armed direction is still not ready: keep waiting */
-    out->data = r->data;
-    out->events = ev;
-    /* One report, then nothing until armed again; a direction that was armed
-     * and is not in this report was seen not ready now, so its vouch holds
-     * for the re-arm that follows (the loop re-arms the other waiter). */
-    r->want = 0;
-    r->vouched &= (uint8_t)~ev;
-    return true;
+    return weft__owned_report(&r->own, ev, out);
 }
 
 static int ep_poll(struct weft__backend *b, weft_time_t deadline, struct weft__io_event *out,

@@ -22,10 +22,12 @@
  * socket and stays; the armed directions (`want`) are kept here and
  * completions filtered by them, so re-arming after a report queues
  * nothing. Like epoll's EPOLLET these are edges, which the vouch makes
- * enough (see epoll.c). A completion without IORING_CQE_F_MORE ends the
- * request (the kernel may do that, e.g. on a full completion queue): if a
- * direction is still armed a new one is queued at once (a POLL_ADD looks
- * at the current readiness first, so nothing between the two is lost).
+ * enough (see epoll.c), and the state kept per fd (armed directions,
+ * vouches, a hang-up seen) and what is done with it are epoll's too:
+ * owned.h. A completion without IORING_CQE_F_MORE ends the request (the
+ * kernel may do that, e.g. on a full completion queue): if a direction is
+ * still armed a new one is queued at once (a POLL_ADD looks at the current
+ * readiness first, so nothing between the two is lost).
  * A pending poll holds a reference to the file, so a multishot must not
  * outlive the waits on it: an fd whose armed directions drop to none
  * (reported, or the waiter gave up) is put on the `idle` list, and the
@@ -68,7 +70,7 @@
  */
 #ifdef WEFT_HAVE_URING
 
-#include "backend.h"
+#include "owned.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -94,14 +96,10 @@ struct ufd {
     uint32_t gen; /* the current request's generation (stale ones differ) */
     bool armed;   /* a POLL_ADD with gen is pending */
     bool known;   /* fstat said pollable; cleared by disarm */
-    bool multi;   /* owned: the request (if armed) is multishot, want filters */
+    bool multi;   /* owned: the request (if armed) is multishot, own.want filters */
     bool idle_q;  /* on the idle list */
-    uint8_t want; /* multi: the armed directions */
-    uint8_t vouched; /* multi: armed directions whose vouch still holds */
-    uint8_t hup;     /* multi: sticky hang-up directions (epoll.c: hup_pending) */
-    bool pend;       /* multi: on the pend list */
-    uint32_t epoch;  /* multi: the fd's epoch when registered */
-    void *data;   /* what arm was given */
+    struct weft__owned own; /* multi: the registration's state (owned.h); own.data
+                               also for a one-shot request: what arm was given */
 };
 
 struct weft__backend {
@@ -306,24 +304,16 @@ static void idle_sweep(struct weft__backend *b)
             continue;
         struct ufd *u = &b->fds[fd];
         u->idle_q = false;
-        if (u->multi && !u->want)
+        if (u->multi && !u->own.want)
             remove_req(b, u, fd);
     }
     b->idle.n = 0;
 }
 
-/* A hang-up is a state; its completion comes once (see epoll.c's
- * hup_pending for why a vouched reader must still hear of it). */
-static int hup_pending(struct weft__backend *b, struct ufd *u, int fd)
-{
-    if (u->pend)
-        return 0;
-    int e = weft__fdlist_push(&b->pend, fd);
-    if (e == 0)
-        u->pend = true;
-    return e;
-}
-
+/* The hang-ups that vouched arms listed (owned.h: weft__owned_hup_pending,
+ * which says why a vouched reader must still hear of one), reported at
+ * once by the next poll (at most max); the rest stay listed. A reported
+ * fd's want is 0: it goes idle. */
 static int take_pending(struct weft__backend *b, struct weft__io_event *out, int max)
 {
     int k = 0, i = 0;
@@ -332,15 +322,10 @@ static int take_pending(struct weft__backend *b, struct weft__io_event *out, int
         if (fd >= b->nfds)
             continue;
         struct ufd *u = &b->fds[fd];
-        u->pend = false;
-        if (!u->multi || !(u->hup & u->want))
-            continue; /* forgotten, re-registered or disarmed meanwhile */
-        out[k].data = u->data;
-        out[k].events = u->hup;
-        u->vouched &= (uint8_t)~u->want;
-        u->want = 0;
-        idle_push(b, u, fd);
-        k++;
+        if (weft__owned_take(&u->own, u->multi, &out[k])) {
+            idle_push(b, u, fd);
+            k++;
+        }
     }
     weft__fdlist_consume(&b->pend, i);
     return k;
@@ -359,16 +344,14 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
     b->v_fd = -1;
     if (v && fd < b->nfds) {
         struct ufd *u = &b->fds[fd];
-        if (u->multi && u->epoch == v_epoch && !(events & ~(v | u->vouched))) {
+        if (u->multi && weft__owned_serves(&u->own, v_epoch, v, events)) {
             /* The common case: nothing to submit, unless the request ended. */
-            u->want = (uint8_t)events;
-            u->vouched = (uint8_t)events;
-            u->data = data;
-            if (u->hup & events)
-                return hup_pending(b, u, fd);
+            weft__owned_arm(&u->own, events, data);
+            if (u->own.hup & events)
+                return weft__owned_hup_pending(&b->pend, &u->own, fd);
             return u->armed ? 0 : add_multi(b, u, fd);
         }
-        if (u->epoch != v_epoch)
+        if (u->own.epoch != v_epoch)
             u->known = false; /* the number may be another file now: check again */
     }
     if (fd >= b->nfds || !b->fds[fd].known) {
@@ -387,15 +370,13 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
     remove_req(b, u, fd); /* re-arm: the old request goes first */
     if (v && b->have_multi && !(events & ~v)) {
         u->multi = true;
-        u->hup = 0; /* a new request looks at the current state itself */
-        u->want = (uint8_t)events;
-        u->vouched = (uint8_t)events;
-        u->epoch = v_epoch;
-        u->data = data;
+        u->own.hup = 0; /* a new request looks at the current state itself */
+        u->own.epoch = v_epoch;
+        weft__owned_arm(&u->own, events, data);
         return add_multi(b, u, fd);
     }
     u->multi = false;
-    u->want = u->vouched = 0;
+    u->own.want = u->own.vouched = 0;
     struct io_uring_sqe *s = get_sqe(b);
     if (!s)
         return -ENOMEM;
@@ -406,7 +387,7 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
         mask |= POLLOUT;
     u->gen++;
     u->armed = true;
-    u->data = data;
+    u->own.data = data;
     io_uring_prep_poll_add(s, fd, mask);
     s->user_data = poll_ud(fd, u->gen);
     return 0;
@@ -420,7 +401,7 @@ static int ur_disarm(struct weft__backend *b, int fd)
     if (u->multi) {
         /* Owned: filter from now on; the request goes at the next poll
          * unless armed again (forget removes it at once). */
-        u->want = u->vouched = 0;
+        u->own.want = u->own.vouched = 0;
         idle_push(b, u, fd);
         return 0;
     }
@@ -453,13 +434,8 @@ static int ur_arm_owned(struct weft__backend *b, int fd, uint32_t events, uint32
     if ((unsigned)fd < (unsigned)b->nfds && b->have_multi && (events & RW) && all &&
         !(all & ~RW) && data) {
         struct ufd *u = &b->fds[fd];
-        if (u->multi && u->armed && u->epoch == epoch &&
-            !(all & ~((events & RW) | u->vouched)) && !(u->hup & all)) {
-            u->want = (uint8_t)all;
-            u->vouched = (uint8_t)all;
-            u->data = data;
+        if (u->multi && u->armed && weft__owned_arm_held(&u->own, epoch, events & RW, all, data))
             return 0;
-        }
     }
     ur_vouch(b, fd, events, epoch);
     return ur_arm(b, fd, all, data);
@@ -475,7 +451,7 @@ static int ur_forget(struct weft__backend *b, int fd)
     bool was = u->armed;
     remove_req(b, u, fd);
     u->known = u->multi = false;
-    u->want = u->vouched = u->hup = 0;
+    u->own.want = u->own.vouched = u->own.hup = 0;
     if (was)
         submit_removal(b); /* before the close: see ur_disarm */
     return 0;
@@ -529,7 +505,7 @@ static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bo
             uint32_t ev = poll_events(cqe->res);
             if (!u->multi) {
                 u->armed = false;
-                out[k].data = u->data;
+                out[k].data = u->own.data;
                 out[k].events = ev;
                 k++;
                 continue;
@@ -537,31 +513,25 @@ static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bo
             /* Owned (multishot): filter by the armed directions. */
             if (!(cqe->flags & IORING_CQE_F_MORE))
                 u->armed = false; /* the request ended */
-            if (cqe->res > 0 && (cqe->res & (POLLHUP | POLLERR)))
-                u->hup = WEFT__IO_READ | WEFT__IO_WRITE | WEFT__IO_ERROR; /* sticky */
-            else if (cqe->res > 0 && (cqe->res & POLLRDHUP))
-                u->hup |= WEFT__IO_READ;
+            if (cqe->res > 0)
+                weft__owned_hung_up(&u->own, cqe->res & (POLLHUP | POLLERR), cqe->res & POLLRDHUP);
             if (cqe->res == -EINVAL) {
                 /* The kernel refuses multishot after all: one-shot from now
                  * on. A waiter gets a spurious report and arms again. */
                 b->have_multi = false;
                 u->multi = false;
-                if (u->want) {
-                    out[k].data = u->data;
-                    out[k].events = u->want;
+                if (u->own.want) {
+                    out[k].data = u->own.data;
+                    out[k].events = u->own.want;
                     k++;
                 }
-                u->want = u->vouched = 0;
+                u->own.want = u->own.vouched = 0;
                 continue;
             }
-            if (u->want && (ev & (u->want | WEFT__IO_ERROR))) {
-                out[k].data = u->data;
-                out[k].events = ev;
+            if (u->own.want && weft__owned_report(&u->own, ev, &out[k])) {
                 k++;
-                u->want = 0;
-                u->vouched &= (uint8_t)~ev; /* see epoll.c's edge_event */
                 idle_push(b, u, fd);
-            } else if (!u->armed && u->want) {
+            } else if (!u->armed && u->own.want) {
                 add_multi(b, u, fd); /* ended while still armed: go on */
             }
         } else if (ud == UD_WAKE) {
