@@ -4,7 +4,8 @@
  * Files: loop.c (run, scheduling, timers, the remote queue, parking ops,
  * the watchdog), task.c (spawn, await, cancel, scopes, groups, fds),
  * backend.h + backend.c (choosing, fallback) + epoll.c + uring.c
- * (readiness, file I/O on io_uring), signal.c (signalfd waits, Ctrl-C),
+ * (readiness, file I/O on io_uring; owned.h: their owned-socket state),
+ * signal.c (signalfd waits, Ctrl-C),
  * file.c (weft_co_file_read/write).
  *
  * Who touches what. A loop and its tasks belong to the loop's thread: run
