@@ -1,7 +1,8 @@
 /* weft channels under stress: MPMC exactly-once and per-producer order for
  * several shapes and capacities, close racing with blocked callers, select
  * and deadlines racing with sends, release racing with timeouts, ping-pong,
- * and the revocation of the lock's bias while its thread holds it.
+ * and the revocation of the lock's bias while its thread holds it or is
+ * taking it.
  * Sizes scale with WEFT_TEST_SCALE (check_iters). */
 #include <sched.h>
 #include <stdatomic.h>
@@ -526,9 +527,17 @@ static void bias_thread(void *arg, int idx)
         if (weft__chan_asym ? b != weft__chan_self() : b != WEFT__CHAN_BIAS_OFF)
             atomic_fetch_add(&br->errors, 1000000);
         atomic_store(&br->biased, 1);
-        for (long i = 0; i < br->n; i++)
-            if (weft_chan_send(br->ch, &i) != 0)
+        /* Each try takes the lock (by bias until thread 1 revokes it),
+         * so the revocation races these takes. */
+        for (long i = 0; i < br->n; i++) {
+            int rc;
+            unsigned tries = 0;
+            while ((rc = weft_chan_send_until(br->ch, &i, 0)) == -ETIMEDOUT)
+                if (++tries % 64 == 0)
+                    sched_yield(); /* one core: let the receiver run */
+            if (rc != 0)
                 atomic_fetch_add(&br->errors, 1);
+        }
     } else {
         while (!atomic_load(&br->biased))
             sched_yield();
@@ -575,7 +584,9 @@ static void bias_lock_thread(void *arg, int idx)
     } else {
         while (!atomic_load(&bl->biased))
             sched_yield();
-        for (int i = 0; i < 100; i++)
+        /* The first take revokes; a few more, each short, while thread 0
+         * may still be inside its 20 us (a broken revocation shows there). */
+        for (int i = 0; i < 3; i++)
             bias_lock_section(bl, 0);
         atomic_store(&bl->done, 1);
     }
@@ -592,6 +603,82 @@ static void test_bias_lock(void)
         CHECK_U64(atomic_load(&bl.ch->bias), ==, WEFT__CHAN_BIAS_OFF);
         CHECK_OK(weft_chan_release(bl.ch));
     }
+}
+
+/* Many revocations, each at a random moment of a tight loop of biased
+ * takes: thread 0 biases a fresh channel to itself, then takes and drops
+ * the lock over and over, with no locked instruction inside; thread 1
+ * waits a random while and takes it once (revoking). Each marks itself
+ * inside and looks for the other. Without the revoker's membarrier this
+ * finds overlaps within a few thousand rounds. */
+struct bias_race {
+    weft_chan_t *_Atomic ch;
+    long rounds;
+    _Atomic long go, done;
+    _Atomic int b_in, r_in;
+    _Atomic long errors;
+};
+
+static void bias_race_inside(struct bias_race *br, _Atomic int *mine, _Atomic int *theirs)
+{
+    atomic_store_explicit(mine, 1, memory_order_relaxed);
+    for (int k = 0; k < 8; k++) {
+        if (atomic_load_explicit(theirs, memory_order_relaxed))
+            atomic_fetch_add(&br->errors, 1);
+        weft__cpu_relax();
+    }
+    atomic_store_explicit(mine, 0, memory_order_relaxed);
+}
+
+static void bias_race_thread(void *arg, int idx)
+{
+    struct bias_race *br = arg;
+    unsigned seed = 12345;
+    for (long r = 1; r <= br->rounds; r++) {
+        if (idx == 0) {
+            weft_chan_t *ch;
+            CHECK_OK(weft_chan_create(&ch, sizeof(long), 0));
+            for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++) {
+                weft__chan_lock(ch);
+                weft__chan_unlock(ch);
+            }
+            if (weft__chan_asym && atomic_load(&ch->bias) != weft__chan_self())
+                atomic_fetch_add(&br->errors, 1000000);
+            atomic_store(&br->ch, ch);
+            atomic_store(&br->go, r);
+            unsigned spins = 0;
+            while (atomic_load_explicit(&br->done, memory_order_acquire) != r) {
+                weft__chan_lock(ch);
+                bias_race_inside(br, &br->b_in, &br->r_in);
+                weft__chan_unlock(ch);
+                if (++spins % 1024 == 0)
+                    sched_yield(); /* one core: let the revoker run */
+            }
+            CHECK_OK(weft_chan_release(ch));
+        } else {
+            unsigned spins = 0;
+            while (atomic_load(&br->go) != r)
+                if (++spins % 64 == 0)
+                    sched_yield();
+                else
+                    weft__cpu_relax();
+            weft_chan_t *ch = atomic_load(&br->ch);
+            seed = seed * 1103515245u + 12345u;
+            for (unsigned i = 0, d = (seed >> 16) % 300; i < d; i++)
+                weft__cpu_relax();
+            weft__chan_lock(ch);
+            bias_race_inside(br, &br->r_in, &br->b_in);
+            weft__chan_unlock(ch);
+            atomic_store_explicit(&br->done, r, memory_order_release);
+        }
+    }
+}
+
+static void test_bias_race(void)
+{
+    struct bias_race br = {.rounds = check_iters("CHAN_BIAS_RACE", 20000)};
+    check_parallel(2, bias_race_thread, &br);
+    CHECK_INT(atomic_load(&br.errors), ==, 0);
 }
 
 static void test_bias_revoke(void)
@@ -618,6 +705,7 @@ int main(void)
     RUN(test_release_race);
     RUN(test_pingpong);
     RUN(test_bias_lock);
+    RUN(test_bias_race);
     RUN(test_bias_revoke);
     return check_done();
 }

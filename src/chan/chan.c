@@ -227,15 +227,21 @@ void weft__chan_bias_note(struct weft_chan *ch, uintptr_t self)
         return;
     }
     atomic_store_explicit(&ch->bias, WEFT__CHAN_BIAS_OFF, memory_order_relaxed);
-    if (weft__heavy_barrier() != 0) {
-        /* weft__asym_available() registered this process, so the barrier
-         * cannot be refused; if it is anyway, going on could let two
-         * threads in at once. */
-        fprintf(stderr, "weft: channel: membarrier failed (%d) while revoking a lock bias\n",
-                weft__heavy_barrier());
+    /* Waiting is safe here (we hold the word, the bias is OFF: B can only
+     * finish and step back), so a barrier that fails for want of memory
+     * (-ENOMEM: the kernel allocates a CPU mask for it) is tried again.
+     * Any other failure cannot come once weft__asym_available registered
+     * this process (weft__heavy_barrier registers a forked child again);
+     * if it does, going on could let two threads in at once. */
+    unsigned step = 0;
+    int rc;
+    while ((rc = weft__heavy_barrier()) == -ENOMEM)
+        backoff(&step);
+    if (rc != 0) {
+        fprintf(stderr, "weft: channel: membarrier failed (%d) while revoking a lock bias\n", rc);
         abort();
     }
-    unsigned step = 0;
+    step = 0;
     while (atomic_load_explicit(&ch->busy, memory_order_acquire) != 0)
         backoff(&step);
 }

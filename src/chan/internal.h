@@ -217,15 +217,31 @@ void weft__chan_bias_note(struct weft_chan *ch, uintptr_t self);
  */
 #define WEFT__CHAN_BIAS_OFF ((uintptr_t)1)
 #define WEFT__CHAN_BIAS_AFTER 16u
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_thread_pointer)
+/*
+ * The token names a thread, not a context, so the bias rests on two rules
+ * about coroutines: a context never switches while it holds a channel
+ * lock (true: under the lock weft only pushes on a run queue), and a
+ * token is never carried across a switch (a coroutine may be resumed on
+ * another thread by the co layer, though weft's loops never move one).
+ * Hence a read the compiler may not merge with another across a call
+ * (__builtin_thread_pointer is `const`), and weft__chan_lock reads it
+ * again after its slow path, which may suspend.
+ */
+#if defined(__x86_64__) && defined(__GNUC__)
 #define WEFT__CHAN_HAVE_TP 1
-#endif
-#endif
-#ifdef WEFT__CHAN_HAVE_TP
 static inline uintptr_t weft__chan_self(void)
 {
-    return (uintptr_t)__builtin_thread_pointer();
+    uintptr_t tp;
+    __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+}
+#elif defined(__aarch64__) && defined(__GNUC__)
+#define WEFT__CHAN_HAVE_TP 1
+static inline uintptr_t weft__chan_self(void)
+{
+    uintptr_t tp;
+    __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+    return tp;
 }
 #else
 extern _Thread_local char weft__chan_self_tls;
@@ -252,10 +268,10 @@ static inline void weft__chan_lock(struct weft_chan *ch)
     if (WEFT_UNLIKELY(!atomic_compare_exchange_weak_explicit(&ch->lock, &z, WEFT__CL_LOCKED,
                                                              memory_order_acquire,
                                                              memory_order_relaxed)))
-        weft__chan_lock_slow(ch);
+        weft__chan_lock_slow(ch); /* may suspend: self is read again below */
     if (WEFT_UNLIKELY(atomic_load_explicit(&ch->bias, memory_order_relaxed) !=
                       WEFT__CHAN_BIAS_OFF))
-        weft__chan_bias_note(ch, self);
+        weft__chan_bias_note(ch, weft__chan_self());
 }
 static inline void weft__chan_unlock(struct weft_chan *ch)
 {
