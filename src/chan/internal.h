@@ -228,19 +228,16 @@ void weft__chan_bias_note(struct weft_chan *ch, uintptr_t self);
  * again after its slow path, which may suspend.
  */
 #if defined(__x86_64__) && defined(__GNUC__)
-#define WEFT__CHAN_HAVE_TP 1
-static inline uintptr_t weft__chan_self(void)
-{
-    uintptr_t tp;
-    __asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
-    return tp;
-}
+#define WEFT__CHAN_TP_ASM "mov %%fs:0, %0"
 #elif defined(__aarch64__) && defined(__GNUC__)
+#define WEFT__CHAN_TP_ASM "mrs %0, tpidr_el0"
+#endif
+#ifdef WEFT__CHAN_TP_ASM
 #define WEFT__CHAN_HAVE_TP 1
 static inline uintptr_t weft__chan_self(void)
 {
     uintptr_t tp;
-    __asm__ volatile("mrs %0, tpidr_el0" : "=r"(tp));
+    __asm__ volatile(WEFT__CHAN_TP_ASM : "=r"(tp));
     return tp;
 }
 #else
