@@ -100,29 +100,27 @@ func timers(c, k int64) (float64, float64) {
 	return cpu / float64(c*k), float64(wall.Nanoseconds()) / float64(c*k)
 }
 
+// spawnBench runs one spawn benchmark (bench) and prints it and the peak
+// RSS after it (bench + "_rss"), each if asked for. The RSS line is a
+// high-water mark of the runs before it, so asking for it alone still
+// runs the spawns.
+func spawnBench(bench string, n int64, all bool) {
+	sp, rss := want(bench), want(bench+"_rss")
+	if !sp && !rss {
+		return
+	}
+	v := repeat(func() float64 { return spawn(n, all) }, false)
+	if sp {
+		emit(bench, "go", []kv{{"n", n}}, "ns_per_op", v)
+	}
+	if rss {
+		emit(bench+"_rss", "go", []kv{{"n", n}}, "kib", peakRSSKiB())
+	}
+}
+
 func benchCo() {
-	// The _rss lines are the peak RSS after the spawn runs before them (a
-	// high-water mark), so asking for one runs its spawn benchmark.
-	n := size("spawn", 1000000, 10000)
-	if sp, rss := want("co_spawn"), want("co_spawn_rss"); sp || rss {
-		v := repeat(func() float64 { return spawn(n, false) }, false)
-		if sp {
-			emit("co_spawn", "go", []kv{{"n", n}}, "ns_per_op", v)
-		}
-		if rss {
-			emit("co_spawn_rss", "go", []kv{{"n", n}}, "kib", peakRSSKiB())
-		}
-	}
-	nall := size("spawn-all", 1000000, 10000)
-	if sp, rss := want("co_spawn_all"), want("co_spawn_all_rss"); sp || rss {
-		v := repeat(func() float64 { return spawn(nall, true) }, false)
-		if sp {
-			emit("co_spawn_all", "go", []kv{{"n", nall}}, "ns_per_op", v)
-		}
-		if rss {
-			emit("co_spawn_all_rss", "go", []kv{{"n", nall}}, "kib", peakRSSKiB())
-		}
-	}
+	spawnBench("co_spawn", size("spawn", 1000000, 10000), false)
+	spawnBench("co_spawn_all", size("spawn-all", 1000000, 10000), true)
 
 	iters := size("pingpong", 1000000, 10000)
 	if want("chan_pingpong_co") {
