@@ -59,13 +59,25 @@ static void *reader_thread(void *arg)
     return (void *)(intptr_t)rc;
 }
 
-/* Wait (no sleep) until the reader's loop has started its socket wait: from
- * then on that loop is the fd's owner. */
-static weft_loop_t *wait_for_wait(struct reader *r)
+/* Make a socket pair, start a reader on a loop of its own thread (*th) on
+ * one end (r->fd), and wait (no sleep) until its loop has started the
+ * socket wait: from then on that loop is the fd's owner. *peer: the other
+ * end. Returns the reader's loop (retained). */
+static weft_loop_t *start_reader(struct reader *r, pthread_t *th, int *peer)
 {
+    CHECK_OK(net_tcp_pair(&r->fd, peer));
+    CHECK_OK(pthread_create(th, NULL, reader_thread, r));
     while (!atomic_load_explicit(&r->waiting, memory_order_acquire))
         sched_yield();
     return atomic_load_explicit(&r->loop, memory_order_acquire);
+}
+
+/* Join the reader's thread; its loop must have run cleanly. */
+static void join_reader(pthread_t th)
+{
+    void *rc;
+    pthread_join(th, &rc);
+    CHECK_INT((int)(intptr_t)rc, ==, 0);
 }
 
 /* A coroutine of a second loop closes the socket. */
@@ -78,19 +90,16 @@ static int closer_main(void *arg, void **result)
 /* closer: 0 this plain thread, 1 a coroutine of a loop on this thread. */
 static void close_while_waiting(int closer)
 {
-    int a, b;
-    CHECK_OK(net_tcp_pair(&a, &b));
-    struct reader r = {.fd = a};
+    struct reader r = {0};
     pthread_t th;
-    CHECK_OK(pthread_create(&th, NULL, reader_thread, &r));
-    weft_loop_t *L = wait_for_wait(&r);
+    int b;
+    weft_loop_t *L = start_reader(&r, &th, &b);
+    int a = r.fd;
     if (closer == 0)
         CHECK_OK(weft_net_close(a)); /* handed to the reader's loop */
     else
         CHECK_OK(weft_loop_run(closer_main, &a, NULL));
-    void *rc;
-    pthread_join(th, &rc);
-    CHECK_INT((int)(intptr_t)rc, ==, 0);
+    join_reader(th);
     /* The waiting read was woken and told the fd is closed. */
     CHECK_RC((int)r.rc, -EPIPE);
     /* And it was really closed: the peer reads end of file. */
@@ -125,16 +134,13 @@ static void test_close_from_other_loop(void)
 static void test_owner_finished(void)
 {
     int fds = check_fd_count();
-    int a, b;
-    CHECK_OK(net_tcp_pair(&a, &b));
-    struct reader r = {.fd = a};
+    struct reader r = {0};
     pthread_t th;
-    CHECK_OK(pthread_create(&th, NULL, reader_thread, &r));
-    wait_for_wait(&r); /* its loop is the owner now */
+    int b;
+    start_reader(&r, &th, &b); /* its loop is the owner now */
+    int a = r.fd;
     CHECK_INT((int)weft_net_write_all(b, "x", 1, NULL), ==, 1);
-    void *rc;
-    pthread_join(th, &rc);
-    CHECK_INT((int)(intptr_t)rc, ==, 0);
+    join_reader(th);
     CHECK_INT((int)r.rc, ==, 1);
     CHECK_INT(r.got, ==, 'x');
     CHECK_OK(weft_loop_release(atomic_load(&r.loop)));
@@ -150,12 +156,11 @@ static void test_owner_finished(void)
  * that a parent's loop waits on happens at once, in the child. */
 static void test_forked_child(void)
 {
-    int a, b;
-    CHECK_OK(net_tcp_pair(&a, &b));
-    struct reader r = {.fd = a};
+    struct reader r = {0};
     pthread_t th;
-    CHECK_OK(pthread_create(&th, NULL, reader_thread, &r));
-    weft_loop_t *L = wait_for_wait(&r);
+    int b;
+    weft_loop_t *L = start_reader(&r, &th, &b);
+    int a = r.fd;
     pid_t pid = fork();
     CHECK_INT(pid, >=, 0);
     if (pid == 0) {
@@ -169,8 +174,7 @@ static void test_forked_child(void)
      * waiting loop. */
     CHECK_INT(fcntl(a, F_GETFD), >=, 0);
     CHECK_OK(weft_net_close(a));
-    void *rc;
-    pthread_join(th, &rc);
+    join_reader(th);
     CHECK_RC((int)r.rc, -EPIPE);
     CHECK_OK(weft_loop_release(L));
     CHECK_OK(weft_net_close(b));
