@@ -504,6 +504,23 @@ static void test_pingpong(void)
 
 /* ---- the lock's bias ---------------------------------------------------------------- */
 
+/* Take ch's lock alone until it is biased to this thread. */
+static void bias_take(weft_chan_t *ch)
+{
+    for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++) {
+        weft__chan_lock(ch);
+        weft__chan_unlock(ch);
+    }
+}
+
+/* After this thread took ch's lock alone WEFT__CHAN_BIAS_AFTER times: biased
+ * to it, or OFF in the CAS form (where nothing is ever biased). */
+static bool biased_to_self(weft_chan_t *ch)
+{
+    uintptr_t b = atomic_load(&ch->bias);
+    return weft__chan_asym ? b == weft__chan_self() : b == WEFT__CHAN_BIAS_OFF;
+}
+
 /* Thread 0 takes the lock alone until the channel is biased to it, then
  * sends while thread 1 receives: thread 1's first acquisition revokes the
  * bias while thread 0 may hold the lock by it. Every value must arrive
@@ -523,8 +540,7 @@ static void bias_thread(void *arg, int idx)
         for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++)
             if (weft_chan_send_until(br->ch, &x, 0) != -ETIMEDOUT) /* locks, meets nobody */
                 atomic_fetch_add(&br->errors, 1);
-        uintptr_t b = atomic_load(&br->ch->bias);
-        if (weft__chan_asym ? b != weft__chan_self() : b != WEFT__CHAN_BIAS_OFF)
+        if (!biased_to_self(br->ch))
             atomic_fetch_add(&br->errors, 1000000);
         atomic_store(&br->biased, 1);
         /* Each try takes the lock (by bias until thread 1 revokes it),
@@ -576,8 +592,9 @@ static void bias_lock_thread(void *arg, int idx)
 {
     struct bias_lock *bl = arg;
     if (idx == 0) {
-        for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++)
-            bias_lock_section(bl, 0);
+        bias_take(bl->ch);
+        if (!biased_to_self(bl->ch))
+            atomic_fetch_add(&bl->errors, 1000000);
         atomic_store(&bl->biased, 1);
         while (!atomic_load(&bl->done))
             bias_lock_section(bl, 20000);
@@ -638,11 +655,8 @@ static void bias_race_thread(void *arg, int idx)
         if (idx == 0) {
             weft_chan_t *ch;
             CHECK_OK(weft_chan_create(&ch, sizeof(long), 0));
-            for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++) {
-                weft__chan_lock(ch);
-                weft__chan_unlock(ch);
-            }
-            if (weft__chan_asym && atomic_load(&ch->bias) != weft__chan_self())
+            bias_take(ch);
+            if (!biased_to_self(ch))
                 atomic_fetch_add(&br->errors, 1000000);
             atomic_store(&br->ch, ch);
             atomic_store(&br->go, r);
