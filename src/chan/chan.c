@@ -205,9 +205,10 @@ void weft__chan_unlock_slow(struct weft_chan *ch)
  * Called with the word held, by a thread that took it while bias != OFF:
  * count toward a bias, or revoke one. A channel on which the taking thread
  * changed 4 times is shared: it goes OFF without ever being biased (and
- * without a heavy barrier), so two threads that take turns pay one load
- * per acquisition. A channel biased to one thread and then taken by
- * another pays one heavy barrier (a few microseconds), once.
+ * without a heavy barrier), so two threads that take turns pay two plain
+ * loads more per lock and one per unlock. A channel biased to one thread
+ * and then taken by another pays one heavy barrier (a few microseconds),
+ * once.
  */
 void weft__chan_bias_note(struct weft_chan *ch, uintptr_t self)
 {
