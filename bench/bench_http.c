@@ -259,13 +259,15 @@ static int cmp_res(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* A started server and its results. */
+/* A started server and its results: res[0..ok) in the order measured,
+ * and turn[i], the turn res[i] was measured in (a failed run leaves a gap). */
 struct server {
     const char *impl;
     pid_t pid;
     int port;
     int ok;
     struct result res[BENCH_MAX_RUNS];
+    int turn[BENCH_MAX_RUNS];
 };
 #define MAX_SERVERS 8
 static struct server servers[MAX_SERVERS];
@@ -324,10 +326,81 @@ static void launch(const char *impl, char *const argv[], const char *env_kv, boo
     servers[nservers++] = (struct server){.impl = impl, .pid = pid, .port = port};
 }
 
-/* Print one server's median run (by requests/s) and stop it. */
+static struct server *server_named(const char *impl)
+{
+    for (int k = 0; k < nservers; k++)
+        if (strcmp(servers[k].impl, impl) == 0 && servers[k].ok)
+            return &servers[k];
+    return NULL;
+}
+
+/*
+ * Paired comparison of a weft server with a peer, turn by turn: in each
+ * turn both measured, the ratio weft/peer of CPU per request (cpu) or of
+ * requests/s; their median into *median and the number of turns in which
+ * weft met the target (cpu: at most the peer's; else at least) into
+ * *wins. Returns the number of paired turns (0: no pair). Servers of one
+ * turn run seconds apart, so this takes out the host's drift over minutes
+ * that the per-server medians keep.
+ */
+static int pair(const struct server *w, const struct server *peer, bool cpu, double *median,
+                int *wins)
+{
+    double v[BENCH_MAX_RUNS];
+    int n = 0;
+    *wins = 0;
+    for (int i = 0; i < w->ok; i++)
+        for (int j = 0; j < peer->ok; j++) {
+            if (peer->turn[j] != w->turn[i])
+                continue;
+            double a = cpu ? w->res[i].cpu_us_per_req : w->res[i].rps;
+            double b = cpu ? peer->res[j].cpu_us_per_req : peer->res[j].rps;
+            if (a <= 0 || b <= 0)
+                continue;
+            v[n++] = a / b;
+            *wins += cpu ? a <= b : a >= b;
+        }
+    if (n) {
+        qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
+        *median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    }
+    return n;
+}
+
+/* For a weft server: its paired comparisons with the peers its targets
+ * name (docs/bench.md), as JSON fields for its line into out, and one
+ * line each on stderr. */
+static void paired_notes(const struct server *sv, char *out, size_t cap)
+{
+    static const struct {
+        const char *peer, *field;
+        bool cpu;
+    } targets[] = {{"epoll", "cpu_vs_epoll", true},
+                   {"libuv", "rps_vs_libuv", false},
+                   {"uvloop", "rps_vs_uvloop", false}};
+    out[0] = '\0';
+    if (strncmp(sv->impl, "weft", 4) != 0)
+        return;
+    size_t len = 0;
+    for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
+        const struct server *peer = server_named(targets[t].peer);
+        double median;
+        int wins;
+        int n = peer ? pair(sv, peer, targets[t].cpu, &median, &wins) : 0;
+        if (!n || len >= cap)
+            continue;
+        len += (size_t)snprintf(out + len, cap - len,
+                                ", \"%s_paired\": %.3f, \"%s_turns_met\": \"%d/%d\"",
+                                targets[t].field, median, targets[t].field, wins, n);
+        fprintf(stderr, "  %-14s paired with %-6s over %d turns: median %s ratio %.3f, "
+                "target met in %d\n", sv->impl, targets[t].peer, n,
+                targets[t].cpu ? "CPU/req" : "req/s", median, wins);
+    }
+}
+
+/* Print one server's median run (by requests/s). */
 static void report(struct server *sv, int conns, int seconds)
 {
-    stop(sv->pid);
     if (!sv->ok) {
         fprintf(stderr, "bench_http: %s: wrk failed\n", sv->impl);
         return;
@@ -345,15 +418,20 @@ static void report(struct server *sv, int conns, int seconds)
         cpu[i] = sv->res[i].cpu_us_per_req;
     qsort(cpu, (size_t)sv->ok, sizeof cpu[0], bench_cmp_);
     double cpu_median = cpu[sv->ok / 2];
-    /* Requests/s and the latencies: the median run by requests/s. */
-    qsort(sv->res, (size_t)sv->ok, sizeof sv->res[0], cmp_res);
-    const struct result *m = &sv->res[sv->ok / 2];
+    /* Requests/s and the latencies: the median run by requests/s (sorted
+     * in a copy: pair() needs the runs in turn order). */
+    struct result by_rps[BENCH_MAX_RUNS];
+    memcpy(by_rps, sv->res, (size_t)sv->ok * sizeof by_rps[0]);
+    qsort(by_rps, (size_t)sv->ok, sizeof by_rps[0], cmp_res);
+    const struct result *m = &by_rps[sv->ok / 2];
+    char paired[512];
+    paired_notes(sv, paired, sizeof paired);
     printf("{\"bench\": \"http_hello\", \"impl\": \"%s\", \"params\": {\"conns\": %d, "
            "\"threads\": 1, \"seconds\": %d, \"stat\": \"median\"}, \"req_per_s\": %.0f, "
            "\"p50_us\": %.1f, \"p75_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, "
-           "\"cpu_us_per_req\": %.2f, \"requests\": %lld, \"errors\": %lld, \"runs\": %d}\n",
+           "\"cpu_us_per_req\": %.2f, \"requests\": %lld, \"errors\": %lld%s, \"runs\": %d}\n",
            sv->impl, conns, seconds, m->rps, m->p50, m->p75, m->p90, m->p99, cpu_median,
-           m->requests, m->errors, sv->ok);
+           m->requests, m->errors, paired, sv->ok);
     fflush(stdout);
     fprintf(stderr, "  %-14s %9.0f req/s  p50 %7.1f us  p99 %8.1f us  %5.2f us CPU/req%s\n",
             sv->impl, m->rps, m->p50, m->p99, cpu_median, m->errors ? "  (errors!)" : "");
@@ -466,10 +544,12 @@ int main(int argc, char **argv)
     for (int r = 0; r < runs; r++)
         for (int j = 0; j < nservers; j++) {
             int k = (j + r) % nservers;
-            if (run_wrk(servers[k].port, conns, seconds, servers[k].pid,
-                        &servers[k].res[servers[k].ok]) == 0)
-                servers[k].ok++;
+            struct server *sv = &servers[k];
+            if (run_wrk(sv->port, conns, seconds, sv->pid, &sv->res[sv->ok]) == 0)
+                sv->turn[sv->ok++] = r;
         }
+    for (int k = 0; k < nservers; k++)
+        stop(servers[k].pid);
     for (int k = 0; k < nservers; k++)
         report(&servers[k], conns, seconds);
     return 0;
