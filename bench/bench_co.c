@@ -271,7 +271,7 @@ static double run_pp_go(void *arg)
     (void)arg;
     char size[64];
     snprintf(size, sizeof size, "--pingpong=%lld", n_pp);
-    const char *argv[] = {go_peer, "--only=chan_pingpong_co", "--skip=", "--runs=1", size,
+    const char *argv[] = {go_peer, "--only=chan_pingpong_co", "--skip=", "--runs=1", "--quiet", size,
                           bench_tiny() ? "--tiny" : NULL, NULL};
     return bench_external(argv, "chan_pingpong_co", "ns_per_op");
 }

@@ -9,8 +9,8 @@
 // environment. --only=NAME[,NAME...] runs only the named benchmarks (the
 // "bench" names printed) and --skip=NAME[,NAME...] leaves them out
 // (WEFT_BENCH_ONLY, WEFT_BENCH_SKIP); bench_co runs the Go chan_pingpong_co
-// with --only to interleave it with its own runs, and bench/run.sh skips it
-// here then. Goroutines run on GOMAXPROCS threads (the number of CPUs unless
+// with --only to interleave it with its own runs (and --quiet: no banner on
+// stderr at each run), and bench/run.sh skips it here then. Goroutines run on GOMAXPROCS threads (the number of CPUs unless
 // the environment says otherwise).
 package main
 
@@ -31,6 +31,7 @@ var (
 	runs    = 5
 	best    = false
 	verbose = false
+	quiet   = false // --quiet: no banner (bench_co runs this once per interleaved run)
 
 	only map[string]bool // nil: every benchmark
 	skip map[string]bool
@@ -89,8 +90,10 @@ func initOpts() {
 			tiny = true
 		case a == "--verbose":
 			verbose = true
+		case a == "--quiet":
+			quiet = true
 		case a == "-h" || a == "--help":
-			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--verbose] [--runs=N] [--stat=median|best] [--only=NAME,...] [--skip=NAME,...] [--SIZE=N]...\n", os.Args[0])
+			fmt.Fprintf(os.Stderr, "usage: %s [--tiny] [--verbose] [--quiet] [--runs=N] [--stat=median|best] [--only=NAME,...] [--skip=NAME,...] [--SIZE=N]...\n", os.Args[0])
 			os.Exit(0)
 		case strings.HasPrefix(a, "--") && strings.Contains(a, "="):
 		default:
@@ -260,7 +263,9 @@ func (s *span) duration() time.Duration { return time.Duration(s.end - s.start) 
 
 func main() {
 	initOpts()
-	fmt.Fprintf(os.Stderr, "go peers: %s, GOMAXPROCS=%d\n", runtime.Version(), runtime.GOMAXPROCS(0))
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "go peers: %s, GOMAXPROCS=%d\n", runtime.Version(), runtime.GOMAXPROCS(0))
+	}
 	benchMutex()
 	benchChan()
 	benchCo()
