@@ -609,6 +609,60 @@ static void bias_lock_thread(void *arg, int idx)
     }
 }
 
+/* A holder that does not run. Thread 0 biases the channel to itself and
+ * takes the lock by bias, then stays inside until thread 1's revocation,
+ * waiting for it to step out, has slept (weft__backoff: after its pauses
+ * and yields). A revoker that only yielded would never give way to a
+ * holder it outranks on one CPU (SCHED_FIFO); here it would wait forever,
+ * and so would thread 0. Thread 1 must get the lock only after thread 0
+ * left it, and leave the channel unbiased for good. */
+struct bias_stall {
+    weft_chan_t *ch;
+    unsigned long sleeps0;
+    _Atomic int stage; /* 1: thread 0 holds by bias; 2: it has left */
+    _Atomic long errors;
+};
+
+static void bias_stall_thread(void *arg, int idx)
+{
+    struct bias_stall *bs = arg;
+    if (idx == 0) {
+        bias_take(bs->ch);
+        if (!biased_to_self(bs->ch))
+            atomic_fetch_add(&bs->errors, 1000000);
+        weft__chan_lock(bs->ch);
+        atomic_store(&bs->stage, 1);
+        while (atomic_load(&weft__backoff_sleeps) == bs->sleeps0)
+            sched_yield();
+        atomic_store(&bs->stage, 2);
+        weft__chan_unlock(bs->ch);
+    } else {
+        while (atomic_load(&bs->stage) == 0)
+            sched_yield();
+        weft__chan_lock(bs->ch);
+        if (atomic_load(&bs->stage) != 2)
+            atomic_fetch_add(&bs->errors, 1);
+        weft__chan_unlock(bs->ch);
+    }
+}
+
+static void test_bias_stalled_holder(void)
+{
+    for (int r = 0; r < 5; r++) {
+        struct bias_stall bs = {.sleeps0 = atomic_load(&weft__backoff_sleeps)};
+        CHECK_OK(weft_chan_create(&bs.ch, sizeof(long), 0));
+        if (!weft__chan_asym) { /* decided at the first channel's making */
+            printf("  (skipped: the CAS form of the lock biases nothing)\n");
+            CHECK_OK(weft_chan_release(bs.ch));
+            return;
+        }
+        check_parallel(2, bias_stall_thread, &bs);
+        CHECK_INT(atomic_load(&bs.errors), ==, 0);
+        CHECK_U64(atomic_load(&bs.ch->bias), ==, WEFT__CHAN_BIAS_OFF);
+        CHECK_OK(weft_chan_release(bs.ch));
+    }
+}
+
 static void test_bias_lock(void)
 {
     long rounds = check_iters("CHAN_BIAS_ROUNDS", 200);
@@ -721,5 +775,6 @@ int main(void)
     RUN(test_bias_lock);
     RUN(test_bias_race);
     RUN(test_bias_revoke);
+    RUN(test_bias_stalled_holder);
     return check_done();
 }

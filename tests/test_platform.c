@@ -1,4 +1,5 @@
-/* Platform layer: clock, deadlines, CPU count, page size, error strings. */
+/* Platform layer: clock, deadlines, CPU count, page size, error strings,
+ * backoff. */
 #include <math.h>
 #include <weft.h>
 
@@ -82,6 +83,22 @@ static void test_rand(void)
     CHECK(a != b);
 }
 
+/* weft__backoff: pauses and yields first (a caller that parks after a
+ * few calls never sleeps), then every call sleeps. */
+static void test_backoff(void)
+{
+    unsigned long s0 = atomic_load(&weft__backoff_sleeps);
+    unsigned step = 0;
+    for (int i = 0; i < 38; i++)
+        weft__backoff(&step);
+    CHECK_U64(atomic_load(&weft__backoff_sleeps), ==, s0);
+    CHECK_U64(step, ==, 38);
+    for (int i = 0; i < 3; i++)
+        weft__backoff(&step);
+    CHECK_U64(atomic_load(&weft__backoff_sleeps), ==, s0 + 3);
+    CHECK_U64(step, ==, 38);
+}
+
 int main(void)
 {
     RUN(test_clock_monotonic);
@@ -90,5 +107,6 @@ int main(void)
     RUN(test_futex_timeout);
     RUN(test_strerror);
     RUN(test_rand);
+    RUN(test_backoff);
     return check_done();
 }

@@ -36,7 +36,6 @@
  *   it is released.
  */
 #include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,19 +51,15 @@
 
 /* ---- backoff ---------------------------------------------------------------- */
 
-/* Exponential pause, then yield: for a slot whose owner is mid-copy, for
- * the short spin of a blocking operation before it queues itself, and for
- * the channel lock before it parks (lock_spin). */
-static void backoff(unsigned *step)
+/* weft__backoff (platform.h): pauses, then yields, then sleeps. Used for
+ * a slot whose owner is mid-copy, a revoker waiting for a biased holder to
+ * step out, a node whose claimer has not unlinked it yet
+ * (weft__chan_wait_unlinked), and, cut short by their callers, the spin of
+ * a blocking operation before it queues itself and the channel lock before
+ * it parks (lock_spin). */
+static inline void backoff(unsigned *step)
 {
-    if (*step < 6) {
-        for (unsigned i = 0; i < (1u << *step); i++)
-            weft__cpu_relax();
-    } else {
-        sched_yield();
-    }
-    if (*step < 10)
-        (*step)++;
+    weft__backoff(step);
 }
 
 /* ---- the channel lock ------------------------------------------------------ */

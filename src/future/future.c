@@ -22,7 +22,6 @@
  * the kind under the same lock and runs the callback itself if DONE. Either
  * the node is in the list when the resolver takes it, or the adder saw DONE.
  */
-#include <sched.h>
 #include <stdlib.h>
 #include <weft/future.h>
 #include <weft/sync.h>
@@ -211,17 +210,14 @@ int weft_future_set_error(weft_future_t *f, int err)
 }
 
 /* RESOLVING lasts a few stores, but the resolver may be preempted inside
- * it: spin a little, then yield. Used only by cancel, never by waits. */
+ * it: weft__backoff (pauses, yields, then sleeps). Used only by cancel,
+ * never by waits. */
 static uint32_t wait_resolved(weft_future_t *f)
 {
-    unsigned i = 0;
+    unsigned step = 0;
     uint32_t s;
-    while (kind_of(s = load_state(f)) == K_RESOLVING) {
-        if (++i < 64)
-            weft__cpu_relax();
-        else
-            sched_yield();
-    }
+    while (kind_of(s = load_state(f)) == K_RESOLVING)
+        weft__backoff(&step);
     return s;
 }
 

@@ -84,7 +84,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1327,8 +1326,9 @@ int weft_loop_run(weft_co_fn main_fn, void *arg, const weft_loop_opts_t *opts)
     /* Refuse pushes (schedule did, unless spawning main failed), wait for
      * pushers still inside push, and only then close the backend. */
     drain_remote(L, LOOP_CLOSED);
+    unsigned step = 0;
     while (atomic_load_explicit(&L->inflight, memory_order_acquire) != 0)
-        sched_yield();
+        weft__backoff(&step);
     atomic_store_explicit(&L->closed, 1, memory_order_relaxed);
     L->bops->fini(L->be);
     L->be = NULL;

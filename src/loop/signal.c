@@ -180,8 +180,9 @@ static void sigint_stop(struct weft_loop *L)
     if (atomic_load_explicit(&sigint_count, memory_order_relaxed) < 2)
         sigaction(SIGINT, &sigint_old, NULL);
     atomic_store_explicit(&sigint_loop, NULL, memory_order_seq_cst);
+    unsigned step = 0;
     while (atomic_load_explicit(&sigint_inside, memory_order_seq_cst) != 0)
-        sched_yield();
+        weft__backoff(&step);
 }
 
 void weft__loop_sigint_event(struct weft_loop *L)

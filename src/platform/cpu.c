@@ -1,5 +1,6 @@
 /*
- * cpu.c - how many CPUs this process may use, page size, per-thread random.
+ * cpu.c - how many CPUs this process may use, page size, per-thread random,
+ * and the backoff of a short wait for another thread (weft__backoff).
  *
  * The CPU count is the size of the affinity mask (sched_getaffinity), cut
  * down by a cgroup CPU quota when one is set: cgroup v2 `cpu.max`
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <weft/thread.h>
 
@@ -118,4 +120,28 @@ uint64_t weft__rand(void)
     x ^= x << 17;
     rand_state = x;
     return x;
+}
+
+/* ---- backoff (platform.h) ------------------------------------------------ */
+
+#define BACKOFF_PAUSES 6
+#define BACKOFF_YIELDS 32
+#define BACKOFF_SLEEP_NS 50000
+
+_Atomic unsigned long weft__backoff_sleeps;
+
+void weft__backoff(unsigned *step)
+{
+    if (*step < BACKOFF_PAUSES) {
+        for (unsigned i = 0; i < (1u << *step); i++)
+            weft__cpu_relax();
+    } else if (*step < BACKOFF_PAUSES + BACKOFF_YIELDS) {
+        sched_yield();
+    } else {
+        atomic_fetch_add_explicit(&weft__backoff_sleeps, 1, memory_order_relaxed);
+        struct timespec ts = {0, BACKOFF_SLEEP_NS};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    (*step)++;
 }

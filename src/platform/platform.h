@@ -45,6 +45,22 @@ static inline void weft__cpu_relax(void)
 }
 
 /*
+ * Wait for a few instructions of another thread (a store it is about to
+ * make): call in a loop until the condition holds, with *step = 0 before
+ * the first call. Pauses that double, then BACKOFF_YIELDS sched_yield()s,
+ * then a 50 us sleep per call. The pauses and yields nearly always
+ * suffice; a wait that outlasts them is one whose other thread is not
+ * running: preempted, or unable to run at all because the waiter has a
+ * higher real-time priority on the same CPU (SCHED_FIFO), where
+ * sched_yield never gives way to it. The sleep lets any thread run. A
+ * caller that stops after a few calls (to park instead) never sleeps: the
+ * first 6 + 32 calls do not (*step < 38).
+ */
+void weft__backoff(unsigned *step);
+/* How many of the process's weft__backoff calls have slept. For tests. */
+extern _Atomic unsigned long weft__backoff_sleeps;
+
+/*
  * Futex wait: sleep while *addr == expected, until woken or the absolute
  * monotonic deadline passes. Returns 0 (woken, or spuriously: the caller
  * re-checks), -EAGAIN (*addr != expected on entry), -ETIMEDOUT, -EINTR.
