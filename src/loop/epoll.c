@@ -67,8 +67,7 @@ struct weft__backend {
     int epfd;     /* the epoll instance */
     int evfd;     /* eventfd for wake; registered with data.ptr == NULL */
     bool have_pwait2; /* epoll_pwait2 worked (or has not been tried) */
-    int v_fd;         /* the pending vouch (-1: none) */
-    uint32_t v_events, v_epoch;
+    struct weft__vouch vouch; /* the pending vouch (owned.h) */
     struct efd *fds;  /* by fd number */
     int nfds;
     struct weft__fdlist pend; /* fds with a hang-up to report at the next poll */
@@ -107,7 +106,7 @@ static int ep_init(struct weft__backend **out)
         return r;
     }
     b->have_pwait2 = true;
-    b->v_fd = -1;
+    b->vouch.fd = -1;
     *out = b;
     return 0;
 }
@@ -175,11 +174,8 @@ static int ep_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
         return -EINVAL;
     events &= RW;
     /* Take the vouch (backend.h): it is for this arm or for none. */
-    uint32_t v = 0;
-    if (b->v_fd == fd && fd >= 0)
-        v = b->v_events;
-    uint32_t v_epoch = b->v_epoch;
-    b->v_fd = -1;
+    uint32_t v_epoch;
+    uint32_t v = weft__vouch_take(&b->vouch, fd, &v_epoch);
     struct efd *r = fd >= 0 && fd < b->nfds ? &b->fds[fd] : NULL;
     if (v) {
         if (r && r->mode == M_EDGE && weft__owned_serves(&r->own, v_epoch, v, events)) {
@@ -239,9 +235,7 @@ static int ep_disarm(struct weft__backend *b, int fd)
 
 static void ep_vouch(struct weft__backend *b, int fd, uint32_t events, uint32_t epoch)
 {
-    b->v_fd = fd;
-    b->v_events = events & RW;
-    b->v_epoch = epoch;
+    weft__vouch_set(&b->vouch, fd, events, epoch);
 }
 
 /*
@@ -265,8 +259,7 @@ static int ep_arm_owned(struct weft__backend *b, int fd, uint32_t events, uint32
 
 static int ep_forget(struct weft__backend *b, int fd)
 {
-    if (b->v_fd == fd)
-        b->v_fd = -1;
+    weft__vouch_forget(&b->vouch, fd);
     if (fd >= 0 && fd < b->nfds && b->fds[fd].mode == M_NONE)
         return 0; /* never registered here (or already removed): no system call */
     if (fd >= 0 && fd < b->nfds)
@@ -387,7 +380,7 @@ static int ep_after_fork(struct weft__backend *b)
     close(b->evfd);
     close(b->epfd);
     b->evfd = b->epfd = -1;
-    b->v_fd = -1;
+    b->vouch.fd = -1;
     b->pend.n = 0;
     if (b->nfds)
         memset(b->fds, 0, (size_t)b->nfds * sizeof *b->fds);

@@ -33,6 +33,40 @@ struct weft__owned {
                         arms' data here too) */
 };
 
+/* A vouch waiting for the next arm (backend.h's vouch), one per backend.
+ * fd -1: none. */
+struct weft__vouch {
+    int fd;
+    uint32_t events; /* WEFT__IO_READ|WRITE vouched for */
+    uint32_t epoch;
+};
+
+/* backend.h's vouch: for the next arm (fd < 0: drop a vouch no arm used). */
+static inline void weft__vouch_set(struct weft__vouch *v, int fd, uint32_t events, uint32_t epoch)
+{
+    v->fd = fd;
+    v->events = events & (WEFT__IO_READ | WEFT__IO_WRITE);
+    v->epoch = epoch;
+}
+
+/* An arm of fd takes the vouch, which is for this arm or for none: the
+ * directions vouched for fd (0: none, or a vouch for another fd) and the
+ * epoch into *epoch. No vouch is left either way. */
+static inline uint32_t weft__vouch_take(struct weft__vouch *v, int fd, uint32_t *epoch)
+{
+    uint32_t events = v->fd == fd && fd >= 0 ? v->events : 0;
+    *epoch = v->epoch;
+    v->fd = -1;
+    return events;
+}
+
+/* fd is forgotten (closed): a vouch for it goes. */
+static inline void weft__vouch_forget(struct weft__vouch *v, int fd)
+{
+    if (v->fd == fd)
+        v->fd = -1;
+}
+
 /*
  * Does o's registration (owned: the caller checked) serve a vouched arm of
  * `events`? Only if it is the registration of this epoch (another one

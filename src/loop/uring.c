@@ -113,8 +113,7 @@ struct weft__backend {
                          only when we enter with GETEVENTS */
     struct ufd *fds;  /* by fd */
     int nfds;
-    int v_fd;         /* the pending vouch (-1: none) */
-    uint32_t v_events, v_epoch;
+    struct weft__vouch vouch; /* the pending vouch (owned.h) */
     struct weft__fdlist idle; /* owned fds whose want dropped to 0 (see above) */
     struct weft__fdlist pend; /* owned fds with a hang-up to report at the next poll */
 };
@@ -187,7 +186,7 @@ static int ur_init(struct weft__backend **out)
     if (!b)
         return -ENOMEM;
     b->evfd = -1;
-    b->v_fd = -1;
+    b->vouch.fd = -1;
     int r = open_ring(b);
     if (r) {
         free(b);
@@ -339,9 +338,8 @@ static int ur_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
     if (fd < 0)
         return -EBADF;
     /* Take the vouch (backend.h): it is for this arm or for none. */
-    uint32_t v = b->v_fd == fd ? b->v_events : 0;
-    uint32_t v_epoch = b->v_epoch;
-    b->v_fd = -1;
+    uint32_t v_epoch;
+    uint32_t v = weft__vouch_take(&b->vouch, fd, &v_epoch);
     if (v && fd < b->nfds) {
         struct ufd *u = &b->fds[fd];
         if (u->multi && weft__owned_serves(&u->own, v_epoch, v, events)) {
@@ -419,9 +417,7 @@ static void ur_vouch(struct weft__backend *b, int fd, uint32_t events, uint32_t 
 {
     if (!b->have_multi)
         return;
-    b->v_fd = fd;
-    b->v_events = events & RW;
-    b->v_epoch = epoch;
+    weft__vouch_set(&b->vouch, fd, events, epoch);
 }
 
 /* backend.h's arm_owned: the common case first (epoll.c's ep_arm_owned):
@@ -443,8 +439,7 @@ static int ur_arm_owned(struct weft__backend *b, int fd, uint32_t events, uint32
 
 static int ur_forget(struct weft__backend *b, int fd)
 {
-    if (b->v_fd == fd)
-        b->v_fd = -1;
+    weft__vouch_forget(&b->vouch, fd);
     if (fd < 0 || fd >= b->nfds)
         return 0;
     struct ufd *u = &b->fds[fd];
@@ -613,7 +608,7 @@ static int ur_after_fork(struct weft__backend *b)
         b->fds[i] = (struct ufd){.gen = b->fds[i].gen + 1};
     b->idle.n = 0;
     b->pend.n = 0;
-    b->v_fd = -1;
+    b->vouch.fd = -1;
     return open_ring(b);
 }
 
