@@ -504,21 +504,24 @@ static void test_pingpong(void)
 
 /* ---- the lock's bias ---------------------------------------------------------------- */
 
-/* Take ch's lock alone until it is biased to this thread. */
-static void bias_take(weft_chan_t *ch)
-{
-    for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++) {
-        weft__chan_lock(ch);
-        weft__chan_unlock(ch);
-    }
-}
-
 /* After this thread took ch's lock alone WEFT__CHAN_BIAS_AFTER times: biased
  * to it, or OFF in the CAS form (where nothing is ever biased). */
 static bool biased_to_self(weft_chan_t *ch)
 {
     uintptr_t b = atomic_load(&ch->bias);
     return weft__chan_asym ? b == weft__chan_self() : b == WEFT__CHAN_BIAS_OFF;
+}
+
+/* Take ch's lock alone until it is biased to this thread; 1000000 into
+ * *errors if it is not then. */
+static void bias_take(weft_chan_t *ch, _Atomic long *errors)
+{
+    for (unsigned i = 0; i < WEFT__CHAN_BIAS_AFTER + 4; i++) {
+        weft__chan_lock(ch);
+        weft__chan_unlock(ch);
+    }
+    if (!biased_to_self(ch))
+        atomic_fetch_add(errors, 1000000);
 }
 
 /* Thread 0 takes the lock alone until the channel is biased to it, then
@@ -592,9 +595,7 @@ static void bias_lock_thread(void *arg, int idx)
 {
     struct bias_lock *bl = arg;
     if (idx == 0) {
-        bias_take(bl->ch);
-        if (!biased_to_self(bl->ch))
-            atomic_fetch_add(&bl->errors, 1000000);
+        bias_take(bl->ch, &bl->errors);
         atomic_store(&bl->biased, 1);
         while (!atomic_load(&bl->done))
             bias_lock_section(bl, 20000);
@@ -627,9 +628,7 @@ static void bias_stall_thread(void *arg, int idx)
 {
     struct bias_stall *bs = arg;
     if (idx == 0) {
-        bias_take(bs->ch);
-        if (!biased_to_self(bs->ch))
-            atomic_fetch_add(&bs->errors, 1000000);
+        bias_take(bs->ch, &bs->errors);
         weft__chan_lock(bs->ch);
         atomic_store(&bs->stage, 1);
         while (atomic_load(&weft__backoff_sleeps) == bs->sleeps0)
@@ -709,9 +708,7 @@ static void bias_race_thread(void *arg, int idx)
         if (idx == 0) {
             weft_chan_t *ch;
             CHECK_OK(weft_chan_create(&ch, sizeof(long), 0));
-            bias_take(ch);
-            if (!biased_to_self(ch))
-                atomic_fetch_add(&br->errors, 1000000);
+            bias_take(ch, &br->errors);
             atomic_store(&br->ch, ch);
             atomic_store(&br->go, r);
             unsigned spins = 0;
