@@ -51,16 +51,12 @@
 
 /* ---- backoff ---------------------------------------------------------------- */
 
-/* weft__backoff (platform.h): pauses, then yields, then sleeps. Used for
- * a slot whose owner is mid-copy, a revoker waiting for a biased holder to
+/* weft__backoff (platform.h: pauses, then yields, then sleeps) serves a
+ * slot whose owner is mid-copy, a revoker waiting for a biased holder to
  * step out, a node whose claimer has not unlinked it yet
  * (weft__chan_wait_unlinked), and, cut short by their callers, the spin of
  * a blocking operation before it queues itself and the channel lock before
  * it parks (lock_spin). */
-static inline void backoff(unsigned *step)
-{
-    weft__backoff(step);
-}
 
 /* ---- the channel lock ------------------------------------------------------ */
 
@@ -81,7 +77,7 @@ static bool lock_spin(unsigned *spins)
 {
     if (*spins >= 10)
         return false;
-    backoff(spins);
+    weft__backoff(spins);
     return true;
 }
 
@@ -232,14 +228,14 @@ void weft__chan_bias_note(struct weft_chan *ch, uintptr_t self)
     unsigned step = 0;
     int rc;
     while ((rc = weft__heavy_barrier()) == -ENOMEM)
-        backoff(&step);
+        weft__backoff(&step);
     if (rc != 0) {
         fprintf(stderr, "weft: channel: membarrier failed (%d) while revoking a lock bias\n", rc);
         abort();
     }
     step = 0;
     while (atomic_load_explicit(&ch->busy, memory_order_acquire) != 0)
-        backoff(&step);
+        weft__backoff(&step);
 }
 
 /* ---- the ring ---------------------------------------------------------------- */
@@ -281,11 +277,11 @@ static int ring_push(struct weft_chan *ch, const void *elem)
             uint64_t head = atomic_load_explicit(&ch->head, memory_order_relaxed);
             if (head + ch->one_lap == tail)
                 return -EAGAIN;
-            backoff(&step);
+            weft__backoff(&step);
             tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
         } else {
             /* Our view of tail is stale, or the slot's receiver is mid-copy. */
-            backoff(&step);
+            weft__backoff(&step);
             tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
         }
     }
@@ -320,10 +316,10 @@ static int ring_pop(struct weft_chan *ch, void *out)
             uint64_t tail = atomic_load_explicit(&ch->tail, memory_order_relaxed);
             if ((tail & ~ch->mark) == head)
                 return (tail & ch->mark) ? -EPIPE : -EAGAIN;
-            backoff(&step);
+            weft__backoff(&step);
             head = atomic_load_explicit(&ch->head, memory_order_relaxed);
         } else {
-            backoff(&step);
+            weft__backoff(&step);
             head = atomic_load_explicit(&ch->head, memory_order_relaxed);
         }
     }
@@ -749,7 +745,7 @@ void weft__chan_wait_unlinked(struct weft__chan_node *n)
      * ones unlink before they finish, so this rarely loops. */
     unsigned step = 0;
     while (atomic_load_explicit(&n->queued, memory_order_acquire))
-        backoff(&step);
+        weft__backoff(&step);
 }
 
 void weft__chan_leave(struct weft_chan *ch, struct weft__chan_node *n, int how)
@@ -1227,7 +1223,7 @@ static int send_slow(struct weft_chan *ch, const void *elem, weft_time_t deadlin
     if (may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
-            backoff(&step);
+            weft__backoff(&step);
             int r = ring_push(ch, elem);
             if (r == 0) {
                 notify(ch, &ch->nrecv);
@@ -1245,7 +1241,7 @@ static int recv_slow(struct weft_chan *ch, void *out, weft_time_t deadline)
     if (may_spin()) {
         unsigned step = 0;
         while (step < CHAN_SPIN_ROUNDS) {
-            backoff(&step);
+            weft__backoff(&step);
             int r = ring_pop(ch, out);
             if (r == 0) {
                 notify(ch, &ch->nsend);

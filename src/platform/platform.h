@@ -47,7 +47,7 @@ static inline void weft__cpu_relax(void)
 /*
  * Wait for a few instructions of another thread (a store it is about to
  * make): call in a loop until the condition holds, with *step = 0 before
- * the first call. Pauses that double, then BACKOFF_YIELDS sched_yield()s,
+ * the first call. Pauses that double, then 32 sched_yield()s,
  * then a 50 us sleep per call. The pauses and yields nearly always
  * suffice; a wait that outlasts them is one whose other thread is not
  * running: preempted, or unable to run at all because the waiter has a
