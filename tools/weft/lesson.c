@@ -293,12 +293,62 @@ int lesson_fail_rc(lesson_run_t *r, const char *what, int rc)
     return lesson_fail(r, "%s returned %d (%s)", what, rc, weft_strerror(rc));
 }
 
+/* ---- the machine's share ------------------------------------------------- */
+
+/*
+ * On a virtual machine the hypervisor may hold back CPU time from the guest
+ * ("steal", the eighth number of /proc/stat's cpu line): a busy host then
+ * stretches every timed figure, whatever the lesson does. The runner reads
+ * it before and after each lesson and says so when it was large enough to
+ * matter. total is the sum of the first eight numbers (guest time is
+ * already inside user); ok is false where /proc/stat cannot be read.
+ */
+struct cpu_sample {
+    unsigned long long total, steal;
+    bool ok;
+};
+
+static struct cpu_sample cpu_sample(void)
+{
+    struct cpu_sample s = {0, 0, false};
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return s;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 4)
+        return s;
+    for (int i = 0; i < 8; i++)
+        s.total += v[i];
+    s.steal = n >= 8 ? v[7] : 0;
+    s.ok = true;
+    return s;
+}
+
+#define STEAL_TICKS 50
+
+/* The share of all CPUs' time held back between a and b: 0 to 1. */
+static double steal_share(struct cpu_sample a, struct cpu_sample b)
+{
+    /* Fewer than STEAL_TICKS ticks (USER_HZ, 100 a second per CPU) say
+     * too little to report. */
+    if (!a.ok || !b.ok || b.total < a.total + STEAL_TICKS || b.steal < a.steal)
+        return 0;
+    return (double)(b.steal - a.steal) / (double)(b.total - a.total);
+}
+
+/* From this share on, the runner says so under the lesson. */
+#define STEAL_NOTE 0.05
+
 /* ---- running ------------------------------------------------------------- */
 
 struct outcome {
     const lesson_t *lesson;
     char key[96];
     double seconds;
+    double steal; /* steal_share over the lesson */
     int rc;
 };
 
@@ -309,22 +359,31 @@ static void run_one(const lesson_opts_t *opts, const lesson_t *l, size_t i, size
     FILE *w = words(&run);
     fprintf(w, "\n== %zu/%zu  %s: %s ==\n", i + 1, n, l->name, l->title);
     fflush(w);
+    struct cpu_sample c0 = cpu_sample();
     weft_time_t t0 = weft_now();
     int rc = l->fn(&run);
     double s = weft_seconds_between(t0, weft_now());
+    double steal = steal_share(c0, cpu_sample());
     fflush(stdout);
+    if (steal >= STEAL_NOTE) {
+        lesson_say(&run, "(Meanwhile this virtual machine's host held back %.0f%% of its CPU time:",
+                   steal * 100);
+        lesson_say(&run, "the times above are stretched by that, whatever the lesson did.)");
+    }
     if (rc != 0 && !run.key[0])
         snprintf(run.key, sizeof run.key, "FAILED");
     out->lesson = l;
     out->seconds = s;
+    out->steal = steal;
     out->rc = rc;
     memcpy(out->key, run.key, sizeof out->key);
     if (opts->json) {
         char name[128], key[256];
         json_str(name, sizeof name, l->name);
         json_str(key, sizeof key, run.key);
-        printf("{\"lesson\":%s,\"order\":%d,\"ok\":%s,\"seconds\":%.9g,\"key\":%s}\n", name,
-               l->order, rc == 0 ? "true" : "false", s, key);
+        printf("{\"lesson\":%s,\"order\":%d,\"ok\":%s,\"seconds\":%.9g,\"steal\":%.4f,"
+               "\"key\":%s}\n",
+               name, l->order, rc == 0 ? "true" : "false", s, steal, key);
         fflush(stdout);
     }
 }
@@ -350,6 +409,7 @@ static int run_list(const lesson_opts_t *opts, const lesson_t **list, size_t n, 
     int cpus = weft_cpu_count();
     fprintf(w, "weft %s: %zu lesson%s, %d CPU%s usable, scale %g\n", weft_version(), n,
             n == 1 ? "" : "s", cpus, cpus == 1 ? "" : "s", opts->scale);
+    struct cpu_sample c0 = cpu_sample();
     weft_time_t t0 = weft_now();
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
@@ -357,6 +417,7 @@ static int run_list(const lesson_opts_t *opts, const lesson_t **list, size_t n, 
         failed += res[i].rc != 0;
     }
     double total = weft_seconds_between(t0, weft_now());
+    double steal = steal_share(c0, cpu_sample());
 
     if (summary) {
         const char *verdict =
@@ -376,13 +437,17 @@ static int run_list(const lesson_opts_t *opts, const lesson_t **list, size_t n, 
                     lesson_fmt_time(t, sizeof t, res[i].seconds));
         fprintf(w, "  %-*s  %-*s  %9s\n", wname, "total", wkey, verdict,
                 lesson_fmt_time(t, sizeof t, total));
+        if (steal >= STEAL_NOTE)
+            fprintf(w, "  This virtual machine's host held back %.0f%% of its CPU time during the"
+                       " tour:\n  timings vary from run to run with that.\n",
+                    steal * 100);
     } else if (failed) {
         fprintf(stderr, "weft: the lesson failed\n");
     }
     if (opts->json) {
         printf("{\"tour\":\"done\",\"lessons\":%zu,\"failed\":%d,\"seconds\":%.9g,"
-               "\"scale\":%.9g,\"cpus\":%d}\n",
-               n, failed, total, opts->scale, cpus);
+               "\"steal\":%.4f,\"scale\":%.9g,\"cpus\":%d}\n",
+               n, failed, total, steal, opts->scale, cpus);
     }
     fflush(stdout);
     fflush(stderr);
