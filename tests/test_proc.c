@@ -24,6 +24,7 @@
 #include <weft.h>
 
 #include "check.h"
+#include "proc/internal.h"
 
 /* Let a crashing task die by its signal, as it does without sanitizers
  * (their handlers would report and exit(1) instead). */
@@ -751,6 +752,53 @@ static int block_forever(weft_proc_task_t *t, const void *a, size_t n)
         pause();
 }
 
+/* weft_proc_worker_pid names a replacement worker as soon as it can run a
+ * task, before the dispatcher has read the fork server's SPAWNED for it:
+ * that message is held back (weft__proc_hold_spawned) while the worker
+ * that replaced a crashed one runs a task, and the pid the task reports
+ * must be the one the pool gives for its slot. A signal needs the pidfd
+ * that comes with the message: -ESRCH until then. */
+static void test_worker_pid_at_once(void)
+{
+    weft_proc_opts_t o = {.workers = 1};
+    weft_proc_pool_t *p;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    enum { ROUNDS = 5 };
+    int last = weft_proc_worker_pid(p, 0);
+    CHECK_INT(last, >, 0);
+    for (int i = 0; i < ROUNDS; i++) {
+        weft__proc_hold_spawned(p, true);
+        weft_future_t *f;
+        CHECK_OK(weft_proc_submit(p, segv, NULL, 0, &f));
+        CHECK_RC(weft_proc_result(f, NULL, NULL), WEFT_ECRASHED);
+        weft_future_release(f);
+        CHECK_OK(weft_proc_submit(p, report_pid, NULL, 0, &f));
+        const void *d;
+        CHECK_OK(weft_proc_result(f, &d, NULL));
+        int r[2];
+        memcpy(r, d, sizeof r);
+        weft_future_release(f);
+        CHECK_INT(r[0], !=, last); /* the replacement ran it */
+        CHECK_INT(weft_proc_worker_pid(p, 0), ==, r[0]);
+        CHECK_RC(weft_proc_signal_worker(p, 0, SIGCONT), -ESRCH);
+        weft_proc_stats_t st;
+        CHECK_OK(weft_proc_stats(p, &st));
+        CHECK_U64(st.spawned, ==, (uint64_t)i + 1); /* its SPAWNED is unread */
+        weft__proc_hold_spawned(p, false);
+        /* Read now: the same pid, and the pidfd to signal it with. */
+        for (int k = 0; k < 5000 && weft_proc_signal_worker(p, 0, SIGCONT) != 0; k++)
+            usleep(1000);
+        CHECK_OK(weft_proc_signal_worker(p, 0, SIGCONT));
+        CHECK_INT(weft_proc_worker_pid(p, 0), ==, r[0]);
+        last = r[0];
+    }
+    weft_proc_stats_t st;
+    CHECK_OK(weft_proc_stats(p, &st));
+    CHECK_U64(st.crashed, ==, ROUNDS);
+    CHECK_U64(st.spawned, ==, ROUNDS + 1);
+    CHECK_OK(weft_proc_pool_free(p));
+}
+
 static void test_broken_by_replacement_initializer(void)
 {
     weft_shm_t *r;
@@ -1355,6 +1403,7 @@ int main(void)
     RUN(test_retry);
     RUN(test_deadline_and_cancel);
     RUN(test_initializer_and_recycling);
+    RUN(test_worker_pid_at_once);
     RUN(test_broken_by_replacement_initializer);
     RUN(test_shutdown);
     RUN(test_cancel_during_exit);

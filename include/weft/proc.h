@@ -401,7 +401,10 @@ WEFT_API int weft_proc_stats(weft_proc_pool_t *pool, weft_proc_stats_t *out);
 WEFT_API int weft_proc_workers(weft_proc_pool_t *pool);
 
 /* The pid of worker i now (> 0), 0 if that slot has no live worker at the
- * moment (being replaced), -EINVAL (pool NULL, i out of range). */
+ * moment (being replaced), -EINVAL (pool NULL, i out of range). A
+ * replacement is named from the moment its process starts, so a task it
+ * runs always finds its getpid() here; weft_proc_signal_worker may still
+ * say -ESRCH for it for a moment (until the pool holds its pidfd). */
 WEFT_API int weft_proc_worker_pid(weft_proc_pool_t *pool, int i);
 
 /* Send signal sig to worker i through its pidfd (never to a recycled pid).

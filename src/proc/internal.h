@@ -94,7 +94,11 @@ struct wp_slot {
     _Atomic int64_t started;   /* weft_now() when it claimed that job */
     _Atomic uint64_t cq_tail;  /* bytes produced into its result ring */
     _Atomic uint32_t cq_wait;  /* 1 while the worker waits for ring space */
-    uint8_t pad1_[64 - 44];
+    uint32_t pad0_;
+    _Atomic uint64_t ident;    /* (tag << 32) | pid, stored by the worker first
+                                  thing: weft_proc_worker_pid before the
+                                  dispatcher has read the worker's SPAWNED */
+    uint8_t pad1_[64 - 56];
     /* Written by the dispatcher. */
     _Atomic uint64_t cq_head;  /* bytes consumed */
     _Atomic uint32_t cq_seq;   /* bumped when cq_head moves: futex word */
@@ -161,6 +165,11 @@ struct wp_msg {
     uint64_t base, size;
     uint64_t rbase[WP_MAX_SHM], rsize[WP_MAX_SHM];
 };
+
+/* Tests only: while hold is true, the pool's dispatcher keeps the fork
+ * server's next SPAWNED message unread (and nothing after it), as if the
+ * server were slow to send it; false lets it go on. */
+void weft__proc_hold_spawned(weft_proc_pool_t *pool, bool hold);
 
 /* Exit codes of a worker that could not start. */
 #define WP_EXIT_MAPFAIL 120 /* a mapping was not free at its address */

@@ -174,6 +174,7 @@ struct weft_proc_pool {
     weft_event_t finished;
     _Atomic uint32_t poke; /* something for the dispatcher under lock */
     _Atomic uint64_t tasks_done; /* st.tasks_done, counted without the lock */
+    _Atomic bool hold_spawned;   /* tests: weft__proc_hold_spawned */
 
     /* Dispatcher only. */
     struct jlocal jl[WP_JOBS];
@@ -189,6 +190,12 @@ struct weft_proc_pool {
     bool terminated;
     uint32_t injobs;    /* job slots in use */
     uint32_t nretry;    /* jobs with retry_pending */
+    /* A SPAWNED message held back (hold_spawned), with its pidfd; while it
+     * is held nothing more is read from the server, so that messages keep
+     * their order. */
+    bool held;
+    struct wp_msg held_m;
+    int held_fds[1], held_nfds;
 };
 
 static const weft_proc_opts_t g_default_opts;
@@ -869,8 +876,44 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
         set_broken(p, -ECHILD);
 }
 
+/* The fork server's SPAWNED for slot m->slot: the worker is alive (or its
+ * fork failed). Takes fds[0] (the pidfd) when it keeps it. */
+static void on_spawned(struct weft_proc_pool *p, const struct wp_msg *m, int *fds, int nfds)
+{
+    int i = (int)m->slot;
+    if (i < 0 || i >= p->nworkers || p->w[i].tag != m->tag)
+        return;
+    weft_mutex_lock(&p->lock);
+    p->w[i].spawning = false;
+    if (m->pid > 0 && nfds == 1) {
+        p->w[i].pid = m->pid;
+        p->w[i].pidfd = fds[0];
+        p->w[i].alive = true;
+        p->st.spawned++;
+        fds[0] = -1;
+    } else {
+        atomic_store(&slot_of(p, i)->state, WS_EMPTY);
+        p->w[i].respawn_at = weft_now() + 50000000;
+    }
+    weft_mutex_unlock(&p->lock);
+    if (m->pid <= 0 && !p->start_done)
+        p->start_err = -EAGAIN;
+    if (p->w[i].alive && (p->terminated || p->w[i].kill_on_spawn))
+        syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
+}
+
 static void read_server(struct weft_proc_pool *p, bool *progress)
 {
+    if (WEFT_UNLIKELY(p->held)) {
+        if (atomic_load(&p->hold_spawned))
+            return;
+        p->held = false;
+        *progress = true;
+        on_spawned(p, &p->held_m, p->held_fds, p->held_nfds);
+        for (int k = 0; k < p->held_nfds; k++)
+            if (p->held_fds[k] >= 0)
+                close(p->held_fds[k]);
+    }
     for (;;) {
         struct wp_msg m;
         int fds[1], nfds;
@@ -904,25 +947,15 @@ static void read_server(struct weft_proc_pool *p, bool *progress)
             return;
         }
         *progress = true;
-        int i = (int)m.slot;
-        if (m.type == WM_SPAWNED && i >= 0 && i < p->nworkers && p->w[i].tag == m.tag) {
-            weft_mutex_lock(&p->lock);
-            p->w[i].spawning = false;
-            if (m.pid > 0 && nfds == 1) {
-                p->w[i].pid = m.pid;
-                p->w[i].pidfd = fds[0];
-                p->w[i].alive = true;
-                p->st.spawned++;
-                fds[0] = -1;
-            } else {
-                atomic_store(&slot_of(p, i)->state, WS_EMPTY);
-                p->w[i].respawn_at = weft_now() + 50000000;
-            }
-            weft_mutex_unlock(&p->lock);
-            if (m.pid <= 0 && !p->start_done)
-                p->start_err = -EAGAIN;
-            if (p->w[i].alive && (p->terminated || p->w[i].kill_on_spawn))
-                syscall(SYS_pidfd_send_signal, p->w[i].pidfd, SIGKILL, NULL, 0);
+        if (m.type == WM_SPAWNED && WEFT_UNLIKELY(atomic_load(&p->hold_spawned))) {
+            p->held = true;
+            p->held_m = m;
+            p->held_fds[0] = nfds > 0 ? fds[0] : -1;
+            p->held_nfds = nfds;
+            return;
+        }
+        if (m.type == WM_SPAWNED) {
+            on_spawned(p, &m, fds, nfds);
         } else if (m.type == WM_EXITED) {
             on_exit_msg(p, &m);
         }
@@ -1429,7 +1462,9 @@ static void *dispatcher_main(void *arg)
             ms = d <= 0 ? 0 : (int)((d + 999999) / 1000000);
         }
         struct pollfd pf[2] = {{p->efd, POLLIN, 0}, {p->conn, POLLIN, 0}};
-        poll(pf, p->conn >= 0 ? 2 : 1, ms);
+        if (WEFT_UNLIKELY(p->held) && (ms < 0 || ms > 10))
+            ms = 10; /* the server is not read meanwhile: look at the hold again */
+        poll(pf, p->conn >= 0 && !p->held ? 2 : 1, ms);
         atomic_store(&h->disp_sleeping, 0);
         uint64_t v;
         ssize_t r = read(p->efd, &v, sizeof v);
@@ -2060,8 +2095,22 @@ int weft_proc_worker_pid(weft_proc_pool_t *p, int i)
         return -EINVAL;
     weft_mutex_lock(&p->lock);
     int pid = p->w[i].alive ? p->w[i].pid : 0;
+    if (!pid && p->w[i].spawning) {
+        /* Its SPAWNED message is not read yet, but it may already run a
+         * task: the worker says who it is in its slot, with the tag of this
+         * spawn (an older worker's word has another tag). */
+        uint64_t id = atomic_load(&slot_of(p, i)->ident);
+        if ((uint32_t)(id >> 32) == p->w[i].tag && (int32_t)(uint32_t)id > 0)
+            pid = (int)(uint32_t)id;
+    }
     weft_mutex_unlock(&p->lock);
     return pid;
+}
+
+void weft__proc_hold_spawned(weft_proc_pool_t *p, bool hold)
+{
+    atomic_store(&p->hold_spawned, hold);
+    poke(p);
 }
 
 int weft_proc_signal_worker(weft_proc_pool_t *p, int i, int sig)

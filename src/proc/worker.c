@@ -260,6 +260,8 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
     g_efd = fds[1];
     struct wp_slot *slot = &wp_slots(&g_view)[m->slot];
     uint32_t tag = m->tag;
+    /* Before anything can claim a job: who runs in this slot now. */
+    atomic_store(&slot->ident, ((uint64_t)tag << 32) | (uint32_t)getpid());
     g_worker_index = (int)m->slot;
     char name[32];
     snprintf(name, sizeof name, "weft-proc-%u", m->slot);
