@@ -11,9 +11,14 @@
  * benchmark prints to stdout is one JSON object:
  *
  *   {"bench": "mutex_uncontended", "impl": "weft",
- *    "params": {"iters": 10000000, "stat": "median"}, "ns_per_op": 12.3, "runs": 5}
+ *    "params": {"iters": 10000000, "stat": "median"}, "ns_per_op": 12.3, "runs": 5,
+ *    "steal": 0.021}
  *
- * (on one line). Notes for people go to stderr. bench/run.sh collects the
+ * (on one line). "steal" is the share of the machine's CPU time that a
+ * virtual machine's host held back since the previous line (or the start):
+ * the eighth number of /proc/stat's cpu line over all of them, 0 where it
+ * cannot be read; on a busy host every figure stretches with it, peers'
+ * alike. Notes for people go to stderr. bench/run.sh collects the
  * lines, bench/report.py turns them into a table of ratios.
  *
  * Options, each also an environment variable (the option wins):
@@ -160,6 +165,43 @@ static BENCH_UNUSED long long bench_parse_(const char *name, const char *v)
 
 static void *bench_nothing_(void *arg) { return arg; }
 
+/* The steal counter of /proc/stat at the previous JSON line (bench_json). */
+static unsigned long long bench_cpu_total_, bench_cpu_steal_;
+static bool bench_cpu_ok_;
+
+static bool bench_cpu_read_(unsigned long long *total, unsigned long long *steal)
+{
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return false;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 4)
+        return false;
+    *total = 0;
+    for (int i = 0; i < 8; i++)
+        *total += v[i];
+    *steal = n >= 8 ? v[7] : 0;
+    return true;
+}
+
+/* The steal share since the previous mark, and a new mark. */
+static double bench_steal_mark_(void)
+{
+    unsigned long long t, st;
+    if (!bench_cpu_read_(&t, &st))
+        return 0;
+    double share = 0;
+    if (bench_cpu_ok_ && t > bench_cpu_total_ && st >= bench_cpu_steal_)
+        share = (double)(st - bench_cpu_steal_) / (double)(t - bench_cpu_total_);
+    bench_cpu_total_ = t;
+    bench_cpu_steal_ = st;
+    bench_cpu_ok_ = true;
+    return share;
+}
+
 /*
  * Parse the common options. Call first.
  *
@@ -173,6 +215,7 @@ static BENCH_UNUSED void bench_init(int argc, char **argv)
     pthread_t thread;
     if (pthread_create(&thread, NULL, bench_nothing_, NULL) == 0)
         pthread_join(thread, NULL);
+    bench_steal_mark_();
     bench_argc_ = argc;
     bench_argv_ = argv;
     for (int i = 1; i < argc; i++) {
@@ -289,8 +332,8 @@ static BENCH_UNUSED void bench_json(const char *bench, const char *impl, const b
     printf("{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {", bench, impl);
     for (const bench_kv_t *p = params; p && p->key; p++)
         printf("\"%s\": %lld, ", p->key, p->value);
-    printf("\"stat\": \"%s\"}, \"%s\": %.4g, \"runs\": %d}\n",
-           bench_best_ ? "best" : "median", unit, value, bench_runs_);
+    printf("\"stat\": \"%s\"}, \"%s\": %.4g, \"runs\": %d, \"steal\": %.3f}\n",
+           bench_best_ ? "best" : "median", unit, value, bench_runs_, bench_steal_mark_());
     fflush(stdout);
 }
 

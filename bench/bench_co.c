@@ -366,8 +366,9 @@ int main(int argc, char **argv)
     double cpu = bench_repeat(run_timers_cpu, NULL, false);
     printf("{\"bench\": \"timers\", \"impl\": \"weft\", \"params\": {\"coroutines\": %lld, "
            "\"each\": %lld, \"stat\": \"%s\"}, \"ns_per_op\": %.4g, \"wall_ns_per_timer\": %.4g, "
-           "\"runs\": %d}\n",
-           n_tco, n_tk, bench_best_ ? "best" : "median", cpu, timers_wall_ns, bench_runs());
+           "\"runs\": %d, \"steal\": %.3f}\n",
+           n_tco, n_tk, bench_best_ ? "best" : "median", cpu, timers_wall_ns, bench_runs(),
+           bench_steal_mark_());
     fflush(stdout);
     return 0;
 }

@@ -207,6 +207,7 @@ static double to_us(const char *s)
 
 struct result {
     double rps, p50, p75, p90, p99, cpu_us_per_req;
+    double steal; /* the host's steal share during the run (bench.h) */
     long long requests, errors;
 };
 
@@ -216,6 +217,7 @@ static int run_wrk(int port, int conns, int seconds, pid_t server, struct result
     snprintf(cmd, sizeof cmd, "wrk -t1 -c%d -d%ds --latency http://127.0.0.1:%d/ 2>&1", conns,
              seconds, port);
     double c0 = cpu_of(server);
+    bench_steal_mark_();
     FILE *p = popen(cmd, "r");
     if (!p)
         return -1;
@@ -247,6 +249,7 @@ static int run_wrk(int port, int conns, int seconds, pid_t server, struct result
     }
     int st = pclose(p);
     double c1 = cpu_of(server);
+    r->steal = bench_steal_mark_();
     if (st != 0 || r->requests <= 0)
         return -1;
     r->cpu_us_per_req = c0 >= 0 && c1 >= 0 ? (c1 - c0) * 1e6 / (double)r->requests : -1;
@@ -418,6 +421,11 @@ static void report(struct server *sv, int conns, int seconds)
         cpu[i] = sv->res[i].cpu_us_per_req;
     qsort(cpu, (size_t)sv->ok, sizeof cpu[0], bench_cmp_);
     double cpu_median = cpu[sv->ok / 2];
+    /* The host's steal share in this server's runs: their median. */
+    double stl[BENCH_MAX_RUNS];
+    for (int i = 0; i < sv->ok; i++)
+        stl[i] = sv->res[i].steal;
+    qsort(stl, (size_t)sv->ok, sizeof stl[0], bench_cmp_);
     /* Requests/s and the latencies: the median run by requests/s (sorted
      * in a copy: pair() needs the runs in turn order). */
     struct result by_rps[BENCH_MAX_RUNS];
@@ -429,9 +437,10 @@ static void report(struct server *sv, int conns, int seconds)
     printf("{\"bench\": \"http_hello\", \"impl\": \"%s\", \"params\": {\"conns\": %d, "
            "\"threads\": 1, \"seconds\": %d, \"stat\": \"median\"}, \"req_per_s\": %.0f, "
            "\"p50_us\": %.1f, \"p75_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, "
-           "\"cpu_us_per_req\": %.2f, \"requests\": %lld, \"errors\": %lld%s, \"runs\": %d}\n",
+           "\"cpu_us_per_req\": %.2f, \"requests\": %lld, \"errors\": %lld%s, \"runs\": %d, "
+           "\"steal\": %.3f}\n",
            sv->impl, conns, seconds, m->rps, m->p50, m->p75, m->p90, m->p99, cpu_median,
-           m->requests, m->errors, paired, sv->ok);
+           m->requests, m->errors, paired, sv->ok, stl[sv->ok / 2]);
     fflush(stdout);
     fprintf(stderr, "  %-14s %9.0f req/s  p50 %7.1f us  p99 %8.1f us  %5.2f us CPU/req%s\n",
             sv->impl, m->rps, m->p50, m->p99, cpu_median, m->errors ? "  (errors!)" : "");
