@@ -326,15 +326,21 @@ typedef struct bench_kv {
  *   value   the summarised result (bench_repeat)
  * Names are printed as given: keep them to letters, digits and '_'.
  */
-static BENCH_UNUSED void bench_json(const char *bench, const char *impl, const bench_kv_t *params,
-                                    const char *unit, double value)
+static void bench_json_steal_(const char *bench, const char *impl, const bench_kv_t *params,
+                              const char *unit, double value, double steal)
 {
     printf("{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {", bench, impl);
     for (const bench_kv_t *p = params; p && p->key; p++)
         printf("\"%s\": %lld, ", p->key, p->value);
     printf("\"stat\": \"%s\"}, \"%s\": %.4g, \"runs\": %d, \"steal\": %.3f}\n",
-           bench_best_ ? "best" : "median", unit, value, bench_runs_, bench_steal_mark_());
+           bench_best_ ? "best" : "median", unit, value, bench_runs_, steal);
     fflush(stdout);
+}
+
+static BENCH_UNUSED void bench_json(const char *bench, const char *impl, const bench_kv_t *params,
+                                    const char *unit, double value)
+{
+    bench_json_steal_(bench, impl, params, unit, value, bench_steal_mark_());
 }
 
 /* One implementation in a bench_compare. */
@@ -362,9 +368,12 @@ static BENCH_UNUSED void bench_compare(const char *bench, const bench_kv_t *para
     for (int r = 0; r < bench_runs_; r++)
         for (size_t i = 0; i < n; i++)
             v[i][r] = cases[i].fn(cases[i].arg);
+    /* The runs were interleaved: one steal share for all their lines. */
+    double steal = bench_steal_mark_();
     for (size_t i = 0; i < n; i++)
-        bench_json(bench, cases[i].impl, params, unit,
-                   bench_summary_(v[i], bench_runs_, higher_is_better, cases[i].impl));
+        bench_json_steal_(bench, cases[i].impl, params, unit,
+                          bench_summary_(v[i], bench_runs_, higher_is_better, cases[i].impl),
+                          steal);
 }
 
 #ifdef __cplusplus
