@@ -52,6 +52,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "steal.h"
+
 #if defined(__GNUC__)
 #define BENCH_UNUSED __attribute__((unused))
 #define BENCH_NORETURN __attribute__((noreturn))
@@ -165,40 +167,16 @@ static BENCH_UNUSED long long bench_parse_(const char *name, const char *v)
 
 static void *bench_nothing_(void *arg) { return arg; }
 
-/* The steal counter of /proc/stat at the previous JSON line (bench_json). */
-static unsigned long long bench_cpu_total_, bench_cpu_steal_;
-static bool bench_cpu_ok_;
-
-static bool bench_cpu_read_(unsigned long long *total, unsigned long long *steal)
-{
-    FILE *f = fopen("/proc/stat", "re");
-    if (!f)
-        return false;
-    unsigned long long v[8] = {0};
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]);
-    fclose(f);
-    if (n < 4)
-        return false;
-    *total = 0;
-    for (int i = 0; i < 8; i++)
-        *total += v[i];
-    *steal = n >= 8 ? v[7] : 0;
-    return true;
-}
+/* The steal reading at the previous JSON line (bench_json). */
+static steal_sample_t bench_steal_at_;
 
 /* The steal share since the previous mark, and a new mark. */
 static double bench_steal_mark_(void)
 {
-    unsigned long long t, st;
-    if (!bench_cpu_read_(&t, &st))
-        return 0;
-    double share = 0;
-    if (bench_cpu_ok_ && t > bench_cpu_total_ && st >= bench_cpu_steal_)
-        share = (double)(st - bench_cpu_steal_) / (double)(t - bench_cpu_total_);
-    bench_cpu_total_ = t;
-    bench_cpu_steal_ = st;
-    bench_cpu_ok_ = true;
+    steal_sample_t now = steal_sample();
+    double share = steal_share(bench_steal_at_, now, 1);
+    if (now.ok)
+        bench_steal_at_ = now;
     return share;
 }
 

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <weft.h>
 
+#include "../../bench/steal.h"
+
 struct lesson_run {
     const lesson_t *lesson;     /* what runs */
     const lesson_opts_t *opts;  /* how */
@@ -297,47 +299,13 @@ int lesson_fail_rc(lesson_run_t *r, const char *what, int rc)
 
 /*
  * On a virtual machine the hypervisor may hold back CPU time from the guest
- * ("steal", the eighth number of /proc/stat's cpu line): a busy host then
- * stretches every timed figure, whatever the lesson does. The runner reads
- * it before and after each lesson and says so when it was large enough to
- * matter. total is the sum of the first eight numbers (guest time is
- * already inside user); ok is false where /proc/stat cannot be read.
+ * (steal, bench/steal.h): a busy host then stretches every timed figure,
+ * whatever the lesson does. The runner reads it before and after each
+ * lesson and says so when it was large enough to matter. Fewer than
+ * STEAL_TICKS ticks (a quarter of a second on two CPUs) say too little to
+ * report: the share is 0 then.
  */
-struct cpu_sample {
-    unsigned long long total, steal;
-    bool ok;
-};
-
-static struct cpu_sample cpu_sample(void)
-{
-    struct cpu_sample s = {0, 0, false};
-    FILE *f = fopen("/proc/stat", "re");
-    if (!f)
-        return s;
-    unsigned long long v[8] = {0};
-    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7]);
-    fclose(f);
-    if (n < 4)
-        return s;
-    for (int i = 0; i < 8; i++)
-        s.total += v[i];
-    s.steal = n >= 8 ? v[7] : 0;
-    s.ok = true;
-    return s;
-}
-
 #define STEAL_TICKS 50
-
-/* The share of all CPUs' time held back between a and b: 0 to 1. */
-static double steal_share(struct cpu_sample a, struct cpu_sample b)
-{
-    /* Fewer than STEAL_TICKS ticks (USER_HZ, 100 a second per CPU) say
-     * too little to report. */
-    if (!a.ok || !b.ok || b.total < a.total + STEAL_TICKS || b.steal < a.steal)
-        return 0;
-    return (double)(b.steal - a.steal) / (double)(b.total - a.total);
-}
 
 /* From this share on, the runner says so under the lesson. */
 #define STEAL_NOTE 0.05
@@ -348,7 +316,6 @@ struct outcome {
     const lesson_t *lesson;
     char key[96];
     double seconds;
-    double steal; /* steal_share over the lesson */
     int rc;
 };
 
@@ -359,11 +326,11 @@ static void run_one(const lesson_opts_t *opts, const lesson_t *l, size_t i, size
     FILE *w = words(&run);
     fprintf(w, "\n== %zu/%zu  %s: %s ==\n", i + 1, n, l->name, l->title);
     fflush(w);
-    struct cpu_sample c0 = cpu_sample();
+    steal_sample_t c0 = steal_sample();
     weft_time_t t0 = weft_now();
     int rc = l->fn(&run);
     double s = weft_seconds_between(t0, weft_now());
-    double steal = steal_share(c0, cpu_sample());
+    double steal = steal_share(c0, steal_sample(), STEAL_TICKS);
     fflush(stdout);
     if (steal >= STEAL_NOTE) {
         lesson_say(&run, "(Meanwhile this virtual machine's host held back %.0f%% of its CPU time:",
@@ -374,7 +341,6 @@ static void run_one(const lesson_opts_t *opts, const lesson_t *l, size_t i, size
         snprintf(run.key, sizeof run.key, "FAILED");
     out->lesson = l;
     out->seconds = s;
-    out->steal = steal;
     out->rc = rc;
     memcpy(out->key, run.key, sizeof out->key);
     if (opts->json) {
@@ -409,7 +375,7 @@ static int run_list(const lesson_opts_t *opts, const lesson_t **list, size_t n, 
     int cpus = weft_cpu_count();
     fprintf(w, "weft %s: %zu lesson%s, %d CPU%s usable, scale %g\n", weft_version(), n,
             n == 1 ? "" : "s", cpus, cpus == 1 ? "" : "s", opts->scale);
-    struct cpu_sample c0 = cpu_sample();
+    steal_sample_t c0 = steal_sample();
     weft_time_t t0 = weft_now();
     int failed = 0;
     for (size_t i = 0; i < n; i++) {
@@ -417,7 +383,7 @@ static int run_list(const lesson_opts_t *opts, const lesson_t **list, size_t n, 
         failed += res[i].rc != 0;
     }
     double total = weft_seconds_between(t0, weft_now());
-    double steal = steal_share(c0, cpu_sample());
+    double steal = steal_share(c0, steal_sample(), STEAL_TICKS);
 
     if (summary) {
         const char *verdict =
