@@ -60,9 +60,9 @@ static BENCH_UNUSED void bench_fib_json(const char *bench, const char *impl, int
 {
     printf("{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {\"n\": %d, \"workers\": %d, "
            "\"stat\": \"%s\"}, \"seconds\": %.4g, \"runs\": %d, \"ns_per_call\": %.3g, "
-           "\"t1_over_serial\": %.3g, \"speedup\": %.3g}\n",
+           "\"t1_over_serial\": %.3g, \"speedup\": %.3g, \"steal\": %.3f}\n",
            bench, impl, n, workers, bench_best_ ? "best" : "median", seconds, bench_runs_,
-           seconds * 1e9 / calls, t1_over_serial, speedup);
+           seconds * 1e9 / calls, t1_over_serial, speedup, bench_steal_mark_());
     fflush(stdout);
 }
 
@@ -89,9 +89,10 @@ static BENCH_UNUSED void bench_speedup_json(const char *bench, const char *impl,
                                             double seconds, double serial_seconds)
 {
     printf("{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {\"%s\": %lld, \"workers\": %d, "
-           "\"stat\": \"%s\"}, \"seconds\": %.4g, \"runs\": %d, \"speedup\": %.3g}\n",
+           "\"stat\": \"%s\"}, \"seconds\": %.4g, \"runs\": %d, \"speedup\": %.3g, "
+           "\"steal\": %.3f}\n",
            bench, impl, size_key, size, workers, bench_best_ ? "best" : "median", seconds,
-           bench_runs_, serial_seconds / seconds);
+           bench_runs_, serial_seconds / seconds, bench_steal_mark_());
     fflush(stdout);
 }
 
