@@ -96,8 +96,15 @@ static int serve(void *arg, void **result)
     fflush(stdout);
     for (;;) {
         int c = weft_net_accept(lfd, NULL);
-        if (c < 0)
+        if (c == -ECANCELED || c == -EPIPE || c == -EBADF)
+            return 0; /* SIGINT (weft_loop_run cancels main), or the listener is gone */
+        if (c < 0) {
+            /* EMFILE and the like: let connections close, then try again
+             * (a bare retry would spin). */
+            if (weft_co_sleep(0.001) == -ECANCELED)
+                return 0;
             continue;
+        }
         if (weft_co_spawn(NULL, conn, (void *)(intptr_t)c, "http", 32 * 1024) != 0)
             weft_net_close(c);
     }
