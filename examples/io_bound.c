@@ -424,6 +424,7 @@ static int io_bound_lesson(lesson_run_t *run)
     uint64_t *outs = calloc((size_t)jobs, sizeof *outs);
     weft_proc_pool_t *ppool = NULL;
     int prc_rc = 0;
+    const char *failed = "the CPU-bound jobs"; /* what prc_rc is about */
     if (!cf || !seeds || !outs)
         prc_rc = -ENOMEM;
     for (int i = 0; prc_rc == 0 && i < jobs; i++)
@@ -431,6 +432,8 @@ static int io_bound_lesson(lesson_run_t *run)
     if (prc_rc == 0 && have_proc) {
         weft_proc_opts_t o = {.workers = cpus};
         prc_rc = weft_proc_pool_create(&ppool, &o);
+        if (prc_rc != 0)
+            failed = "the process pool for the CPU-bound jobs";
     }
     double cs[CPU_ROUNDS], ct[CPU_ROUNDS], cp[CPU_ROUNDS], cc_s[CPU_ROUNDS];
     bool same = true;
@@ -458,6 +461,8 @@ static int io_bound_lesson(lesson_run_t *run)
             t0 = weft_now();
             prc_rc = weft_proc_map(ppool, crunch_proc_task, seeds, sizeof *seeds, (size_t)jobs,
                                    outs, sizeof *outs, NULL, 1);
+            if (prc_rc != 0)
+                failed = "the CPU-bound jobs on processes";
             cp[round] = weft_seconds_between(t0, weft_now());
             for (int i = 0; prc_rc == 0 && i < jobs; i++)
                 got_proc += outs[i];
@@ -478,8 +483,7 @@ static int io_bound_lesson(lesson_run_t *run)
     weft_pool_free(pool);
     free(args);
     if (prc_rc != 0)
-        return lesson_fail_rc(run, have_proc ? "the CPU-bound jobs on processes" : "the CPU-bound jobs",
-                              prc_rc);
+        return lesson_fail_rc(run, failed, prc_rc);
     if (!same)
         return lesson_fail(run, "the CPU-bound results differ between the ways");
     double cseq = median(cs, CPU_ROUNDS), cthr = median(ct, CPU_ROUNDS),
