@@ -353,6 +353,13 @@ static struct server *server_named(const char *impl)
  * turn run seconds apart, so this takes out the host's drift over minutes
  * that the per-server medians keep.
  */
+/* The median of n > 0 values (sorts v). */
+static double median_of(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 static int pair(const struct server *w, const struct server *peer, bool cpu, double *median,
                 int *wins)
 {
@@ -370,10 +377,8 @@ static int pair(const struct server *w, const struct server *peer, bool cpu, dou
             v[n++] = a / b;
             *wins += cpu ? a <= b : a >= b;
         }
-    if (n) {
-        qsort(v, (size_t)n, sizeof v[0], bench_cmp_);
-        *median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-    }
+    if (n)
+        *median = median_of(v, n);
     return n;
 }
 
@@ -422,17 +427,14 @@ static void report(struct server *sv, int conns, int seconds)
         fprintf(stderr, " (req/s / us CPU per request)\n");
     }
     /* CPU per request: its own median (not the median run's), the sharper
-     * figure and the one a target is set on. */
-    double cpu[BENCH_MAX_RUNS];
-    for (int i = 0; i < sv->ok; i++)
+     * figure and the one a target is set on; and the median of the host's
+     * steal share over this server's runs. */
+    double cpu[BENCH_MAX_RUNS], stl[BENCH_MAX_RUNS];
+    for (int i = 0; i < sv->ok; i++) {
         cpu[i] = sv->res[i].cpu_us_per_req;
-    qsort(cpu, (size_t)sv->ok, sizeof cpu[0], bench_cmp_);
-    double cpu_median = cpu[sv->ok / 2];
-    /* The host's steal share in this server's runs: their median. */
-    double stl[BENCH_MAX_RUNS];
-    for (int i = 0; i < sv->ok; i++)
         stl[i] = sv->res[i].steal;
-    qsort(stl, (size_t)sv->ok, sizeof stl[0], bench_cmp_);
+    }
+    double cpu_median = median_of(cpu, sv->ok), steal_median = median_of(stl, sv->ok);
     /* Requests/s and the latencies: the median run by requests/s (sorted
      * in a copy: pair() needs the runs in turn order). */
     struct result by_rps[BENCH_MAX_RUNS];
@@ -447,7 +449,7 @@ static void report(struct server *sv, int conns, int seconds)
            "\"cpu_us_per_req\": %.2f, \"requests\": %lld, \"errors\": %lld%s, \"runs\": %d, "
            "\"steal\": %.3f}\n",
            sv->impl, conns, seconds, m->rps, m->p50, m->p75, m->p90, m->p99, cpu_median,
-           m->requests, m->errors, paired, sv->ok, stl[sv->ok / 2]);
+           m->requests, m->errors, paired, sv->ok, steal_median);
     fflush(stdout);
     fprintf(stderr, "  %-14s %9.0f req/s  p50 %7.1f us  p99 %8.1f us  %5.2f us CPU/req%s\n",
             sv->impl, m->rps, m->p50, m->p99, cpu_median, m->errors ? "  (errors!)" : "");
