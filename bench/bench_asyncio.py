@@ -21,6 +21,8 @@ import statistics
 import sys
 import time
 
+import steal
+
 args = sys.argv[1:]
 
 
@@ -79,8 +81,8 @@ def emit(bench, params, unit, value, **notes):
     p = ", ".join(f'"{k}": {v}' for k, v in params.items())
     extra = "".join(f', "{k}": {v}' for k, v in notes.items())
     print(f'{{"bench": "{bench}", "impl": "python_asyncio", "params": {{{p}, '
-          f'"stat": "{"best" if best else "median"}"}}, "{unit}": {value:.4g}{extra}, "runs": {runs}}}',
-          flush=True)
+          f'"stat": "{"best" if best else "median"}"}}, "{unit}": {value:.4g}{extra}, "runs": {runs}, '
+          f'"steal": {steal.mark():.3f}}}', flush=True)
 
 
 def main():

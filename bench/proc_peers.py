@@ -11,6 +11,8 @@ import multiprocessing
 import statistics
 import time
 
+import steal
+
 
 def square(x):
     return x * x
@@ -58,7 +60,8 @@ def main():
             for impl, fn in (("python_pool", run_pool), ("python_ppe", run_ppe)):
                 v = measure(fn, runs, best)
                 print(json.dumps({"bench": "proc_map_square", "impl": impl, "params": params,
-                                  "req_per_s": float("%.4g" % v), "runs": runs}), flush=True)
+                                  "req_per_s": float("%.4g" % v), "runs": runs,
+                                  "steal": round(steal.mark(), 3)}), flush=True)
 
 
 if __name__ == "__main__":

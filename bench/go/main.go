@@ -202,7 +202,7 @@ type kv struct {
 	value int64
 }
 
-// emit is bench.h's bench_json.
+// emit is bench.h's bench_json (with the steal share since the previous line).
 func emit(bench, impl string, params []kv, unit string, value float64) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "{\"bench\": \"%s\", \"impl\": \"%s\", \"params\": {", bench, impl)
@@ -213,8 +213,8 @@ func emit(bench, impl string, params []kv, unit string, value float64) {
 	if best {
 		stat = "best"
 	}
-	fmt.Fprintf(&b, "\"stat\": \"%s\"}, \"%s\": %s, \"runs\": %d}\n", stat, unit,
-		strconv.FormatFloat(value, 'g', 4, 64), runs)
+	fmt.Fprintf(&b, "\"stat\": \"%s\"}, \"%s\": %s, \"runs\": %d, \"steal\": %.3f}\n", stat, unit,
+		strconv.FormatFloat(value, 'g', 4, 64), runs, stealMark())
 	os.Stdout.WriteString(b.String())
 }
 
@@ -229,8 +229,9 @@ func emitNote(bench, impl string, params []kv, unit string, value float64, note 
 	if best {
 		stat = "best"
 	}
-	fmt.Fprintf(&b, "\"stat\": \"%s\"}, \"%s\": %s, \"%s\": %s, \"runs\": %d}\n", stat, unit,
-		strconv.FormatFloat(value, 'g', 4, 64), note, strconv.FormatFloat(nv, 'g', 4, 64), runs)
+	fmt.Fprintf(&b, "\"stat\": \"%s\"}, \"%s\": %s, \"%s\": %s, \"runs\": %d, \"steal\": %.3f}\n",
+		stat, unit, strconv.FormatFloat(value, 'g', 4, 64), note, strconv.FormatFloat(nv, 'g', 4, 64),
+		runs, stealMark())
 	os.Stdout.WriteString(b.String())
 }
 
