@@ -489,6 +489,56 @@ static void test_group(void)
     CHECK_OK(weft_loop_run(main_group, NULL, NULL));
 }
 
+/* One waiter at a time: a second coroutine's group_wait is -EBUSY (it used
+ * to overwrite the first's wake, which then never came), and group_free
+ * is -EBUSY while the woken waiter has not returned yet (it still reads
+ * the group: freeing it there was a use after free). */
+static weft_event_t g_go;
+static int g_until_go(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return weft_event_wait(&g_go);
+}
+static int g_first_waiter(void *arg, void **result)
+{
+    (void)result;
+    return weft_co_group_wait(arg);
+}
+static int main_group_waiters(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_event_init(&g_go);
+    weft_co_group_t *g;
+    CHECK_OK(weft_co_group_create(&g));
+    CHECK_OK(weft_co_group_spawn(g, NULL, g_until_go, NULL, "child", 0));
+    weft_task_t *w;
+    CHECK_OK(weft_co_spawn(&w, g_first_waiter, g, "waiter", 0));
+    CHECK_OK(weft_co_yield()); /* the child, then the waiter, run and wait */
+    /* A scope: without the -EBUSY this wait would take the wake away and
+     * last until the scope ends. */
+    weft_co_scope_t sc;
+    CHECK_OK(weft_co_scope_begin(&sc, weft_deadline_in(2.0)));
+    CHECK_RC(weft_co_group_wait(g), -EBUSY);
+    CHECK_OK(weft_co_scope_end(&sc));
+    CHECK_RC(weft_co_group_free(g), -EBUSY); /* a child runs */
+    CHECK_OK(weft_event_set(&g_go));
+    /* FIFO: the child runs (and finishes, which wakes the waiter) before
+     * this coroutine; the waiter runs after it. */
+    CHECK_OK(weft_co_yield());
+    CHECK_RC(weft_co_group_free(g), -EBUSY); /* the waiter has not returned */
+    CHECK_OK(weft_co_await(w, NULL));
+    weft_task_release(w);
+    CHECK_OK(weft_co_group_free(g));
+    return 0;
+}
+static void test_group_waiters(void)
+{
+    for (int i = 0; i < 20; i++)
+        CHECK_OK(weft_loop_run(main_group_waiters, NULL, NULL));
+}
+
 /* The waiter of a group is cancelled: children are cancelled, all waited. */
 static int group_owner(void *arg, void **result)
 {
@@ -752,6 +802,7 @@ int main(void)
     RUN(test_scope);
     RUN(test_wait_for_race);
     RUN(test_group);
+    RUN(test_group_waiters);
     RUN(test_group_cancel);
     RUN(test_run_end);
     RUN(test_outside);

@@ -156,7 +156,7 @@ WEFT_API int weft_co_yield(void);
  * scope's deadline came first); -EINVAL (negative or NaN seconds, negative
  * deadline); -EPERM (not in a coroutine: use weft_sleep on a thread).
  * (weft_sleep itself inside a coroutine also suspends only the coroutine,
- * but is not interrupted by cancellation.)
+ * and is cancelled as this is: -ECANCELED.)
  */
 WEFT_API int weft_co_sleep(double seconds);
 WEFT_API int weft_co_sleep_until(weft_time_t deadline);
@@ -329,8 +329,9 @@ WEFT_API int weft_co_group_spawn(weft_co_group_t *g, weft_task_t **out, weft_co_
  * failed with (children cancelled because of it do not count), or 0. If the
  * waiter is cancelled while it waits, every child is cancelled, the wait
  * still lasts until they have all finished, and -ECANCELED is returned.
- * Children spawned during the wait are waited for too. -EPERM (not a
- * coroutine of the group's loop); -EINVAL (NULL).
+ * Children spawned during the wait are waited for too. One coroutine
+ * waits at a time: -EBUSY if another is in group_wait on g already. -EPERM
+ * (not a coroutine of the group's loop); -EINVAL (NULL).
  */
 WEFT_API int weft_co_group_wait(weft_co_group_t *g);
 
@@ -338,8 +339,10 @@ WEFT_API int weft_co_group_wait(weft_co_group_t *g);
  * -EPERM (not on the group's loop). */
 WEFT_API int weft_co_group_cancel(weft_co_group_t *g);
 
-/* Free a group whose children have all finished. 0; -EBUSY (children still
- * run: nothing is freed); -EINVAL. */
+/* Free a group whose children have all finished and that no coroutine
+ * waits on. 0; -EBUSY (children still run, or a coroutine is still in
+ * group_wait, even one already woken that has not run yet: nothing is
+ * freed); -EINVAL. */
 WEFT_API int weft_co_group_free(weft_co_group_t *g);
 
 #ifdef __cplusplus

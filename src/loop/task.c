@@ -551,6 +551,8 @@ struct weft_co_group {
     int first_err;                   /* the first failure, or 0 */
     bool cancelling;                 /* cancel_all was done for a failure or a cancel */
     struct weft__waiter *waiter;     /* the coroutine in group_wait, or NULL */
+    bool waiting;                    /* a coroutine is inside group_wait (until it
+                                        returns: woken, it still reads g) */
 };
 
 int weft_co_group_create(weft_co_group_t **out)
@@ -641,6 +643,9 @@ int weft_co_group_wait(weft_co_group_t *g)
     struct weft_task *t = cur_task();
     if (!t || t->loop != g->loop)
         return -EPERM;
+    if (g->waiting)
+        return -EBUSY; /* one waiter at a time: the wake would reach only one */
+    g->waiting = true;
     bool cancelled = false;
     while (g->pending > 0) {
         struct weft__waiter w;
@@ -658,6 +663,7 @@ int weft_co_group_wait(weft_co_group_t *g)
             group_cancel_all(g);
         }
     }
+    g->waiting = false;
     if (cancelled)
         return (t->cancelled || weft__future_cancel_requested(t->fut)) ? -ECANCELED : -ETIMEDOUT;
     return g->first_err;
@@ -667,7 +673,7 @@ int weft_co_group_free(weft_co_group_t *g)
 {
     if (!g)
         return -EINVAL;
-    if (g->pending > 0)
+    if (g->pending > 0 || g->waiting)
         return -EBUSY;
     weft__loop_unref(g->loop);
     free(g);
