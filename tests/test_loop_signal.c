@@ -122,6 +122,7 @@ static int main_busy(void *arg, void **result)
 
 struct busy_arg {
     weft_event_t claimed, done;
+    int sig; /* the signal the other loop holds */
     int r;
 };
 
@@ -129,7 +130,7 @@ static int holder_main(void *arg, void **result)
 {
     (void)result;
     struct busy_arg *b = arg;
-    b->r = weft_co_signal_wait_until(WEFT_SIGNAL(SIGUSR1), weft_now());
+    b->r = weft_co_signal_wait_until(WEFT_SIGNAL(b->sig), weft_now());
     weft_event_set(&b->claimed);
     weft_event_wait(&b->done);
     return 0;
@@ -139,6 +140,40 @@ static void *holder_thread(void *arg)
 {
     weft_loop_run(holder_main, arg, NULL);
     return NULL;
+}
+
+/* The other loop holds SIGUSR2: a claim of SIGUSR1 | SIGUSR2 takes SIGUSR1
+ * first, then fails, and must give SIGUSR1 back whole (it used to stay
+ * blocked and forwarded here but outside the signalfd, so that no later
+ * wait could ever see it). */
+static int main_busy_partial(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    CHECK_RC(weft_co_signal_wait_until(WEFT_SIGNAL(SIGUSR1) | WEFT_SIGNAL(SIGUSR2), weft_now()),
+             -EBUSY);
+    CHECK(!blocked(SIGUSR1));
+    CHECK(handler_of(SIGUSR1) == SIG_DFL);
+    /* Claimed alone now, it reaches a wait. */
+    CHECK_RC(weft_co_signal_wait_until(WEFT_SIGNAL(SIGUSR1), weft_now()), -ETIMEDOUT);
+    kill(getpid(), SIGUSR1);
+    CHECK_INT(weft_co_signal_wait_until(WEFT_SIGNAL(SIGUSR1), weft_deadline_in(10)), ==, SIGUSR1);
+    return 0;
+}
+
+/* The same with SIGINT, whose built-in handling (cancel main) the claim
+ * stops first: it comes back when the claim fails. */
+static int main_busy_sigint(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    void (*builtin)(int) = handler_of(SIGINT);
+    CHECK(builtin != SIG_DFL);
+    CHECK_RC(weft_co_signal_wait_until(WEFT_SIGNAL(SIGINT) | WEFT_SIGNAL(SIGUSR2), weft_now()),
+             -EBUSY);
+    CHECK(handler_of(SIGINT) == builtin);
+    CHECK(!blocked(SIGINT));
+    return 0;
 }
 
 static void test_signal_wait(void)
@@ -161,19 +196,29 @@ static void test_signal_wait(void)
     CHECK_RC(weft_co_signal_wait(WEFT_SIGNAL(SIGUSR1)), -EPERM); /* outside */
 
     /* -EBUSY while another loop (another thread) owns the signal. */
-    struct busy_arg b = {.r = 0};
-    weft_event_init(&b.claimed);
-    weft_event_init(&b.done);
-    pthread_t th;
-    pthread_create(&th, NULL, holder_thread, &b);
-    CHECK_OK(weft_event_wait(&b.claimed));
-    CHECK_RC(b.r, -ETIMEDOUT);
-    CHECK_RC(weft_loop_run(main_busy, NULL, &opts), -EBUSY);
-    weft_event_set(&b.done);
-    pthread_join(th, NULL);
-    weft_event_destroy(&b.claimed);
-    weft_event_destroy(&b.done);
-    CHECK(handler_of(SIGUSR1) == SIG_DFL);
+    for (int round = 0; round < 2; round++) {
+        struct busy_arg b = {.sig = round == 0 ? SIGUSR1 : SIGUSR2, .r = 0};
+        weft_event_init(&b.claimed);
+        weft_event_init(&b.done);
+        pthread_t th;
+        pthread_create(&th, NULL, holder_thread, &b);
+        CHECK_OK(weft_event_wait(&b.claimed));
+        CHECK_RC(b.r, -ETIMEDOUT);
+        if (round == 0)
+            CHECK_RC(weft_loop_run(main_busy, NULL, &opts), -EBUSY);
+        else {
+            CHECK_OK(weft_loop_run(main_busy_partial, NULL, &opts));
+            weft_loop_opts_t on = {.sigint = WEFT_LOOP_SIGINT_ON};
+            CHECK_OK(weft_loop_run(main_busy_sigint, NULL, &on));
+            CHECK(handler_of(SIGINT) == SIG_DFL);
+        }
+        weft_event_set(&b.done);
+        pthread_join(th, NULL);
+        weft_event_destroy(&b.claimed);
+        weft_event_destroy(&b.done);
+        CHECK(handler_of(SIGUSR1) == SIG_DFL && handler_of(SIGUSR2) == SIG_DFL);
+        CHECK(!blocked(SIGUSR1) && !blocked(SIGUSR2));
+    }
 }
 
 /* ---- Ctrl-C: the first SIGINT cancels main ------------------------------------- */

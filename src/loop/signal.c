@@ -136,6 +136,8 @@ static struct weft__loop_signals *sigs(struct weft_loop *L)
 
 /* ---- built-in SIGINT ---------------------------------------------------------- */
 
+static void sigint_start(struct weft_loop *L, bool fresh);
+
 void weft__loop_signals_start(struct weft_loop *L, const weft_loop_opts_t *o)
 {
     int mode = o->sigint;
@@ -147,6 +149,14 @@ void weft__loop_signals_start(struct weft_loop *L, const weft_loop_opts_t *o)
     if (mode == WEFT_LOOP_SIGINT_AUTO &&
         (my_tid() != getpid() || (cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_DFL))
         return; /* asyncio.run: only on the main thread, only over the default */
+    sigint_start(L, true);
+}
+
+/* Install the built-in SIGINT handling for L (unless another loop has it);
+ * fresh: at the start of the run (no SIGINT counted yet), else again after
+ * a failed claim took it back (the count stays). */
+static void sigint_start(struct weft_loop *L, bool fresh)
+{
     struct weft_loop *none = NULL;
     if (!atomic_compare_exchange_strong_explicit(&sigint_loop, &none, L, memory_order_seq_cst,
                                                  memory_order_relaxed))
@@ -156,7 +166,8 @@ void weft__loop_signals_start(struct weft_loop *L, const weft_loop_opts_t *o)
         atomic_store_explicit(&sigint_loop, NULL, memory_order_seq_cst);
         return;
     }
-    atomic_store_explicit(&sigint_count, 0, memory_order_relaxed);
+    if (fresh)
+        atomic_store_explicit(&sigint_count, 0, memory_order_relaxed);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -216,13 +227,40 @@ static void release_signal(int sig)
     atomic_store_explicit(&owner_loop[sig], NULL, memory_order_release);
 }
 
-/* Make the loop the owner of every signal in mask. */
+/* Undo what a failed claim took: each signal in got gets its previous
+ * disposition back and, if the claim blocked it, is unblocked again (one
+ * that came meanwhile is then delivered as it would have been without
+ * the claim); and the built-in SIGINT handling comes back if the claim
+ * had stopped it. */
+static void unclaim(struct weft_loop *L, struct weft__loop_signals *S, uint64_t got,
+                    bool sigint_was_on)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig = 1; sig <= NSIG_MAX; sig++) {
+        if (!(got & bit(sig)))
+            continue;
+        release_signal(sig);
+        if (S->blocked_by_us & bit(sig)) {
+            S->blocked_by_us &= ~bit(sig);
+            sigaddset(&set, sig);
+        }
+    }
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    /* (After a second SIGINT the previous disposition is back for good.) */
+    if (sigint_was_on && atomic_load_explicit(&sigint_count, memory_order_relaxed) < 2)
+        sigint_start(L, false);
+}
+
+/* Make the loop the owner of every signal in mask: all of them, or (on an
+ * error) none of those it did not own before. */
 static int claim(struct weft_loop *L, struct weft__loop_signals *S, uint64_t mask)
 {
     uint64_t add = mask & ~S->claimed;
     if (!add)
         return 0;
-    if ((add & bit(SIGINT)) && S->sigint_on)
+    bool sigint_was_on = (add & bit(SIGINT)) && S->sigint_on;
+    if (sigint_was_on)
         sigint_stop(L); /* the user takes SIGINT over (as add_signal_handler) */
     uint64_t got = 0;
     int err = 0;
@@ -256,12 +294,11 @@ static int claim(struct weft_loop *L, struct weft__loop_signals *S, uint64_t mas
         }
         got |= bit(sig);
     }
-    S->claimed |= got;
     if (!err) {
         sigset_t set;
         sigemptyset(&set);
         for (int sig = 1; sig <= NSIG_MAX; sig++)
-            if (S->claimed & bit(sig))
+            if ((S->claimed | got) & bit(sig))
                 sigaddset(&set, sig);
         int fd = signalfd(S->fd, &set, SFD_NONBLOCK | SFD_CLOEXEC);
         if (fd < 0)
@@ -269,7 +306,14 @@ static int claim(struct weft_loop *L, struct weft__loop_signals *S, uint64_t mas
         else
             S->fd = fd;
     }
-    return err; /* what was claimed stays claimed until the run ends */
+    if (err) {
+        /* Claimed but not in the signalfd, a signal could never be awaited
+         * (a later wait finds nothing new to claim): give them back. */
+        unclaim(L, S, got, sigint_was_on);
+        return err;
+    }
+    S->claimed |= got;
+    return 0; /* claimed until the run ends */
 }
 
 static int arm_fd(struct weft_loop *L, struct weft__loop_signals *S)
