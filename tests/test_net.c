@@ -6,9 +6,11 @@
  * coroutine blocked in accept and read (and at a call that could complete),
  * weft_net_close waking waiters (-EPIPE even when the number is reused),
  * one reader per fd (-EBUSY), the blocking fallback on plain threads,
- * shutdown waking another loop's acceptor, bad input, and fd counts.
+ * shutdown waking another loop's acceptor, bad input, a socket that failed
+ * to be made leaving nothing behind, and fd counts.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -665,6 +667,78 @@ static void test_bad_input(void)
     CHECK_RC(weft_net_resolve(NULL, 1, 0, NULL, 1), -EINVAL);
 }
 
+/* ---- a socket that failed to be made leaves nothing behind -------------------- */
+
+/* weft_net_listen and weft_net_udp (address in use) and weft_net_connect
+ * (refused, after waiting for the handshake) close their socket on
+ * failure. They used to close(2) it with its number still marked as
+ * weft's own socket (and, after the connect's wait, registered in the
+ * loop): a pipe that got the number next was taken for an owned socket
+ * already registered, so a read on it never woke, or woke at every turn. */
+static int pipe_writer(void *arg, void **result)
+{
+    (void)result;
+    for (int i = 0; i < 100; i++) /* turns in which a wrongly woken reader spins */
+        weft_co_yield();
+    return write((int)(intptr_t)arg, "x", 1) == 1 ? 0 : -errno;
+}
+
+/* Two pipes in turn under the number the failed call left free; each
+ * closed with close(2) (weft did not make them). */
+static void read_two_pipes(void)
+{
+    for (int round = 0; round < 2; round++) {
+        int p[2];
+        CHECK_OK(pipe(p));
+        CHECK(fcntl(p[0], F_SETFL, O_NONBLOCK) == 0);
+        weft_loop_stats_t a, b;
+        CHECK_OK(weft_loop_stats(weft_loop_current(), &a));
+        weft_task_t *w;
+        CHECK_OK(weft_co_spawn(&w, pipe_writer, (void *)(intptr_t)p[1], "writer", 0));
+        char c = 0;
+        CHECK_INT(weft_net_read_until(p[0], &c, 1, weft_deadline_in(10)), ==, 1);
+        CHECK_OK(weft_loop_stats(weft_loop_current(), &b));
+        CHECK_U64(b.io_waits - a.io_waits, <=, 3); /* one wait, not one per turn */
+        CHECK_OK(weft_co_await(w, NULL));
+        weft_task_release(w);
+        close(p[0]);
+        close(p[1]);
+    }
+}
+
+static int failed_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_addr_t a;
+    int l = net_listen_loopback(&a);
+    CHECK(l >= 0);
+    CHECK_RC(weft_net_listen(&a, 0), -EADDRINUSE);
+    read_two_pipes();
+
+    weft_addr_t u;
+    weft_addr_ip(&u, "127.0.0.1", 0);
+    int ufd = weft_net_udp(&u);
+    CHECK(ufd >= 0);
+    CHECK_OK(weft_net_local_addr(ufd, &u));
+    CHECK_RC(weft_net_udp(&u), -EADDRINUSE);
+    read_two_pipes();
+    CHECK_OK(weft_net_close(ufd));
+
+    /* Nobody listens on l's port once l is closed: refused. */
+    CHECK_OK(weft_net_close(l));
+    CHECK_RC(weft_net_connect_until(&a, weft_deadline_in(10)), -ECONNREFUSED);
+    read_two_pipes();
+    return 0;
+}
+
+static void test_failed_socket_forgotten(void)
+{
+    int fds = check_fd_count();
+    net_each_backend(failed_main, NULL);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
 int main(void)
 {
     RUN(test_echo_many_clients);
@@ -674,5 +748,6 @@ int main(void)
     RUN(test_close_wakes_waiters);
     RUN(test_plain_thread);
     RUN(test_bad_input);
+    RUN(test_failed_socket_forgotten);
     return check_done();
 }

@@ -31,10 +31,20 @@ void weft__net_nodelay(int fd, int family)
     }
 }
 
-/* close(2) that keeps errno (for error paths). */
-static void close_keep_errno(int fd)
+/* Close a socket this file made and never handed out (an error path),
+ * keeping errno: weft_net_close's bookkeeping on this thread, then
+ * close(2). Without it the number stayed marked owned (and, after a
+ * connect that waited, registered in this loop's backend and noted as its
+ * own), so the next file under that number, a pipe say, was taken for an
+ * owned socket already registered: a wait on it that never woke, or one
+ * that woke at every turn. */
+static void abandon(int fd)
 {
     int e = errno;
+    if (weft_loop_current())
+        weft__loop_fd_forget(fd);
+    weft__fd_epoch_close(fd);
+    weft__fd_owner_reset(fd);
     close(fd);
     errno = e;
 }
@@ -55,7 +65,7 @@ int weft_net_listen(const weft_addr_t *addr, int backlog)
     if (bind(fd, &addr->u.sa, addr->len) != 0 ||
         listen(fd, backlog > 0 ? backlog : SOMAXCONN) != 0) {
         int e = -errno;
-        close(fd);
+        abandon(fd);
         return e;
     }
     return fd;
@@ -157,7 +167,7 @@ fail:
      * never handed out, but a stray close can still hit its number): it is
      * not ours to close again. */
     if (r != -EPIPE || !op.co || weft__net_gen(fd) == op.gen)
-        close_keep_errno(fd);
+        abandon(fd);
     return r;
 }
 
@@ -176,7 +186,7 @@ int weft_net_udp(const weft_addr_t *addr)
     weft__fd_epoch_open(fd, false); /* a new file under this number, owned */
     if (bind(fd, &addr->u.sa, addr->len) != 0) {
         int e = -errno;
-        close(fd);
+        abandon(fd);
         return e;
     }
     return fd;
