@@ -1,6 +1,6 @@
 /*
  * test_net_dgram.c - UDP round trips (IPv4 and, where the kernel has it,
- * IPv6 loopback), Unix stream sockets (abstract and path), a Unix datagram
+ * IPv6 loopback), a passing UDP error that must not make waits spin, Unix stream sockets (abstract and path), a Unix datagram
  * round trip, name resolution of "localhost" (on the pool, with a
  * deadline, from a coroutine and from a thread), address formatting, and
  * fd counts. Every loop test runs on every backend.
@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <weft.h>
@@ -126,6 +127,53 @@ static void test_udp(void)
         net_each_backend(udp_main, "::1");
     else
         fprintf(stderr, "  (no IPv6 loopback here: ::1 skipped)\n");
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
+/* A connected UDP socket whose peer port is closed: the ICMP "port
+ * unreachable" sets an error (EPOLLERR without a hang-up) that the next
+ * recv returns and clears. The loop used to keep it as a hang-up: every
+ * later wait on the socket was reported at once, a wait that spun. */
+static int icmp_sender(void *arg, void **result)
+{
+    (void)result;
+    return (int)weft_net_sendto((int)(intptr_t)arg, "x", 1, NULL) == 1 ? 0 : -EIO;
+}
+
+static int udp_error_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_addr_t la, gone;
+    weft_addr_ip(&la, "127.0.0.1", 0);
+    weft_addr_ip(&gone, "127.0.0.1", 0);
+    int a = weft_net_udp(&la), b = weft_net_udp(&gone);
+    CHECK(a >= 0 && b >= 0);
+    CHECK_OK(weft_net_local_addr(b, &gone));
+    CHECK_OK(weft_net_close(b)); /* nobody on that port now */
+    CHECK(connect(a, &gone.u.sa, gone.len) == 0);
+    weft_task_t *t;
+    CHECK_OK(weft_co_spawn(&t, icmp_sender, (void *)(intptr_t)a, "sender", 0));
+    char buf[8];
+    /* The receiver waits first (the sender runs when it suspends). */
+    CHECK_RC(weft_net_recvfrom_until(a, buf, sizeof buf, NULL, weft_deadline_in(10)),
+             -ECONNREFUSED);
+    CHECK_OK(weft_co_await(t, NULL));
+    weft_task_release(t);
+    weft_loop_stats_t s0, s1;
+    CHECK_OK(weft_loop_stats(weft_loop_current(), &s0));
+    CHECK_RC(weft_net_recvfrom_until(a, buf, sizeof buf, NULL, weft_deadline_in(0.1)),
+             -ETIMEDOUT);
+    CHECK_OK(weft_loop_stats(weft_loop_current(), &s1));
+    CHECK_U64(s1.io_waits - s0.io_waits, <=, 2); /* waited, did not spin */
+    CHECK_OK(weft_net_close(a));
+    return 0;
+}
+
+static void test_udp_error_passes(void)
+{
+    int fds = check_fd_count();
+    net_each_backend(udp_error_main, NULL);
     CHECK_INT(check_fd_count(), ==, fds);
 }
 
@@ -371,6 +419,7 @@ int main(void)
 {
     RUN(test_addr_format);
     RUN(test_udp);
+    RUN(test_udp_error_passes);
     RUN(test_unix);
     RUN(test_resolve);
     return check_done();

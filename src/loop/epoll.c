@@ -289,7 +289,7 @@ static bool edge_event(struct weft__backend *b, int fd, uint32_t e, struct weft_
         return false; /* forgotten meanwhile (cannot happen within one poll) */
     struct efd *r = &b->fds[fd];
     uint32_t ev = to_io(e);
-    weft__owned_hung_up(&r->own, e & (EPOLLHUP | EPOLLERR), e & EPOLLRDHUP);
+    weft__owned_hung_up(&r->own, e & EPOLLHUP, e & EPOLLRDHUP);
     if (!r->own.want) {
         epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
         r->mode = M_NONE;

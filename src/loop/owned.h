@@ -26,7 +26,7 @@ struct weft__owned {
     uint8_t want;    /* the armed directions (WEFT__IO_READ|WRITE) */
     uint8_t vouched; /* armed directions whose vouch still holds */
     uint8_t hup;     /* sticky (see weft__owned_hup_pending): READ after the
-                        peer's FIN, READ|WRITE|ERROR after a hang-up or an error */
+                        peer's FIN, READ|WRITE|ERROR after a hang-up */
     bool pend;       /* on the backend's pend list (weft__owned_hup_pending) */
     uint32_t epoch;  /* the fd's epoch when registered (net_support.h) */
     void *data;      /* what arm was given (io_uring keeps its one-shot
@@ -108,7 +108,7 @@ static inline bool weft__owned_arm_held(struct weft__owned *o, uint32_t epoch, u
 }
 
 /*
- * A hang-up (peer's FIN, reset, error) is a state, not an event: it stays.
+ * A hang-up (peer's FIN, reset) is a state, not an event: it stays.
  * Its edge comes once, and a reader may have been told of it together with
  * data (one report: IN|RDHUP), read the data with a short read, and then
  * waited without a read(2) that would have returned 0 (src/net/io.c skips
@@ -135,9 +135,14 @@ static inline int weft__owned_hup_pending(struct weft__fdlist *pend, struct weft
     return e;
 }
 
-/* A report of the registration said the fd hung up or has an error
- * (`gone`: HUP, ERR) or that the peer sent its FIN (`fin`: RDHUP):
- * remember it (sticky, see weft__owned_hup_pending). */
+/* A report of the registration said the fd hung up (`gone`: HUP) or that
+ * the peer sent its FIN (`fin`: RDHUP): remember it (sticky, see
+ * weft__owned_hup_pending). An error without a hang-up (ERR alone) is not
+ * a state: it is reported with this report, as any readiness, and the
+ * call that reads it clears it (a connected UDP socket's ICMP "port
+ * unreachable", cleared by the next recv; a TCP error queue). Kept, it
+ * would report every later wait at once: a wait that spins. A reset or a
+ * timed-out TCP connection reports HUP with its ERR. */
 static inline void weft__owned_hung_up(struct weft__owned *o, bool gone, bool fin)
 {
     if (gone)

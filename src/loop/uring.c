@@ -509,7 +509,7 @@ static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bo
             if (!(cqe->flags & IORING_CQE_F_MORE))
                 u->armed = false; /* the request ended */
             if (cqe->res > 0)
-                weft__owned_hung_up(&u->own, cqe->res & (POLLHUP | POLLERR), cqe->res & POLLRDHUP);
+                weft__owned_hung_up(&u->own, cqe->res & POLLHUP, cqe->res & POLLRDHUP);
             if (cqe->res == -EINVAL) {
                 /* The kernel refuses multishot after all: one-shot from now
                  * on. A waiter gets a spurious report and arms again. */
