@@ -7,7 +7,8 @@
  * weft_co_wait_fd called directly on such a socket (level: data already
  * there is reported at once), a wait given up (deadline) and the socket
  * used again, and a socket closed on another thread whose number comes
- * back as a new connection. Runs on every backend; fd counts before and
+ * back as a new connection, and a writer left waiting after the peer's
+ * FIN (no spinning). Runs on every backend; fd counts before and
  * after.
  */
 #define _GNU_SOURCE /* pipe2 */
@@ -16,6 +17,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <weft.h>
@@ -473,6 +475,97 @@ static void test_data_then_eof(void)
     CHECK_INT(check_fd_count(), ==, fds);
 }
 
+/* ---- a writer left waiting after the peer's FIN does not spin the loop ------------- */
+
+/* A reader and a writer wait on one socket (the writer on a full send
+ * buffer); the peer sends its FIN: the reader wakes with end of file, and
+ * the writer, left waiting, must wait quietly. The loop used to arm it
+ * again one-shot, whose report of the FIN (epoll: EPOLLRDHUP armed for a
+ * writer too; io_uring reports RDHUP always) is READ: not the writer's,
+ * armed again, reported again, at every poll. */
+struct fin_pair {
+    int fd;
+    size_t sent;
+};
+
+static int fin_writer(void *arg, void **result)
+{
+    (void)result;
+    struct fin_pair *p = arg;
+    static char big[4 << 20];
+    /* Ends with -EPIPE when main closes the socket. */
+    return (int)weft_net_write_all_until(p->fd, big, sizeof big, &p->sent, weft_deadline_in(30));
+}
+
+static int fin_reader(void *arg, void **result)
+{
+    (void)result;
+    char c[16];
+    return (int)weft_net_read_until(((struct fin_pair *)arg)->fd, c, sizeof c, weft_deadline_in(30));
+}
+
+/* The loop's polls while it has nothing to do but wait for ms. */
+static uint64_t polls_while_idle(double seconds)
+{
+    weft_loop_stats_t s0, s1;
+    CHECK_OK(weft_loop_stats(weft_loop_current(), &s0));
+    CHECK_OK(weft_co_sleep(seconds));
+    CHECK_OK(weft_loop_stats(weft_loop_current(), &s1));
+    return s1.polls - s0.polls;
+}
+
+static int fin_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    int a, b;
+    CHECK_OK(net_tcp_pair(&a, &b));
+    struct fin_pair p = {a, 0};
+    weft_task_t *w, *r;
+    CHECK_OK(weft_co_spawn(&w, fin_writer, &p, "writer", 0));
+    CHECK_OK(weft_co_spawn(&r, fin_reader, &p, "reader", 0));
+    CHECK_OK(weft_co_yield()); /* the writer fills the buffers and waits; the reader waits */
+    CHECK(p.sent > 0 && p.sent < sizeof(char[4 << 20]));
+    CHECK_OK(weft_net_shutdown(b, SHUT_WR)); /* the peer's FIN */
+    CHECK_OK(weft_co_await(r, NULL)); /* the reader's read: 0, end of file */
+    /* The writer still waits: the loop is idle, a poll or two, not
+     * thousands. */
+    CHECK_U64(polls_while_idle(0.1), <=, 5);
+    CHECK_OK(weft_net_close(a)); /* the writer: -EPIPE */
+    CHECK_RC(weft_co_await(w, NULL), -EPIPE);
+    weft_task_release(w);
+    weft_task_release(r);
+    weft_net_close(b);
+
+    /* weft_co_wait_fd(WRITE) itself on a half-closed socket weft does not
+     * own (a one-shot arm). On epoll only: io_uring's poll reports RDHUP
+     * whatever it was asked for, so there it is reported at every poll
+     * (docs/loop.md). */
+    if (strcmp(net_backend_now, "epoll") == 0) {
+        int sv[2];
+        CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv));
+        char junk[4096] = {0};
+        while (write(sv[0], junk, sizeof junk) > 0)
+            ;
+        CHECK_OK(shutdown(sv[1], SHUT_WR));
+        weft_loop_stats_t s0, s1;
+        CHECK_OK(weft_loop_stats(weft_loop_current(), &s0));
+        CHECK_RC(weft_co_wait_fd(sv[0], WEFT_IO_WRITE, weft_deadline_in(0.1)), -ETIMEDOUT);
+        CHECK_OK(weft_loop_stats(weft_loop_current(), &s1));
+        CHECK_U64(s1.polls - s0.polls, <=, 5);
+        close(sv[0]);
+        close(sv[1]);
+    }
+    return 0;
+}
+
+static void test_writer_after_fin(void)
+{
+    int fds = check_fd_count();
+    net_each_backend(fin_main, NULL);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
 int main(void)
 {
     RUN(test_duplex_one_socket);
@@ -482,5 +575,6 @@ int main(void)
     RUN(test_foreign_fd_close_reuse);
     RUN(test_drained_skip);
     RUN(test_data_then_eof);
+    RUN(test_writer_after_fin);
     return check_done();
 }

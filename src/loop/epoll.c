@@ -205,9 +205,12 @@ static int ep_arm(struct weft__backend *b, int fd, uint32_t events, void *data)
     }
     /* One-shot, level: also what an EDGE fd becomes when an arm is not
      * vouched for all it asks (it may be ready already). */
-    struct epoll_event ev = {.events = EPOLLONESHOT | EPOLLRDHUP, .data.ptr = data};
+    /* EPOLLRDHUP only for a reader: it is reported as READ, so a writer
+     * armed with it on a socket whose peer has sent its FIN would be
+     * reported, not finished and armed again at every poll. */
+    struct epoll_event ev = {.events = EPOLLONESHOT, .data.ptr = data};
     if (events & WEFT__IO_READ)
-        ev.events |= EPOLLIN;
+        ev.events |= EPOLLIN | EPOLLRDHUP;
     if (events & WEFT__IO_WRITE)
         ev.events |= EPOLLOUT;
     int e = ctl_set(b, fd, &ev);

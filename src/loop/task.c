@@ -329,12 +329,26 @@ static inline uint32_t interest(const struct weft__watch *w)
     return (w->rd ? WEFT__IO_READ : 0) | (w->wr ? WEFT__IO_WRITE : 0);
 }
 
+/* The waiter left on fd after the other direction's was finished or gave
+ * up: arm for it again. An owned fd stays on its owned registration: the
+ * direction left was armed there and not in the report, so it was seen
+ * not ready and its vouch holds (owned.h: weft__owned_report); and a new
+ * registration, should the backend make one, looks at the current state
+ * itself. Re-armed one-shot instead, a writer of a socket whose peer has
+ * sent its FIN was reported (io_uring always reports RDHUP) at every poll:
+ * a loop that spun. */
 static void rearm(struct weft_loop *L, int fd)
 {
     struct weft__watch *w = &L->watch[fd];
     uint32_t ev = interest(w);
-    if (ev)
-        L->bops->arm(L->be, fd, ev, (void *)(intptr_t)(fd + 1));
+    if (!ev)
+        return;
+    void *data = (void *)(intptr_t)(fd + 1);
+    uint32_t epoch = weft__fd_epoch(fd);
+    if ((epoch & WEFT__EPOCH_OWNED) && L->bops->arm_owned)
+        L->bops->arm_owned(L->be, fd, ev, ev, data, epoch);
+    else
+        L->bops->arm(L->be, fd, ev, data);
 }
 
 void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev)
