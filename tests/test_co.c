@@ -255,6 +255,11 @@ static int never_runs(void *arg, void **result)
     *(int *)arg = 1;
     return 0;
 }
+static void *cancel_future_thread(void *arg)
+{
+    CHECK_RC(weft_future_cancel(arg), -EBUSY);
+    return NULL;
+}
 static int main_cancel(void *arg, void **result)
 {
     (void)arg;
@@ -280,6 +285,29 @@ static int main_cancel(void *arg, void **result)
     CHECK_INT(ran, ==, 0);
     weft_task_release(t);
     CHECK_RC(weft_task_cancel(NULL), -EINVAL);
+
+    /* weft_future_cancel on the task's future acts as weft_task_cancel:
+     * it ends a wait in progress (it used to set a flag that only the next
+     * suspension point saw: a sleep ran to its end and said 0). On this
+     * loop, and from another thread. */
+    for (int from_thread = 0; from_thread < 2; from_thread++) {
+        seen = 0;
+        CHECK_OK(weft_co_spawn(&t, sleep_long, &seen, "sleep-long", 0));
+        CHECK_OK(weft_co_yield()); /* it starts and sleeps */
+        weft_future_t *f = weft_task_future(t);
+        if (from_thread) {
+            pthread_t th;
+            CHECK_OK(pthread_create(&th, NULL, cancel_future_thread, f));
+            CHECK_OK(pthread_join(th, NULL));
+        } else {
+            CHECK_RC(weft_future_cancel(f), -EBUSY); /* running: asked to stop */
+        }
+        CHECK_RC(weft_co_await_until(t, NULL, weft_deadline_in(5)), -ECANCELED);
+        CHECK_RC(seen, -ECANCELED);
+        CHECK(weft_future_cancelled(f));
+        CHECK_OK(weft_future_cancel(f)); /* already cancelled: 0 */
+        weft_task_release(t);
+    }
     return 0;
 }
 static void test_cancel(void)

@@ -125,7 +125,10 @@ WEFT_API bool weft_task_done(const weft_task_t *t);
  * The task's future (borrowed, valid while you hold the task): resolved
  * when the task finishes, with its result, its error, or cancelled.
  * Threads wait for a coroutine with it (weft_future_wait), and it composes
- * with weft_future_wait_any / as_completed. NULL for NULL.
+ * with weft_future_wait_any / as_completed. weft_future_cancel on it acts
+ * as weft_task_cancel, from any thread: a task not started never runs; a
+ * started one (weft_future_cancel says -EBUSY) is cancelled, and a wait
+ * it is in ends with -ECANCELED. NULL for NULL.
  */
 WEFT_API weft_future_t *weft_task_future(weft_task_t *t);
 

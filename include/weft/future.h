@@ -29,7 +29,9 @@
  * States: PENDING -> (RUNNING) -> DONE. RUNNING is optional (a future
  * resolved by hand may skip it); a PENDING future may be cancelled, a
  * RUNNING one only asked to stop (it sees weft_future_cancel_requested, and
- * pool tasks weft_task_cancelled), because C cannot interrupt a function.
+ * pool tasks weft_task_cancelled), because C cannot interrupt a function;
+ * a coroutine's future (weft_task_future) cancels the coroutine as
+ * weft_task_cancel does, which ends a wait it is suspended in.
  *
  * Blocking goes through weft's parking layer: a waiting thread spins briefly
  * then sleeps on a futex; a waiting coroutine (once they exist) suspends.

@@ -64,6 +64,7 @@ void weft__future_init(weft_future_t *f, void (*on_free)(weft_future_t *f))
     weft_mutex_init(&f->lock);
     f->cb_head = f->cb_tail = NULL;
     f->on_free = on_free;
+    f->on_cancel = NULL;
 }
 
 int weft_future_create(weft_future_t **out)
@@ -226,6 +227,7 @@ int weft_future_cancel(weft_future_t *f)
     if (!f)
         return -EINVAL;
     uint32_t s = atomic_fetch_or_explicit(&f->state, F_CANCEL, memory_order_acq_rel);
+    bool first = !(s & F_CANCEL);
     for (;;) {
         switch (kind_of(s)) {
         case K_PENDING:
@@ -234,6 +236,8 @@ int weft_future_cancel(weft_future_t *f)
             s = load_state(f);
             continue;
         case K_RUNNING:
+            if (first && f->on_cancel)
+                f->on_cancel(f); /* its producer is told now (a task's coroutine) */
             return -EBUSY;
         case K_RESOLVING:
             s = wait_resolved(f);

@@ -24,6 +24,10 @@ struct weft_future {
     weft_mutex_t lock;         /* protects the callback list */
     struct weft__fnode *cb_head, *cb_tail; /* callbacks, in order added */
     void (*on_free)(weft_future_t *f); /* embedded: called instead of free() */
+    /* Or NULL. Called by the first weft_future_cancel of a RUNNING future
+     * (any thread, the caller holding a reference): a task's future asks
+     * its coroutine to stop, as weft_task_cancel. */
+    void (*on_cancel)(weft_future_t *f);
 };
 
 /* The state's cancel-requested flag (future.c's F_CANCEL). */

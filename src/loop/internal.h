@@ -201,6 +201,9 @@ int weft__cotask_cancel_local(struct weft_task *t);
 int weft__loop_remote_push(struct weft_loop *L, struct weft__rnode *n);
 struct weft_task *weft__cotask_alloc(void);
 void weft__cotask_unref(struct weft_task *t);
+/* A task's future's on_cancel (task.c): the first weft_future_cancel of
+ * the running task's future acts as weft_task_cancel, from any thread. */
+void weft__cotask_future_cancelled(weft_future_t *f);
 void weft__loop_unref(struct weft_loop *L);
 int weft__cotask_spawn(struct weft_loop *L, struct weft_task **out, weft_co_fn fn, void *arg,
                      const char *name, size_t stack_size, struct weft_co_group *g);

@@ -186,6 +186,7 @@ struct weft_task *weft__cotask_alloc(void)
     t->arg = t->result = NULL;
     t->stack_size = 0;
     weft__future_init(&t->fut_store, task_future_freed);
+    t->fut_store.on_cancel = weft__cotask_future_cancelled;
     t->fut = &t->fut_store;
     atomic_store_explicit(&t->refs, 1, memory_order_relaxed);
     t->state = T_NEW;

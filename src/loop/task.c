@@ -12,6 +12,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,25 @@ static void remote_cancel(void *arg)
 {
     struct weft_task *t = arg;
     weft__cotask_cancel_local(t);
+    weft__cotask_unref(t);
+}
+
+void weft__cotask_future_cancelled(weft_future_t *f)
+{
+    struct weft_task *t = (struct weft_task *)((char *)f - offsetof(struct weft_task, fut_store));
+    /* The canceller holds a reference to the future, which keeps the task's
+     * record (and its loop); the task's own references may all be gone
+     * already (it finished): take one only while some remain. */
+    uint32_t r = atomic_load_explicit(&t->refs, memory_order_relaxed);
+    do {
+        if (r == 0)
+            return;
+    } while (!atomic_compare_exchange_weak_explicit(&t->refs, &r, r + 1, memory_order_acquire,
+                                                    memory_order_relaxed));
+    if (weft__loop_tls == t->loop)
+        (void)weft__cotask_cancel_local(t);
+    else if (weft_loop_call_soon_threadsafe(t->loop, remote_cancel, t) == 0)
+        return; /* remote_cancel drops the reference */
     weft__cotask_unref(t);
 }
 
