@@ -468,6 +468,56 @@ static void test_thread_unchanged(void)
     weft_mutex_destroy(&m);
 }
 
+/* ---- a thread join in a cancelled coroutine ------------------------------------------- */
+
+/* weft_thread_join cannot say -ECANCELED: a finite join_until in a
+ * cancelled coroutine ends once at once with -ETIMEDOUT (so the task can
+ * go on to a suspension point that says -ECANCELED); later ones wait to
+ * their deadline, and a join without a deadline is not interrupted
+ * (docs/loop.md, co.h). */
+static weft_event_t join_go;
+static void *join_target(void *arg)
+{
+    (void)arg;
+    weft_event_wait(&join_go);
+    return (void *)42;
+}
+static int joiner(void *arg, void **result)
+{
+    (void)result;
+    weft_thread_t *th = arg;
+    CHECK_RC(weft_co_sleep(30), -ECANCELED); /* cancelled here */
+    void *v = NULL;
+    CHECK_RC(weft_thread_join_until(th, &v, weft_deadline_in(30)), -ETIMEDOUT); /* at once */
+    CHECK(v == NULL);
+    CHECK_OK(weft_event_set(&join_go));
+    CHECK_OK(weft_thread_join_until(th, &v, weft_deadline_in(30))); /* waits: the thread ends */
+    CHECK(v == (void *)42);
+    return -ECANCELED;
+}
+static int main_join(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_event_init(&join_go);
+    weft_thread_t *th;
+    CHECK_OK(weft_thread_start(&th, join_target, NULL, NULL));
+    weft_task_t *t;
+    CHECK_OK(weft_co_spawn(&t, joiner, th, "joiner", 0));
+    CHECK_OK(weft_co_yield()); /* it sleeps */
+    weft_time_t t0 = weft_now();
+    CHECK_OK(weft_task_cancel(t));
+    CHECK_RC(weft_co_await(t, NULL), -ECANCELED);
+    CHECK_INT(weft_now() - t0, <, 20000000000LL); /* not the 30 s deadline */
+    weft_task_release(t);
+    weft_event_destroy(&join_go);
+    return 0;
+}
+static void test_thread_join_cancelled(void)
+{
+    CHECK_OK(weft_loop_run(main_join, NULL, NULL));
+}
+
 /* ---- the end of weft_loop_run and task groups reach blocked children --------------------- */
 
 static weft_mutex_t held_forever = WEFT_MUTEX_INIT;
@@ -538,6 +588,7 @@ int main(void)
     RUN(test_future_sleep);
     RUN(test_shield);
     RUN(test_thread_unchanged);
+    RUN(test_thread_join_cancelled);
     RUN(test_run_end_and_group);
     return check_done();
 }

@@ -34,7 +34,9 @@
  * / event / barrier / latch / wait-group wait, channel send / receive /
  * select, future wait or weft_sleep that must wait returns -ECANCELED,
  * level-triggered as well, leaving the object as a timeout would (see
- * weft/sync.h). (weft_once and thread joins are not interrupted.)
+ * weft/sync.h). (weft_once and thread joins are not interrupted; a
+ * finite weft_thread_join_until or pool weft_group_wait_until in a
+ * cancelled coroutine ends once early with -ETIMEDOUT: docs/loop.md.)
  *
  * DEADLINE SCOPES cover several operations: every suspension point inside
  * weft_co_scope_begin(&s, deadline) ... weft_co_scope_end(&s) is cut short

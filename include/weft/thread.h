@@ -82,7 +82,9 @@ WEFT_API int weft_thread_start(weft_thread_t **out, weft_thread_fn fn, void *arg
 WEFT_API int weft_thread_join(weft_thread_t *t, void **result);
 /* The same, waiting at most until deadline: -ETIMEDOUT leaves t valid (and
  * *result untouched), -EINVAL for a negative deadline. A deadline already
- * passed tries without waiting. */
+ * passed tries without waiting. In a cancelled coroutine the first finite
+ * join of the task returns -ETIMEDOUT at once (it cannot say -ECANCELED:
+ * docs/loop.md); weft_thread_join is not interrupted. */
 WEFT_API int weft_thread_join_until(weft_thread_t *t, void **result, weft_time_t deadline);
 /* Let the thread finish on its own; the handle is freed when it does (or
  * now, if it already has). Safe to call at any moment of the thread's life,
