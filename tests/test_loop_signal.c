@@ -176,6 +176,33 @@ static int main_busy_sigint(void *arg, void **result)
     return 0;
 }
 
+/* Another loop's built-in Ctrl-C handling holds SIGINT: awaiting it here
+ * is -EBUSY (it used to take SIGINT from under that loop). */
+static int main_sigint_elsewhere(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    CHECK_RC(weft_co_signal_wait_until(WEFT_SIGNAL(SIGINT), weft_now()), -EBUSY);
+    CHECK(!blocked(SIGINT));
+    return 0;
+}
+
+static int sigint_holder_main(void *arg, void **result)
+{
+    (void)result;
+    struct busy_arg *b = arg;
+    weft_event_set(&b->claimed); /* the built-in handling is on from the start */
+    weft_event_wait(&b->done);
+    return 0;
+}
+
+static void *sigint_holder_thread(void *arg)
+{
+    weft_loop_opts_t on = {.sigint = WEFT_LOOP_SIGINT_ON};
+    ((struct busy_arg *)arg)->r = weft_loop_run(sigint_holder_main, arg, &on);
+    return NULL;
+}
+
 static void test_signal_wait(void)
 {
     int fds0 = check_fd_count();
@@ -219,6 +246,23 @@ static void test_signal_wait(void)
         CHECK(handler_of(SIGUSR1) == SIG_DFL && handler_of(SIGUSR2) == SIG_DFL);
         CHECK(!blocked(SIGUSR1) && !blocked(SIGUSR2));
     }
+
+    struct busy_arg b = {.r = 1};
+    weft_event_init(&b.claimed);
+    weft_event_init(&b.done);
+    pthread_t th;
+    pthread_create(&th, NULL, sigint_holder_thread, &b);
+    CHECK_OK(weft_event_wait(&b.claimed));
+    void (*builtin)(int) = handler_of(SIGINT);
+    CHECK(builtin != SIG_DFL);
+    CHECK_OK(weft_loop_run(main_sigint_elsewhere, NULL, &opts));
+    CHECK(handler_of(SIGINT) == builtin); /* the other loop's, untouched */
+    weft_event_set(&b.done);
+    pthread_join(th, NULL);
+    CHECK_OK(b.r);
+    CHECK(handler_of(SIGINT) == SIG_DFL);
+    weft_event_destroy(&b.claimed);
+    weft_event_destroy(&b.done);
 }
 
 /* ---- Ctrl-C: the first SIGINT cancels main ------------------------------------- */

@@ -239,7 +239,8 @@ WEFT_API int weft_co_wait_fd(int fd, unsigned events, weft_time_t deadline);
  * Returns the signal; -ETIMEDOUT; -ECANCELED; -EINVAL (empty set, a
  * signal that cannot be caught or is synchronous: SIGKILL, SIGSTOP,
  * SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, or reserved by the C library;
- * negative deadline); -EBUSY (another loop owns one of the signals: none
+ * negative deadline); -EBUSY (another loop owns one of the signals, or
+ * has SIGINT for its built-in Ctrl-C handling: none
  * of the set is claimed then, and the built-in SIGINT handling stays);
  * -EPERM (not in a coroutine); -EMFILE/-ENFILE/-ENOMEM.
  */

@@ -259,6 +259,14 @@ static int claim(struct weft_loop *L, struct weft__loop_signals *S, uint64_t mas
     uint64_t add = mask & ~S->claimed;
     if (!add)
         return 0;
+    if (add & bit(SIGINT)) {
+        /* Another loop's built-in Ctrl-C handling has SIGINT: taking it
+         * over would silence that loop's, and its end would put SIGINT's
+         * old disposition back under this loop's waiters. */
+        struct weft_loop *h = atomic_load_explicit(&sigint_loop, memory_order_seq_cst);
+        if (h && h != L)
+            return -EBUSY;
+    }
     bool sigint_was_on = (add & bit(SIGINT)) && S->sigint_on;
     if (sigint_was_on)
         sigint_stop(L); /* the user takes SIGINT over (as add_signal_handler) */
