@@ -1,7 +1,7 @@
 /*
  * test_net_dgram.c - UDP round trips (IPv4 and, where the kernel has it,
  * IPv6 loopback), a passing UDP error that must not make waits spin, Unix stream sockets (abstract and path), a Unix datagram
- * round trip, name resolution of "localhost" (on the pool, with a
+ * round trip, a Unix datagram to a full receiver (no spinning), name resolution of "localhost" (on the pool, with a
  * deadline, from a coroutine and from a thread), address formatting, and
  * fd counts. Every loop test runs on every backend.
  */
@@ -174,6 +174,68 @@ static void test_udp_error_passes(void)
 {
     int fds = check_fd_count();
     net_each_backend(udp_error_main, NULL);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
+/* A Unix datagram sent to an address whose receiver's queue is full: the
+ * sender polls writable all the same (the kernel ties only connected
+ * senders to the receiver's queue), so waiting for writability returned at
+ * once, again and again. The send now looks again every millisecond. */
+struct ux_full {
+    int r;
+    int drained;
+};
+static int ux_drainer(void *arg, void **result)
+{
+    (void)result;
+    struct ux_full *u = arg;
+    for (int i = 0; i < 50; i++) /* turns in which a spinning sender would wait */
+        weft_co_yield();
+    char b[16];
+    while (weft_net_recvfrom_until(u->r, b, sizeof b, NULL, 0) >= 0)
+        u->drained++;
+    return 0;
+}
+
+static int ux_full_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_addr_t ra, s1a, s2a;
+    char name[96];
+    snprintf(name, sizeof name, "@weft-test-ux-full-r-%d", (int)getpid());
+    CHECK_OK(weft_addr_unix(&ra, name));
+    snprintf(name, sizeof name, "@weft-test-ux-full-s1-%d", (int)getpid());
+    CHECK_OK(weft_addr_unix(&s1a, name));
+    snprintf(name, sizeof name, "@weft-test-ux-full-s2-%d", (int)getpid());
+    CHECK_OK(weft_addr_unix(&s2a, name));
+    struct ux_full u = {weft_net_udp(&ra), 0};
+    int s1 = weft_net_udp(&s1a), s2 = weft_net_udp(&s2a);
+    CHECK(u.r >= 0 && s1 >= 0 && s2 >= 0);
+    int n = 0;
+    while (weft_net_sendto_until(s1, "a", 1, &ra, 0) == 1) /* fill the receiver */
+        n++;
+    CHECK_INT(n, >, 0);
+    weft_task_t *t;
+    CHECK_OK(weft_co_spawn(&t, ux_drainer, &u, "drainer", 0));
+    weft_loop_stats_t s0, s1s;
+    CHECK_OK(weft_loop_stats(weft_loop_current(), &s0));
+    CHECK_INT(weft_net_sendto_until(s2, "b", 1, &ra, weft_deadline_in(10)), ==, 1);
+    CHECK_OK(weft_loop_stats(weft_loop_current(), &s1s));
+    CHECK_U64(s1s.io_waits - s0.io_waits, <=, 2); /* no wait per turn */
+    CHECK_OK(weft_co_await(t, NULL));
+    weft_task_release(t);
+    CHECK_INT(u.drained, ==, n);
+    weft_net_close(u.r);
+    weft_net_close(s1);
+    weft_net_close(s2);
+    return 0;
+}
+
+static void test_unix_dgram_full(void)
+{
+    int fds = check_fd_count();
+    net_each_backend(ux_full_main, NULL);
     CHECK_INT(check_fd_count(), ==, fds);
 }
 
@@ -421,6 +483,7 @@ int main(void)
     RUN(test_udp);
     RUN(test_udp_error_passes);
     RUN(test_unix);
+    RUN(test_unix_dgram_full);
     RUN(test_resolve);
     return check_done();
 }

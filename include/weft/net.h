@@ -259,7 +259,10 @@ WEFT_API int weft_net_udp(const weft_addr_t *addr);
 /*
  * Send one datagram of n bytes to `to` (NULL: the connected peer). Waits
  * while the socket's buffer is full. Returns n (a datagram is never split),
- * or an error (-EMSGSIZE: too big for one datagram).
+ * or an error (-EMSGSIZE: too big for one datagram). A Unix datagram to an
+ * address whose receiver's queue is full waits too, looking again every
+ * millisecond: no readiness reports the room there (the kernel ties only a
+ * connected sender to its receiver's queue).
  */
 WEFT_API ssize_t weft_net_sendto(int fd, const void *buf, size_t n, const weft_addr_t *to);
 WEFT_API ssize_t weft_net_sendto_until(int fd, const void *buf, size_t n,

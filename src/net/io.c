@@ -210,8 +210,12 @@ int weft__net_pause(struct weft__net_op *op)
             return r;
         return weft__net_gen(op->fd) != gen ? -EPIPE : 0;
     }
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
+    /* Until at: a millisecond, or what is left to the deadline if less. */
+    weft_time_t left = at - weft_now();
+    if (left > 0) {
+        struct timespec ts = {0, (long)left};
+        nanosleep(&ts, NULL);
+    }
     return 0;
 }
 
@@ -396,7 +400,17 @@ ssize_t weft_net_sendto_until(int fd, const void *buf, size_t n, const weft_addr
             continue;
         if (!would_block(errno))
             return -errno;
-        if ((r = net_wait(&op, WEFT_IO_WRITE)) != 0)
+        /* A Unix datagram sent to an address (not through connect) whose
+         * receiver's queue is full: the sending socket still polls
+         * writable (the kernel looks at the peer's queue only for a
+         * connected socket), so a wait would return at once, again and
+         * again. Look again shortly instead, as for a Unix listener's full
+         * backlog. */
+        if (to && to->u.sa.sa_family == AF_UNIX)
+            r = weft__net_pause(&op);
+        else
+            r = net_wait(&op, WEFT_IO_WRITE);
+        if (r != 0)
             return r;
     }
 }

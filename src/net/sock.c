@@ -246,12 +246,16 @@ int weft_net_adopt(int fd)
     int fdfl = fcntl(fd, F_GETFD);
     if (fdfl < 0 || fcntl(fd, F_SETFD, fdfl | FD_CLOEXEC) != 0)
         return -errno;
-    /* STREAM (net_support.h) means TCP: a short read empties the queue. */
-    int type = 0, dom = 0;
-    socklen_t tl = sizeof type, dl = sizeof dom;
+    /* STREAM (net_support.h) means TCP: a short read empties the queue.
+     * Not any IP stream socket: an SCTP one-to-one socket is one too, and
+     * its reads stop at message boundaries. */
+    int type = 0, dom = 0, proto = 0;
+    socklen_t tl = sizeof type, dl = sizeof dom, pl = sizeof proto;
     bool stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
                   getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &dl) == 0 &&
-                  (dom == AF_INET || dom == AF_INET6);
+                  (dom == AF_INET || dom == AF_INET6) &&
+                  getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
+                  proto == IPPROTO_TCP;
     weft__fd_epoch_open(fd, stream); /* owned from now on (maybe a new file to the loops) */
     return 0;
 }
