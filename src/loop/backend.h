@@ -120,7 +120,8 @@ struct weft__backend_ops {
      * op->done runs from a later poll with op->res. Reported by poll as
      * neither a report nor a wake: poll may return 0 after running done.
      * 0 (started: done WILL run); -ENOTSUP (this kernel lacks it: use the
-     * pool; done never runs); -ENOMEM.
+     * pool; done never runs); -ENOMEM (no room to queue it now: the loop
+     * hands it to the pool as well).
      */
     int (*file_rw)(struct weft__backend *b, struct weft__file_op *op, bool write, int fd,
                    void *buf, size_t len, int64_t off);

@@ -59,8 +59,9 @@ static int64_t via_backend(struct weft_task *t, int fd, void *buf, size_t len, i
     b.op.res = 0;
     weft__waiter_init(&b.w);
     int r = L->bops->file_rw(L->be, &b.op, write, fd, buf, len, off);
-    if (r)
-        return r; /* -ENOTSUP: the caller uses the pool */
+    if (r) /* -ENOTSUP: the caller uses the pool; so does -ENOMEM (no room
+              to queue it now), rather than failing a read that can be done */
+        return r == -ENOMEM ? -ENOTSUP : r;
     L->armed++; /* busy turns poll the backend too, which submits and reaps */
     for (;;) {
         r = weft__cotask_wait(t, &b.w, WEFT__W_WAITING, deadline, W_CO);
