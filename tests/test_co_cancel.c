@@ -468,6 +468,46 @@ static void test_thread_unchanged(void)
     weft_mutex_destroy(&m);
 }
 
+/* ---- a scope and a primitive's infinite wait ------------------------------------------ */
+
+/* An expired scope does not cut a primitive's wait without a deadline, and
+ * then weft_co_scope_end says 0, not -ETIMEDOUT (it used to mark the scope
+ * expired for that wait all the same). */
+static weft_mutex_t scope_m = WEFT_MUTEX_INIT;
+static int scope_holder(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    CHECK_OK(weft_mutex_lock(&scope_m));
+    CHECK_OK(weft_co_yield()); /* main blocks on scope_m meanwhile */
+    CHECK_OK(weft_mutex_unlock(&scope_m));
+    return 0;
+}
+static int main_scope_infinite(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_task_t *h;
+    CHECK_OK(weft_co_spawn(&h, scope_holder, NULL, "holder", 0));
+    CHECK_OK(weft_co_yield()); /* the holder takes the lock */
+    weft_co_scope_t sc;
+    CHECK_OK(weft_co_scope_begin(&sc, weft_now())); /* expired already */
+    CHECK_OK(weft_mutex_lock(&scope_m));            /* waits: not cut */
+    CHECK_OK(weft_mutex_unlock(&scope_m));
+    CHECK_OK(weft_co_scope_end(&sc));               /* nothing was cut */
+    /* A finite wait is cut, and then the scope says so. */
+    CHECK_OK(weft_co_scope_begin(&sc, weft_now()));
+    CHECK_RC(weft_co_sleep(1), -ETIMEDOUT);
+    CHECK_RC(weft_co_scope_end(&sc), -ETIMEDOUT);
+    CHECK_OK(weft_co_await(h, NULL));
+    weft_task_release(h);
+    return 0;
+}
+static void test_scope_infinite_wait(void)
+{
+    CHECK_OK(weft_loop_run(main_scope_infinite, NULL, NULL));
+}
+
 /* ---- a thread join in a cancelled coroutine ------------------------------------------- */
 
 /* weft_thread_join cannot say -ECANCELED: a finite join_until in a
@@ -589,6 +629,7 @@ int main(void)
     RUN(test_shield);
     RUN(test_thread_unchanged);
     RUN(test_thread_join_cancelled);
+    RUN(test_scope_infinite_wait);
     RUN(test_run_end_and_group);
     return check_done();
 }

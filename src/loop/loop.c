@@ -515,7 +515,7 @@ enum { CS_NONE = 0, CS_CANCEL, CS_SCOPE };
  * end there); *reach: a cancellation arriving now would be in force.
  */
 static int cancel_state(struct weft_task *t, weft_time_t *limit, weft_co_scope_t **which,
-                        bool *reach)
+                        bool *reach, bool mark)
 {
     *limit = WEFT_FOREVER;
     *which = NULL;
@@ -528,7 +528,8 @@ static int cancel_state(struct weft_task *t, weft_time_t *limit, weft_co_scope_t
             if (!now)
                 now = weft_now();
             if (now >= s->deadline_) {
-                s->flags_ |= SC_EXPIRED;
+                if (mark)
+                    s->flags_ |= SC_EXPIRED;
                 *which = s;
             } else if (s->deadline_ < *limit) {
                 *limit = s->deadline_;
@@ -677,7 +678,7 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
         if (WEFT_LIKELY(!t->scope && !t->cancelled && !weft__future_cancel_requested(t->fut))) {
             intr = true;
         } else {
-            int why = cancel_state(t, &limit, &sc, &reach);
+            int why = cancel_state(t, &limit, &sc, &reach, true);
             if (why == CS_CANCEL)
                 return early_return(t, w, -ECANCELED);
             if (why == CS_SCOPE)
@@ -689,7 +690,10 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
          * finite waits, once (as W_PRIM), and an infinite wait ignores
          * their deadlines. Skip the scan when there is nothing to find. */
         if (t->scope || t->cancelled || weft__future_cancel_requested(t->fut)) {
-            int why = cancel_state(t, &limit, &sc, &reach);
+            /* An infinite wait is not cut by a scope: an expired one is not
+             * marked for it either (weft_co_scope_end says -ETIMEDOUT only
+             * for a cut). */
+            int why = cancel_state(t, &limit, &sc, &reach, deadline != WEFT_FOREVER);
             if (why == CS_CANCEL)
                 return early_return(t, w, -ECANCELED);
             if (deadline == WEFT_FOREVER)
@@ -706,7 +710,7 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
             intr = true;
         }
     } else if (mode == W_PRIM && deadline != WEFT_FOREVER) {
-        int why = cancel_state(t, &limit, &sc, &reach);
+        int why = cancel_state(t, &limit, &sc, &reach, true);
         if (why == CS_CANCEL && !t->cancel_prim_delivered) {
             t->cancel_prim_delivered = true;
             return early_return(t, w, -ETIMEDOUT);
@@ -778,7 +782,7 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
         return -ETIMEDOUT;
     if (mode == W_NOINTR)
         return 0;
-    int why = cancel_state(t, &limit, &sc, &reach);
+    int why = cancel_state(t, &limit, &sc, &reach, true);
     if (mode == W_CO)
         return why == CS_CANCEL ? -ECANCELED : why == CS_SCOPE ? WEFT__SCOPE_EXPIRED : 0;
     if (mode == W_PRIMC && why == CS_CANCEL)
