@@ -449,9 +449,60 @@ static int main_race(void *arg, void **result)
     }
     return 0;
 }
+/* The same race with a call's own deadline: the victim's timer has fired
+ * (it is queued to run again) when the cancellation comes. Its wait says
+ * -ECANCELED, not -ETIMEDOUT: cancellation wins here too. For a weft_co_*
+ * wait (await_until) and a primitive's (event_wait_until). */
+static weft_event_t never_set;
+static int never_read; /* a pipe's read end that nothing is written to */
+static int own_deadline_victim(void *arg, void **result)
+{
+    (void)result;
+    weft_time_t d = ((weft_time_t *)arg)[0];
+    if (((weft_time_t *)arg)[1])
+        return weft_event_wait_until(&never_set, d);
+    return weft_co_wait_fd(never_read, WEFT_IO_READ, d);
+}
+static int main_race_own(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_event_init(&never_set);
+    int p[2];
+    CHECK_OK(pipe(p));
+    never_read = p[0];
+    int raced = 0;
+    for (int i = 0; i < 20; i++) {
+        weft_time_t a[2] = {weft_deadline_in_ms(5), i & 1};
+        weft_task_t *t;
+        CHECK_OK(weft_co_spawn(&t, own_deadline_victim, a, "victim", 0));
+        CHECK_OK(weft_co_yield()); /* it waits, until a[0] */
+        if (weft_task_done(t)) {
+            /* It ran only after a[0] (a slow machine): it timed out at
+             * once, which is not the race under test. */
+            CHECK_RC(weft_co_await(t, NULL), -ETIMEDOUT);
+            weft_task_release(t);
+            continue;
+        }
+        while (weft_now() < a[0] + 200000)
+            ; /* past its deadline without a turn: its timer is due */
+        CHECK_OK(weft_co_yield()); /* the turn fires it: queued behind us */
+        CHECK(!weft_task_done(t));
+        CHECK_OK(weft_task_cancel(t));
+        CHECK_RC(weft_co_await(t, NULL), -ECANCELED);
+        weft_task_release(t);
+        raced++;
+    }
+    CHECK_INT(raced, >, 0);
+    weft_event_destroy(&never_set);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
 static void test_wait_for_race(void)
 {
     CHECK_OK(weft_loop_run(main_race, NULL, NULL));
+    CHECK_OK(weft_loop_run(main_race_own, NULL, NULL));
 }
 
 /* ---- task groups --------------------------------------------------------------- */

@@ -777,16 +777,22 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
     default:
         break;
     }
-    /* R_TIMEOUT: our deadline, or a scope's. */
-    if (deadline != WEFT_FOREVER && weft_now() >= deadline)
+    /* R_TIMEOUT: our deadline, or a scope's. A cancellable wait whose task
+     * was cancelled after its timer fired (before it ran again) says
+     * -ECANCELED, not -ETIMEDOUT: the cancellation wins, as it does over
+     * a scope's deadline. */
+    bool own = deadline != WEFT_FOREVER && weft_now() >= deadline;
+    if (own && mode != W_CO && mode != W_PRIMC)
         return -ETIMEDOUT;
     if (mode == W_NOINTR)
         return 0;
-    int why = cancel_state(t, &limit, &sc, &reach, true);
-    if (mode == W_CO)
-        return why == CS_CANCEL ? -ECANCELED : why == CS_SCOPE ? WEFT__SCOPE_EXPIRED : 0;
-    if (mode == W_PRIMC && why == CS_CANCEL)
+    int why = cancel_state(t, &limit, &sc, &reach, !own);
+    if (why == CS_CANCEL && (mode == W_CO || mode == W_PRIMC))
         return -ECANCELED;
+    if (own)
+        return -ETIMEDOUT;
+    if (mode == W_CO)
+        return why == CS_SCOPE ? WEFT__SCOPE_EXPIRED : 0;
     if (why == CS_SCOPE && !(sc->flags_ & SC_DELIVERED)) {
         sc->flags_ |= SC_DELIVERED;
         return -ETIMEDOUT;
