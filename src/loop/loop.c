@@ -782,8 +782,9 @@ int weft__cotask_wait(struct weft_task *t, struct weft__waiter *w, uint32_t expe
      * -ECANCELED, not -ETIMEDOUT: the cancellation wins, as it does over
      * a scope's deadline. */
     bool own = deadline != WEFT_FOREVER && weft_now() >= deadline;
-    if (own && mode != W_CO && mode != W_PRIMC)
-        return -ETIMEDOUT;
+    if (own && ((mode != W_CO && mode != W_PRIMC) ||
+                (!t->scope && !t->cancelled && !weft__future_cancel_requested(t->fut))))
+        return -ETIMEDOUT; /* (the common case: nothing to scan) */
     if (mode == W_NOINTR)
         return 0;
     int why = cancel_state(t, &limit, &sc, &reach, !own);
