@@ -1,10 +1,12 @@
 /* par_for, par_reduce, par_map, imap_unordered, par_sort: exactly-once
- * coverage, determinism, ordering, first error, bad input. */
+ * coverage, determinism, ordering, first error, bad input, a pool shut
+ * down under them. */
 #include <math.h>
 #include <stdatomic.h>
 #include <weft.h>
 
 #include "check.h"
+#include "pool/internal.h" /* the pool's queue count */
 
 static weft_pool_t *pool;
 
@@ -266,6 +268,81 @@ static void test_nested(void)
     CHECK_INT(total, ==, 200 * 1000);
 }
 
+/* A pool shut down with cancel_pending skips par_for's and par_reduce's
+ * queued tasks: they say -ECANCELED (they used to say 0, par_reduce with a
+ * result made of accumulators that were never filled). */
+static weft_event_t sd_go, sd_started;
+static _Atomic long sd_ran;
+static weft_pool_t *sd_pool;
+static int sd_for_rc = 1, sd_reduce_rc = 1;
+static int sd_blocker(void *arg, void **res)
+{
+    (void)arg;
+    (void)res;
+    weft_event_set(&sd_started);
+    return weft_event_wait(&sd_go);
+}
+static int sd_body(void *ctx, int64_t lo, int64_t hi)
+{
+    (void)ctx;
+    atomic_fetch_add(&sd_ran, hi - lo);
+    return 0;
+}
+static int sd_map(void *ctx, int64_t lo, int64_t hi, void *acc)
+{
+    (void)ctx;
+    *(long *)acc += hi - lo;
+    atomic_fetch_add(&sd_ran, hi - lo);
+    return 0;
+}
+static void sd_comb(void *ctx, void *acc, const void *o)
+{
+    (void)ctx;
+    *(long *)acc += *(const long *)o;
+}
+static void *sd_for_thread(void *a)
+{
+    (void)a;
+    sd_for_rc = weft_par_for(sd_pool, 0, 1000, 0, sd_body, NULL);
+    return NULL;
+}
+static void *sd_reduce_thread(void *a)
+{
+    (void)a;
+    long out = -1, id = 0;
+    sd_reduce_rc = weft_par_reduce(sd_pool, 0, 100000, 0, &out, sizeof out, &id, sd_map,
+                                   sd_comb, NULL);
+    return NULL;
+}
+static void test_shutdown_cancels(void)
+{
+    weft_event_init(&sd_go);
+    weft_event_init(&sd_started);
+    weft_pool_opts_t o = {.workers = 1};
+    CHECK_OK(weft_pool_create(&sd_pool, &o));
+    weft_future_t *f;
+    CHECK_OK(weft_pool_submit(sd_pool, sd_blocker, NULL, &f));
+    CHECK_OK(weft_event_wait(&sd_started)); /* the only worker is busy */
+    weft_thread_t *t1, *t2;
+    CHECK_OK(weft_thread_start(&t1, sd_for_thread, NULL, NULL));
+    CHECK_OK(weft_thread_start(&t2, sd_reduce_thread, NULL, NULL));
+    /* Until both calls have queued their root task. */
+    while (atomic_load(&sd_pool->inj_count) < 2)
+        weft_sleep(0.001);
+    CHECK_OK(weft_pool_shutdown(sd_pool, false, true));
+    CHECK_OK(weft_event_set(&sd_go));
+    CHECK_OK(weft_thread_join(t1, NULL));
+    CHECK_OK(weft_thread_join(t2, NULL));
+    CHECK_RC(sd_for_rc, -ECANCELED);
+    CHECK_RC(sd_reduce_rc, -ECANCELED);
+    CHECK_INT(atomic_load(&sd_ran), ==, 0);
+    CHECK_OK(weft_future_get(f, NULL));
+    weft_future_release(f);
+    CHECK_OK(weft_pool_free(sd_pool));
+    weft_event_destroy(&sd_go);
+    weft_event_destroy(&sd_started);
+}
+
 int main(void)
 {
     weft_pool_opts_t o = {.workers = 3};
@@ -276,6 +353,7 @@ int main(void)
     RUN(test_map);
     RUN(test_sort);
     RUN(test_nested);
+    RUN(test_shutdown_cancels);
     weft_pool_free(pool);
     return check_done();
 }

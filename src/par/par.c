@@ -68,7 +68,11 @@ static int range_run(void *arg)
         }
         lo = end;
     }
-    weft_group_wait(&g);
+    /* A child the pool skipped (shutdown with cancel_pending) never ran
+     * its part: say so, or the caller would take the range as done. */
+    int gr = weft_group_wait(&g);
+    if (gr < 0)
+        fail(pf, gr);
     return 0;
 }
 
@@ -95,7 +99,9 @@ static int run_pf(weft_pool_t *pool, struct pf *pf, int64_t begin, int64_t end)
         int r = weft_group_spawn(&g, range_run, &root);
         if (r < 0)
             return r;
-        weft_group_wait(&g);
+        r = weft_group_wait(&g);
+        if (r < 0)
+            fail(pf, r); /* the root itself was skipped (-ECANCELED) */
     }
     return atomic_load_explicit(&pf->err, memory_order_relaxed);
 }
