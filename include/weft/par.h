@@ -26,7 +26,8 @@
  * chunks not yet started (running ones finish theirs) and is returned; the
  * output is then partial. Other errors: -EINVAL (NULL function or array
  * with n > 0, end < begin, zero element size), -ENOMEM, -EPIPE (the pool
- * is shut down).
+ * is shut down), -ECANCELED (a shutdown with cancel_pending skipped chunks
+ * of the call: the work is not done).
  */
 #ifndef WEFT_PAR_H
 #define WEFT_PAR_H
