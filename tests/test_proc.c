@@ -799,6 +799,61 @@ static void test_worker_pid_at_once(void)
     CHECK_OK(weft_proc_pool_free(p));
 }
 
+/* Succeeds for the first worker only; the others' initializer dies (a
+ * crash, not an error code). */
+static int init_dies_after_first(const void *a, size_t n)
+{
+    _Atomic int *count;
+    if (n != sizeof count)
+        return -EINVAL;
+    memcpy(&count, a, sizeof count);
+    if (atomic_fetch_add(count, 1) >= 1)
+        raise(SIGKILL);
+    return 0;
+}
+
+static int init_dies(const void *a, size_t n)
+{
+    (void)a;
+    (void)n;
+    raise(SIGKILL);
+    return 0;
+}
+
+/* An initializer that crashes is an initializer that failed: at creation
+ * (it used to say -ECHILD, "the fork server is gone"), and in a
+ * replacement worker, which used to be forked again and again, forever,
+ * with the queued tasks never resolved. */
+static void test_initializer_crash(void)
+{
+    weft_proc_opts_t o = {.workers = 2, .initializer = init_dies};
+    weft_proc_pool_t *p = NULL;
+    CHECK_RC(weft_proc_pool_create(&p, &o), WEFT_EINITFAILED);
+
+    weft_shm_t *r;
+    CHECK_OK(weft_shm_create(&r, 4096, "weft-test-init-crash"));
+    _Atomic int *count = weft_shm_alloc(r, sizeof *count, 64);
+    weft_shm_t *regions[1] = {r};
+    o = (weft_proc_opts_t){.workers = 1, .initializer = init_dies_after_first,
+                           .init_arg = &count, .init_arg_len = sizeof count, .shm = regions,
+                           .nshm = 1};
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    weft_future_t *f;
+    CHECK_OK(weft_proc_submit(p, segv, NULL, 0, &f));
+    CHECK_RC(weft_proc_result(f, NULL, NULL), WEFT_ECRASHED);
+    weft_future_release(f);
+    CHECK_OK(weft_proc_submit(p, nothing, NULL, 0, &f));
+    CHECK_OK(weft_future_wait_until(f, weft_deadline_in(30))); /* resolved, not forgotten */
+    CHECK_RC(weft_proc_result(f, NULL, NULL), WEFT_EINITFAILED);
+    weft_future_release(f);
+    weft_proc_stats_t st;
+    CHECK_OK(weft_proc_stats(p, &st));
+    CHECK_U64(st.spawned, <=, 2); /* the first worker and one replacement */
+    CHECK_INT(atomic_load(count), ==, 2);
+    CHECK_OK(weft_proc_pool_free(p));
+    CHECK_OK(weft_shm_free(r));
+}
+
 static void test_broken_by_replacement_initializer(void)
 {
     weft_shm_t *r;
@@ -1405,6 +1460,7 @@ int main(void)
     RUN(test_initializer_and_recycling);
     RUN(test_worker_pid_at_once);
     RUN(test_broken_by_replacement_initializer);
+    RUN(test_initializer_crash);
     RUN(test_shutdown);
     RUN(test_cancel_during_exit);
     RUN(test_cancel_kill_spares_the_next_task);

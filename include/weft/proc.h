@@ -206,10 +206,11 @@ typedef struct weft_proc_opts {
  * 0; -EINVAL (out NULL, workers < 0 or too many, ring_size below 64 KiB,
  * init_arg_len over 64 KiB, init_arg NULL with a length, nshm out of range or
  * a NULL region, task_timeout_ns < 0); WEFT_ETHREADED; WEFT_EINITFAILED (a
- * worker's initializer failed: nothing is left running); -EADDRINUSE (a
- * region could not be mapped at its address in a worker); -ENOMEM;
- * -EAGAIN (a process or thread could not be started); -ECHILD (the fork
- * server is gone).
+ * worker's initializer failed, crashed or exited: nothing is left
+ * running); -EADDRINUSE (a region could not be mapped at its address in a
+ * worker); -ENOMEM; -EAGAIN (a process or thread could not be started);
+ * -EMFILE / -ENFILE (no descriptor for the pool's sockets); -ECHILD (the
+ * fork server is gone).
  */
 WEFT_API int weft_proc_pool_create(weft_proc_pool_t **out, const weft_proc_opts_t *opts);
 

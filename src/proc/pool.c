@@ -853,6 +853,14 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
             fail_job(p, j, err);
     }
     atomic_store(&s->state, WS_EMPTY);
+    /* Died before it was READY, with an initializer to run and nobody
+     * killing it: the initializer crashed (or exited). That is an
+     * initializer's failure as much as a nonzero return: respawning would
+     * fork it again and again, forever. */
+    bool init_died = st == WS_STARTING && p->init_fn && !killed && !p->terminated &&
+                     !(m->code == CLD_EXITED && m->status == WP_EXIT_MAPFAIL);
+    if (init_died)
+        st = WS_INITFAIL;
 
     if (!p->start_done) {
         if (st == WS_INITFAIL)
