@@ -99,7 +99,8 @@ struct weft_shm;
  * 0; WEFT_ETHREADED (the program already runs more than one thread: the
  * server was not started; pools cannot be created); -ENOSYS (/proc is not
  * mounted, or the kernel lacks pidfd support, Linux 5.3); -EAGAIN or
- * -ENOMEM (fork or socketpair failed).
+ * -ENOMEM (fork or socketpair failed); -EMFILE / -ENFILE (no descriptor
+ * for the socketpair).
  * Main thread only: the server is told to exit when the thread that
  * started it exits (PR_SET_PDEATHSIG follows the thread).
  */
