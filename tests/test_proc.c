@@ -603,6 +603,56 @@ static void test_retry(void)
     CHECK_OK(weft_shm_free(r));
 }
 
+/* A retried map chunk resumes after the items its first run reported:
+ * those ran once (running them again would repeat their effects). Eight
+ * items in one chunk, 12000-byte results in a 64 KiB ring: the first five
+ * are delivered when the sixth does not fit; the worker dies at item 6,
+ * once. Items 5 (done, not yet delivered) and 6 run twice. */
+struct rmap_item {
+    int i;
+    _Atomic int *runs; /* runs[0..7], runs[8]: crashed once */
+};
+static int rmap_fn(weft_proc_task_t *t, const void *a, size_t n)
+{
+    struct rmap_item it;
+    if (n != sizeof it)
+        return -EINVAL;
+    memcpy(&it, a, sizeof it);
+    atomic_fetch_add(&it.runs[it.i], 1);
+    if (it.i == 6 && atomic_exchange(&it.runs[8], 1) == 0)
+        raise(SIGKILL);
+    void *buf;
+    int rc = weft_proc_reply_buf(t, 12000, &buf);
+    if (rc == 0)
+        memset(buf, it.i, 12000);
+    return rc;
+}
+
+static void test_retry_map_resumes(void)
+{
+    weft_shm_t *r;
+    CHECK_OK(weft_shm_create(&r, 4096, "weft-test-retry-map"));
+    _Atomic int *runs = weft_shm_alloc(r, 9 * sizeof *runs, 64);
+    weft_proc_opts_t o = {.workers = 1, .ring_size = 64 * 1024, .max_retries = 1, .shm = &r,
+                          .nshm = 1};
+    weft_proc_pool_t *p;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    struct rmap_item in[8];
+    int err[8];
+    static unsigned char out[8][12000];
+    for (int i = 0; i < 8; i++)
+        in[i] = (struct rmap_item){i, runs};
+    CHECK_OK(weft_proc_map(p, rmap_fn, in, sizeof in[0], 8, out, 12000, err, 8));
+    for (int i = 0; i < 8; i++) {
+        CHECK_RC(err[i], 0);
+        CHECK_INT(out[i][0], ==, i);
+        CHECK_INT(out[i][11999], ==, i);
+        CHECK_INT(atomic_load(&runs[i]), ==, i == 5 || i == 6 ? 2 : 1);
+    }
+    CHECK_OK(weft_proc_pool_free(p));
+    CHECK_OK(weft_shm_free(r));
+}
+
 static void test_deadline_and_cancel(void)
 {
     weft_proc_opts_t o = {.workers = 2, .task_timeout_ns = 100000000};
@@ -1456,6 +1506,7 @@ int main(void)
     RUN(test_map);
     RUN(test_crashes);
     RUN(test_retry);
+    RUN(test_retry_map_resumes);
     RUN(test_deadline_and_cancel);
     RUN(test_initializer_and_recycling);
     RUN(test_worker_pid_at_once);

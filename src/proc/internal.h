@@ -71,7 +71,10 @@ struct wp_job {
     uint64_t item_size;     /* map: bytes per item; call: arg_len */
     uint32_t nitems;        /* call: 1 */
     uint32_t kind;          /* WK_CALL or WK_MAP */
-    uint64_t pad_[2];
+    uint32_t first;         /* the item to start at: 0, or after the items a
+                               retried map chunk's earlier run reported */
+    uint32_t pad32_;
+    uint64_t pad_[1];
 };
 
 /* Worker slot states, written by the worker (STARTING by the dispatcher). */

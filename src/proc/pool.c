@@ -731,7 +731,7 @@ static bool kill_running(struct weft_proc_pool *p, int i, uint32_t j, uint32_t g
 
 static void set_broken(struct weft_proc_pool *p, int err);
 static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint64_t off,
-                    size_t len, size_t item_size, uint32_t n, int kind);
+                    size_t len, size_t item_size, uint32_t n, int kind, uint32_t first);
 static bool queue_room(struct weft_proc_pool *p);
 
 /* Run job j again (its worker died unasked): same descriptor, a new
@@ -771,8 +771,11 @@ static int publish_retries(struct weft_proc_pool *p)
         struct wp_job *job = &wp_jobs(&p->v)[j];
         l->retry_pending = false;
         p->nretry--;
+        /* A map chunk resumes after the items its earlier run reported
+         * (they are delivered: running them again would repeat their
+         * effects). */
         publish(p, j, (weft_proc_fn)(uintptr_t)job->fn, job->arg_off, (size_t)job->arg_len,
-                (size_t)job->item_size, job->nitems, (int)job->kind);
+                (size_t)job->item_size, job->nitems, (int)job->kind, l->reported);
         n++;
     }
     return n;
@@ -1116,7 +1119,7 @@ static void serve_requests(struct weft_proc_pool *p)
 /* ---- dispatching ---------------------------------------------------------------------- */
 
 static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint64_t off,
-                    size_t len, size_t item_size, uint32_t n, int kind)
+                    size_t len, size_t item_size, uint32_t n, int kind, uint32_t first)
 {
     struct wp_hdr *h = p->h;
     struct wp_job *job = &wp_jobs(&p->v)[j];
@@ -1128,6 +1131,7 @@ static void publish(struct weft_proc_pool *p, uint32_t j, weft_proc_fn fn, uint6
     job->item_size = item_size;
     job->nitems = n;
     job->kind = (uint32_t)kind;
+    job->first = first;
     /* release: the descriptor above before the state a worker claims by. */
     atomic_store_explicit(&job->state, WJ_MAKE(l->gen, 0, WJ_QUEUED), memory_order_release);
     uint64_t t = atomic_load_explicit(&h->q_tail, memory_order_relaxed);
@@ -1219,7 +1223,7 @@ static int dispatch(struct weft_proc_pool *p)
                 l->first = m->next;
                 l->n = (uint32_t)k;
                 l->timeout = p->timeout;
-                publish(p, j, m->fn, off, k * m->item_size, m->item_size, (uint32_t)k, WK_MAP);
+                publish(p, j, m->fn, off, k * m->item_size, m->item_size, (uint32_t)k, WK_MAP, 0);
                 m->next += k;
                 published++;
                 if (m->next < m->n)
@@ -1271,7 +1275,7 @@ static int dispatch(struct weft_proc_pool *p)
         l->f = t->f;
         l->n = 1;
         l->timeout = t->timeout;
-        publish(p, j, t->fn, off, t->len, t->len, 1, WK_CALL);
+        publish(p, j, t->fn, off, t->len, t->len, 1, WK_CALL, 0);
         free(t);
         published++;
     }

@@ -338,9 +338,10 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
         const unsigned char *arg = job->arg_len ? wp_at(&g_view, job->arg_off) : NULL;
         w.job = (uint32_t)j;
         w.gen = gen;
-        w.next_item = 0;
+        uint32_t first = job->first < job->nitems ? job->first : job->nitems;
+        w.next_item = first; /* records number items from the chunk's start */
         size_t isz = (size_t)job->item_size;
-        for (uint32_t i = 0; i < job->nitems; i++) {
+        for (uint32_t i = first; i < job->nitems; i++) {
             weft_proc_task_t t = {h, &g_view, tag, 0, 0};
             const void *a = isz ? arg + (size_t)i * isz : NULL;
             int rc = fn(&t, a, isz);
