@@ -653,6 +653,50 @@ static void test_retry_map_resumes(void)
     CHECK_OK(weft_shm_free(r));
 }
 
+/* weft_proc_iter_free cancels the chunks not yet started, also those
+ * already published to the workers' queue (it used to let those run, all
+ * of them, before returning): of 200 chunks of 20 ms on 2 workers, freed
+ * after the first result, only the few running meanwhile run. */
+struct slow_item {
+    _Atomic int *runs;
+};
+static int slow_counted(weft_proc_task_t *t, const void *a, size_t n)
+{
+    (void)t;
+    struct slow_item it;
+    if (n != sizeof it)
+        return -EINVAL;
+    memcpy(&it, a, sizeof it);
+    atomic_fetch_add(it.runs, 1);
+    usleep(20000);
+    return 0;
+}
+
+static void test_iter_free_cancels_queued(void)
+{
+    weft_shm_t *r;
+    CHECK_OK(weft_shm_create(&r, 4096, "weft-test-iter-free"));
+    _Atomic int *runs = weft_shm_alloc(r, sizeof *runs, 64);
+    weft_proc_opts_t o = {.workers = 2, .shm = &r, .nshm = 1};
+    weft_proc_pool_t *p;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    enum { N = 200 };
+    static struct slow_item in[N];
+    for (int i = 0; i < N; i++)
+        in[i].runs = runs;
+    weft_proc_iter_t *it;
+    CHECK_OK(weft_proc_imap_unordered(p, slow_counted, in, sizeof in[0], N, 1, &it));
+    size_t idx;
+    int err;
+    CHECK_OK(weft_proc_iter_next(it, &idx, &err, NULL, NULL, weft_deadline_in(30)));
+    CHECK_OK(weft_proc_iter_free(it));
+    int ran = atomic_load(runs);
+    CHECK_INT(ran, <=, 20); /* the first, those running, a few claimed meanwhile */
+    CHECK_OK(weft_proc_pool_free(p));
+    CHECK_INT(atomic_load(runs), ==, ran); /* nothing ran after free returned */
+    CHECK_OK(weft_shm_free(r));
+}
+
 static void test_deadline_and_cancel(void)
 {
     weft_proc_opts_t o = {.workers = 2, .task_timeout_ns = 100000000};
@@ -1507,6 +1551,7 @@ int main(void)
     RUN(test_crashes);
     RUN(test_retry);
     RUN(test_retry_map_resumes);
+    RUN(test_iter_free_cancels_queued);
     RUN(test_deadline_and_cancel);
     RUN(test_initializer_and_recycling);
     RUN(test_worker_pid_at_once);

@@ -173,6 +173,7 @@ struct weft_proc_pool {
     int start_err;
     weft_event_t finished;
     _Atomic uint32_t poke; /* something for the dispatcher under lock */
+    _Atomic bool map_cancels; /* an iterator was freed: revoke its queued chunks */
     _Atomic uint64_t tasks_done; /* st.tasks_done, counted without the lock */
     _Atomic bool hold_spawned;   /* tests: weft__proc_hold_spawned */
 
@@ -1029,6 +1030,28 @@ static void revoke_all(struct weft_proc_pool *p, int err)
     }
 }
 
+/* Chunks of cancelled maps (a freed iterator) that are published but not
+ * claimed: revoked and failed with -ECANCELED, as the chunks not yet
+ * published are in dispatch (before, they all ran before iter_free
+ * returned). Dispatcher only. */
+static void revoke_cancelled_maps(struct weft_proc_pool *p)
+{
+    if (!atomic_exchange(&p->map_cancels, false))
+        return;
+    for (uint32_t j = 0; j < WP_JOBS; j++) {
+        struct jlocal *l = &p->jl[j];
+        if (l->kind != WK_MAP || !atomic_load(&l->map->cancel))
+            continue;
+        if (l->retry_pending) {
+            l->retry_pending = false;
+            p->nretry--;
+            fail_job(p, j, -ECANCELED);
+        } else if (job_revoke(p, j)) {
+            fail_job(p, j, -ECANCELED);
+        }
+    }
+}
+
 static void set_broken(struct weft_proc_pool *p, int err)
 {
     weft_mutex_lock(&p->lock);
@@ -1401,6 +1424,7 @@ static void *dispatcher_main(void *arg)
         for (int i = 0; i < p->nworkers; i++)
             progress |= drain_slot(p, i);
         serve_requests(p);
+        revoke_cancelled_maps(p);
         if (!p->start_done) {
             int ready = 0;
             for (int i = 0; i < p->nworkers; i++) {
@@ -2018,6 +2042,7 @@ int weft_proc_iter_free(weft_proc_iter_t *it)
     if (!it)
         return -EINVAL;
     atomic_store(&it->m->cancel, true);
+    atomic_store(&it->m->pool->map_cancels, true);
     poke(it->m->pool);
     weft_event_wait(&it->m->done);
     free(it->cur);
