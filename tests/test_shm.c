@@ -15,6 +15,7 @@
 #include <weft.h>
 
 #include "check.h"
+#include "proc/internal.h" /* struct weft_shm_chan */
 
 #ifdef WEFT_SANITIZE_THREAD
 #define PROCESSES 0 /* TSan does not follow memory shared with other processes */
@@ -451,6 +452,76 @@ static void test_with_pool(void)
     CHECK_OK(weft_shm_free(r));
 }
 
+/* A sender that dies between putting its element in and waking the
+ * receiver (a process can be killed at any instruction): played here by
+ * putting an element in by hand, under the lock, and waking nobody. The
+ * receiver, asleep already, must still get it (waits look again every
+ * 50 ms); it used to sleep for good. The same for a sender and a dead
+ * receiver's room. */
+struct dead_peer {
+    weft_shm_chan_t *c;
+    int rc;
+    uint64_t v;
+};
+static void *lone_receiver(void *arg)
+{
+    struct dead_peer *d = arg;
+    d->rc = weft_shm_chan_recv_until(d->c, &d->v, weft_deadline_in(20));
+    return NULL;
+}
+static void *lone_sender(void *arg)
+{
+    struct dead_peer *d = arg;
+    d->rc = weft_shm_chan_send_until(d->c, &d->v, weft_deadline_in(20));
+    return NULL;
+}
+static void test_chan_dead_peer(void)
+{
+    size_t sz = weft_shm_chan_size(1, sizeof(uint64_t));
+    void *mem = aligned_alloc(64, (sz + 63) & ~(size_t)63);
+    weft_shm_chan_t *c;
+    CHECK_OK(weft_shm_chan_init(mem, 1, sizeof(uint64_t), &c));
+    struct weft_shm_chan *in = (struct weft_shm_chan *)c;
+
+    /* A receiver waits; the "sender" puts 42 in and dies before the wake. */
+    struct dead_peer d = {c, 1, 0};
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, lone_receiver, &d));
+    while (atomic_load(&in->recv_waiting) == 0)
+        usleep(100);
+    CHECK_OK(weft_shm_mutex_lock(&in->lock));
+    uint64_t v = 42;
+    memcpy(in->buf, &v, sizeof v);
+    in->tail++;
+    CHECK_OK(weft_shm_mutex_unlock(&in->lock));
+    weft_time_t t0 = weft_now();
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK_OK(d.rc);
+    CHECK_U64(d.v, ==, 42);
+    /* Woken by its next look, not by its 20 s deadline (after which it
+     * would find the element too). */
+    CHECK(weft_seconds_between(t0, weft_now()) < 10);
+
+    /* Full; a sender waits; the "receiver" takes the element and dies
+     * before the wake. */
+    v = 7;
+    CHECK_OK(weft_shm_chan_send(c, &v));
+    d = (struct dead_peer){c, 1, 8};
+    CHECK_OK(pthread_create(&th, NULL, lone_sender, &d));
+    while (atomic_load(&in->send_waiting) == 0)
+        usleep(100);
+    CHECK_OK(weft_shm_mutex_lock(&in->lock));
+    in->head++;
+    CHECK_OK(weft_shm_mutex_unlock(&in->lock));
+    t0 = weft_now();
+    CHECK_OK(pthread_join(th, NULL));
+    CHECK_OK(d.rc);
+    CHECK(weft_seconds_between(t0, weft_now()) < 10);
+    CHECK_OK(weft_shm_chan_recv(c, &v));
+    CHECK_U64(v, ==, 8);
+    free(mem);
+}
+
 int main(void)
 {
     if (PROCESSES) {
@@ -472,6 +543,7 @@ int main(void)
     RUN(test_sem);
     RUN(test_event);
     RUN(test_chan_threads);
+    RUN(test_chan_dead_peer);
     RUN(test_with_pool);
     return check_done();
 }

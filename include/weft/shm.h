@@ -170,7 +170,10 @@ WEFT_API int weft_shm_event_wait_until(weft_shm_event_t *e, weft_time_t deadline
  * it with weft_shm_chan_size() bytes of a region and weft_shm_chan_init.
  * Any number of senders and receivers in any processes. A process that dies
  * in the middle of a send or receive leaves the channel usable (its lock is
- * robust; a half-copied element is counted as not sent).
+ * robust; a half-copied element is counted as not sent), and one that dies
+ * after its change but before waking the waiters delays them by at most
+ * 50 ms: waits look again at least that often. The semaphore's and the
+ * event's waits do the same.
  */
 typedef struct weft_shm_chan weft_shm_chan_t;
 

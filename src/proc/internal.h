@@ -270,4 +270,18 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
 /* ---- shm (shm.c) -------------------------------------------------------------- */
 int weft__shm_fd(const struct weft_shm *s);
 
+/* The channel in shared memory (shm_sync.c; here for the tests, which
+ * play a process that dies in the middle of a send). */
+struct weft_shm_chan {
+    weft_shm_mutex_t lock;
+    uint64_t capacity, elem_size;
+    uint64_t head, tail;      /* elements received, sent (under lock) */
+    uint32_t closed;          /* under lock */
+    _Atomic uint32_t not_empty; /* bumped per send: receivers' futex word */
+    _Atomic uint32_t not_full;  /* bumped per receive: senders' futex word */
+    _Atomic uint32_t recv_waiting, send_waiting;
+    uint32_t pad_;
+    unsigned char buf[];
+};
+
 #endif /* WEFT_PROC_INTERNAL_H */

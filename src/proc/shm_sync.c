@@ -68,6 +68,18 @@ static bool thread_alive(uint32_t tid)
     return !(rp && rp[1] && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
+/* A wait of the semaphore, the event and the channel: on a process-shared
+ * futex, in slices of at most SLICE_NS. A process can die at any
+ * instruction, also between making its change (a unit released, an
+ * element put in) and waking the waiters; the callers look at their
+ * condition again after each slice, so such a death delays them by at
+ * most a slice instead of leaving them asleep for good. */
+static void shm_wait(_Atomic uint32_t *word, uint32_t expect, weft_time_t deadline)
+{
+    weft_time_t slice = weft_now() + SLICE_NS;
+    weft__futex_wait(word, expect, deadline < slice ? deadline : slice, true);
+}
+
 /* ---- robust mutex ------------------------------------------------------------------- */
 
 int weft_shm_mutex_init(weft_shm_mutex_t *m)
@@ -246,7 +258,7 @@ int weft_shm_sem_acquire_until(weft_shm_sem_t *s, weft_time_t deadline)
          * releaser either sees us or we see its unit. */
         atomic_fetch_add(WEFT_A32(&s->waiters), 1);
         if (atomic_load(WEFT_A32(&s->value)) == 0)
-            weft__futex_wait(WEFT_A32(&s->value), 0, deadline, true);
+            shm_wait(WEFT_A32(&s->value), 0, deadline);
         atomic_fetch_sub(WEFT_A32(&s->waiters), 1);
     }
 }
@@ -331,7 +343,7 @@ int weft_shm_event_wait_until(weft_shm_event_t *e, weft_time_t deadline)
             rc = -ETIMEDOUT;
             break;
         }
-        weft__futex_wait(st, now, deadline, true);
+        shm_wait(st, now, deadline);
     }
     atomic_fetch_sub(WEFT_A32(&e->waiters), 1);
     return rc;
@@ -341,17 +353,7 @@ int weft_shm_event_wait(weft_shm_event_t *e) { return weft_shm_event_wait_until(
 
 /* ---- channel ---------------------------------------------------------------------------------- */
 
-struct weft_shm_chan {
-    weft_shm_mutex_t lock;
-    uint64_t capacity, elem_size;
-    uint64_t head, tail;      /* elements received, sent (under lock) */
-    uint32_t closed;          /* under lock */
-    _Atomic uint32_t not_empty; /* bumped per send: receivers' futex word */
-    _Atomic uint32_t not_full;  /* bumped per receive: senders' futex word */
-    _Atomic uint32_t recv_waiting, send_waiting;
-    uint32_t pad_;
-    unsigned char buf[];
-};
+/* struct weft_shm_chan: internal.h */
 
 size_t weft_shm_chan_size(size_t capacity, size_t elem_size)
 {
@@ -382,8 +384,13 @@ static int chan_lock(struct weft_shm_chan *c)
     if (rc == -EOWNERDEAD) {
         /* A process died holding the lock. Every update under it is made
          * so that a half-done operation is invisible (the counters move
-         * last), so the state is consistent as it is. */
+         * last), so the state is consistent as it is. Its wake-ups may
+         * never have been sent: everyone waiting looks again now. */
         weft_shm_mutex_consistent(&c->lock);
+        atomic_fetch_add(&c->not_empty, 1);
+        atomic_fetch_add(&c->not_full, 1);
+        weft__futex_wake(&c->not_empty, INT_MAX, true);
+        weft__futex_wake(&c->not_full, INT_MAX, true);
         rc = 0;
     }
     return rc;
@@ -417,7 +424,7 @@ int weft_shm_chan_send_until(weft_shm_chan_t *c, const void *elem, weft_time_t d
             atomic_fetch_sub(&c->send_waiting, 1);
             return -ETIMEDOUT;
         }
-        weft__futex_wait(&c->not_full, seq, deadline, true);
+        shm_wait(&c->not_full, seq, deadline);
         atomic_fetch_sub(&c->send_waiting, 1);
     }
 }
@@ -450,7 +457,7 @@ int weft_shm_chan_recv_until(weft_shm_chan_t *c, void *elem, weft_time_t deadlin
             atomic_fetch_sub(&c->recv_waiting, 1);
             return -ETIMEDOUT;
         }
-        weft__futex_wait(&c->not_empty, seq, deadline, true);
+        shm_wait(&c->not_empty, seq, deadline);
         atomic_fetch_sub(&c->recv_waiting, 1);
     }
 }
