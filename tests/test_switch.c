@@ -238,6 +238,26 @@ static void test_pool_reuse(void)
     CHECK_OK(weft__co_create(&a, once_fn, &ran, "small", 32 * 1024));
     CHECK_U64(a->size, ==, small);
     CHECK_OK(weft__co_free(a));
+
+    /* The guard changed while a chunk is half carved: the next stacks of
+     * that size come from a chunk of their own slot size, never past the
+     * end of the old one (they were carved there with the new guard). */
+    CHECK_OK(weft__co_stack_config(0, 0, 0)); /* no pooling: every create carves */
+    struct weft__co *first, *later[8];
+    CHECK_OK(weft__co_create(&first, once_fn, &ran, "first", 48 * 1024));
+    size_t guard0 = (size_t)(first->lo - first->map);
+    CHECK_OK(weft__co_stack_config(0, 0, guard0 * 4));
+    for (int i = 0; i < 8; i++) {
+        CHECK_OK(weft__co_create(&later[i], once_fn, &ran, "later", 48 * 1024));
+        CHECK_U64((uint64_t)(later[i]->lo - later[i]->map), ==, (uint64_t)guard0 * 4);
+    }
+    /* Not the first chunk's next slot (carved there with the new size, it
+     * ran past the chunk's end). */
+    CHECK(later[0]->map != first->map + first->map_size);
+    for (int i = 0; i < 8; i++)
+        CHECK_OK(weft__co_free(later[i]));
+    CHECK_OK(weft__co_free(first));
+    CHECK_OK(weft__co_stack_config(0, WEFT__CO_POOL_DEFAULT, guard0));
 }
 
 /* Resident set in KiB (from /proc/self/statm). */

@@ -142,6 +142,7 @@ static bool atexit_done;                    /* pool_lock */
 /* Chunks being carved, one per size class (pool_lock). */
 struct carve {
     size_t size;    /* usable bytes */
+    size_t slot;    /* bytes per slot: guard + stack + record */
     char *next;     /* next slot to carve */
     size_t left;    /* slots left */
 };
@@ -401,8 +402,12 @@ static int guard_slot(char *map, size_t guard)
 static int carve(size_t size, size_t guard, size_t top, struct weft__co **out)
 {
     struct carve *c = NULL;
+    size_t slot = guard + top;
     for (int i = 0; i < CLASSES_MAX; i++) {
-        if (carving[i].size == size) {
+        /* The same size and the same slot: a chunk carved with another
+         * guard (weft__co_stack_config changed it meanwhile) has slots of
+         * another size, which this one's would overrun. */
+        if (carving[i].size == size && carving[i].slot == slot) {
             c = &carving[i];
             break;
         }
@@ -411,8 +416,7 @@ static int carve(size_t size, size_t guard, size_t top, struct weft__co **out)
     }
     if (!c)
         return -EAGAIN; /* too many sizes: give it its own mapping */
-    size_t slot = guard + top;
-    if (c->size != size || c->left == 0) {
+    if (c->size != size || c->slot != slot || c->left == 0) {
         size_t n = CHUNK_BYTES_MAX / slot;
         if (n > CHUNK_SLOTS)
             n = CHUNK_SLOTS;
@@ -423,6 +427,7 @@ static int carve(size_t size, size_t guard, size_t top, struct weft__co **out)
         if (map == MAP_FAILED)
             return -ENOMEM;
         c->size = size;
+        c->slot = slot;
         c->next = map;
         c->left = n;
     }
