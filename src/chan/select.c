@@ -78,14 +78,8 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
         if (!perm)
             return -ENOMEM;
     }
-    if (n > NODE_STACK) {
-        nodes = malloc(n * sizeof *nodes);
-        if (!nodes) {
-            if (perm != perm_stack)
-                free(perm);
-            return -ENOMEM;
-        }
-    }
+    /* The nodes only once it must wait (below): a case that can be done at
+     * once needs none, and must not fail for want of them. */
     struct weft__chan_sel sel;
     /* An expired deadline still gets one try ("succeeds if it need not wait"). */
     bool do_try = !skip_first_try || weft__deadline_passed(deadline);
@@ -101,6 +95,14 @@ int weft__chan_block(weft_select_case_t *cases, size_t n, weft_time_t deadline,
         if (weft__deadline_passed(deadline)) {
             result = -ETIMEDOUT;
             break;
+        }
+        if (n > NODE_STACK && nodes == node_stack) {
+            nodes = malloc(n * sizeof *nodes);
+            if (!nodes) {
+                nodes = node_stack;
+                result = -ENOMEM;
+                break;
+            }
         }
 
         weft__waiter_init(&sel.w);
