@@ -248,6 +248,21 @@ unsigned weft__unpark_n(const void *key, unsigned max, uintptr_t token)
     return c;
 }
 
+unsigned weft__unpark_n_cb(const void *key, unsigned max,
+                           uintptr_t (*callback)(void *arg, struct weft__unpark_result r),
+                           void *arg)
+{
+    struct bucket *b = bucket_of(key);
+    unsigned c;
+    bucket_lock(b);
+    struct lot_node *chain = take(b, key, max, &c);
+    struct weft__unpark_result res = {c, c > 0 && key_queued(b, key), c > 0 && fair_now(b)};
+    set_tokens(chain, callback(arg, res));
+    bucket_unlock(b);
+    finish_chain(chain);
+    return c;
+}
+
 unsigned weft__unpark_all(const void *key, uintptr_t token)
 {
     return weft__unpark_n(key, ~0u, token);

@@ -393,6 +393,16 @@ unsigned weft__unpark_all(const void *key, uintptr_t token);
 /* Unpark up to n waiters on key, oldest first, each receiving token. */
 unsigned weft__unpark_n(const void *key, unsigned n, uintptr_t token);
 
+/* Unpark up to max waiters on key, oldest first; callback(arg, r) is
+ * called under the bucket lock whether or not any was found (r.unparked:
+ * how many, r.have_more: waiters remain) and returns the token every one
+ * of them receives. For a primitive that hands several of them a share
+ * of itself at once: nothing of the primitive is touched after the
+ * callback, when the first of them may already run (and free it). */
+unsigned weft__unpark_n_cb(const void *key, unsigned max,
+                           uintptr_t (*callback)(void *arg, struct weft__unpark_result r),
+                           void *arg);
+
 /*
  * Unpark every waiter on key; callback(arg, count) is called under the
  * bucket lock with the number about to be woken (possibly 0) and returns

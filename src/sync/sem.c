@@ -161,35 +161,37 @@ int weft_sem_acquire_until(weft_sem_t *s, weft_time_t deadline)
 /* What a release hands over, for handoff_cb. */
 struct release_arg {
     weft_sem_t *s;
-    unsigned n;  /* units still to release, n >= 1 */
+    unsigned n;  /* units to release, n >= 1 */
     bool done;   /* set by handoff_cb: all n released */
 };
 
-/* Under the bucket lock: give one unit to the waiter being unparked; leave
- * PARKED only if others remain. When that waiter is the last one parked,
- * the rest of the release (n - 1 units) is published in the same store:
- * the waiter may run, see its unit and free the semaphore the moment it is
- * finished, so the release must be complete before (a release that went
- * on adding its other units afterwards wrote into freed memory). With
- * nobody found (they timed out, or one is between marking and validating),
- * the word goes back to 0 and the caller adds its units the ordinary way.
+/* Under the bucket lock, with up to n parked waiters taken (r.unparked of
+ * them, oldest first): each gets one unit. If waiters remain parked, all
+ * n went out (n were taken) and the word stays PARKED. Else the rest
+ * (n - r.unparked units) is published in the same store: the woken may
+ * run, see their units and free the semaphore the moment they are
+ * finished, so the whole release is done before any of them can run (a
+ * release that went on handing out its units one by one, as this did,
+ * read the freed semaphore when a waiter left parked timed out meanwhile
+ * and the woken one freed it).
  *
- * The word is PARKED here only if it still is: the release saw PARKED
- * before taking the bucket lock, and meanwhile the last parked waiter may
- * have timed out (its callback turns PARKED into 0 under this lock) and a
- * fast-path release may have added a unit to that 0. Hence a CAS from
- * PARKED, never a plain store, which would wipe that unit out. With a
- * waiter found the word is certainly PARKED (a parked waiter implies it,
- * and a PARKED word changes only under this lock), so a store is exact
- * (release: the releaser's writes happen before the sections of those who
- * take the remaining units on the fast path). */
+ * With nobody found (they timed out, or one is between marking and
+ * validating), the word goes back to 0 and the caller adds its units the
+ * ordinary way. The word is PARKED here only if it still is: the release
+ * saw PARKED before taking the bucket lock, and meanwhile the last parked
+ * waiter may have timed out (its callback turns PARKED into 0 under this
+ * lock) and a fast-path release may have added a unit to that 0. Hence a
+ * CAS from PARKED, never a plain store, which would wipe that unit out.
+ * With a waiter found the word is certainly PARKED (a parked waiter
+ * implies it, and a PARKED word changes only under this lock), so a store
+ * is exact (release: the releaser's writes happen before the sections of
+ * those who take the remaining units on the fast path). */
 static uintptr_t handoff_cb(void *arg, struct weft__unpark_result r)
 {
     struct release_arg *a = arg;
-    if (r.unparked && r.have_more)
-        return TOKEN_HANDOFF;
     if (r.unparked) {
-        atomic_store_explicit(count_of(a->s), a->n - 1, memory_order_release);
+        if (!r.have_more)
+            atomic_store_explicit(count_of(a->s), a->n - r.unparked, memory_order_release);
         a->done = true;
         return TOKEN_HANDOFF;
     }
@@ -208,24 +210,19 @@ int weft_sem_release_n(weft_sem_t *s, unsigned n)
     uint32_t c = atomic_load_explicit(cnt, memory_order_relaxed);
     for (;;) {
         if (c == PARKED) {
-            /* No unit is available, so the bound check is n <= bound. Units
-             * go to parked waiters one by one; the hand-over to the last
-             * one parked publishes the rest with it (handoff_cb), and one
-             * to the last of our units ends the call: either way we return
-             * without touching s again. Only while others stay parked do
-             * we go on (they keep s in use). If the waiters are gone (timed
-             * out), the rest is added below, where the bound is checked
-             * again against what concurrent releases have added meanwhile
-             * (only a bounded semaphore released past its bound by racing
-             * callers can then see -EOVERFLOW after part of its units went
-             * out). */
+            /* No unit is available, so the bound check is n <= bound. Up
+             * to n parked waiters get a unit each, and the rest is
+             * published with them, all under one bucket lock (handoff_cb):
+             * we return without touching s again. If the waiters are gone
+             * (timed out), the units are added below, where the bound is
+             * checked again against what concurrent releases have added
+             * meanwhile. */
             if (n > bound)
                 return -EOVERFLOW;
             struct release_arg a = {s, n, false};
-            if (weft__unpark_one(s, handoff_cb, &a)) {
-                if (a.done || --n == 0)
-                    return 0;
-            }
+            weft__unpark_n_cb(s, n, handoff_cb, &a);
+            if (a.done)
+                return 0;
             c = atomic_load_explicit(cnt, memory_order_relaxed);
             continue;
         }
