@@ -314,6 +314,24 @@ static void *sd_reduce_thread(void *a)
                                    sd_comb, NULL);
     return NULL;
 }
+/* A range of more indices than an int64_t counts: -ERANGE, not an
+ * overflow in the splitting. */
+static int never_body(void *ctx, int64_t lo, int64_t hi)
+{
+    (void)ctx;
+    (void)lo;
+    (void)hi;
+    return -EIO;
+}
+static void test_huge_range(void)
+{
+    CHECK_RC(weft_par_for(pool, INT64_MIN, INT64_MAX, 0, never_body, NULL), -ERANGE);
+    CHECK_RC(weft_par_for(pool, -1, INT64_MAX, 0, never_body, NULL), -ERANGE);
+    long acc = 0, id = 0;
+    CHECK_RC(weft_par_reduce(pool, INT64_MIN, 1, 0, &acc, sizeof acc, &id, sd_map, sd_comb, NULL),
+             -ERANGE);
+}
+
 static void test_shutdown_cancels(void)
 {
     weft_event_init(&sd_go);
@@ -354,6 +372,7 @@ int main(void)
     RUN(test_sort);
     RUN(test_nested);
     RUN(test_shutdown_cancels);
+    RUN(test_huge_range);
     weft_pool_free(pool);
     return check_done();
 }

@@ -25,7 +25,8 @@
  * Errors. A body returns 0 or a negative code. The first error stops the
  * chunks not yet started (running ones finish theirs) and is returned; the
  * output is then partial. Other errors: -EINVAL (NULL function or array
- * with n > 0, end < begin, zero element size), -ENOMEM, -EPIPE (the pool
+ * with n > 0, end < begin, zero element size), -ERANGE (par_for and
+ * par_reduce: end - begin above INT64_MAX), -ENOMEM, -EPIPE (the pool
  * is shut down), -ECANCELED (a shutdown with cancel_pending skipped chunks
  * of the call: the work is not done).
  */

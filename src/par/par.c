@@ -111,6 +111,8 @@ int weft_par_for(weft_pool_t *pool, int64_t begin, int64_t end, int64_t grain,
 {
     if (!body || end < begin)
         return -EINVAL;
+    if ((uint64_t)end - (uint64_t)begin > (uint64_t)INT64_MAX)
+        return -ERANGE; /* more indices than an int64_t counts */
     if (begin == end)
         return 0;
     int r = resolve_pool(&pool);
@@ -159,6 +161,8 @@ int weft_par_reduce(weft_pool_t *pool, int64_t begin, int64_t end, int64_t grain
 {
     if (!result || !size || !identity || !map || !combine || end < begin)
         return -EINVAL;
+    if ((uint64_t)end - (uint64_t)begin > (uint64_t)INT64_MAX)
+        return -ERANGE; /* more indices than an int64_t counts */
     int r = resolve_pool(&pool);
     if (r < 0)
         return r;
