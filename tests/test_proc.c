@@ -1235,6 +1235,14 @@ static void test_bad_input(void)
     CHECK_RC(weft_proc_submit_ex(p, square, &x, 8, 0, 0x80, &f), -EINVAL);
     CHECK_RC(weft_proc_submit_ex(p, square, &x, 8, 0, WEFT_PROC_ARG_SHARED, &f), -EINVAL);
     CHECK(f == NULL);
+    /* A shared buffer passed with more bytes than it has: -EINVAL (the
+     * worker would read beyond it), and the buffer is freed (the pool owned
+     * it from the call on): freeing it again says -EINVAL. */
+    void *sbuf;
+    CHECK_OK(weft_proc_buf_alloc(p, 64, &sbuf));
+    CHECK_RC(weft_proc_submit_ex(p, square, sbuf, 1 << 20, 0, WEFT_PROC_ARG_SHARED, &f), -EINVAL);
+    CHECK(f == NULL);
+    CHECK_RC(weft_proc_buf_free(p, sbuf), -EINVAL);
     CHECK_RC(weft_proc_map(p, NULL, &x, 8, 1, NULL, 0, NULL, 1), -EINVAL);
     CHECK_RC(weft_proc_map(p, square, NULL, 8, 1, NULL, 0, NULL, 1), -EINVAL);
     CHECK_RC(weft_proc_map(p, square, &x, 0, 1, NULL, 0, NULL, 1), -EINVAL);

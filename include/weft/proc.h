@@ -243,7 +243,8 @@ enum {
  * the pool's default; > 0 this task's limit, counted from its start in a
  * worker; WEFT_PROC_NO_TIMEOUT: none. Errors as weft_proc_submit, and
  * -EINVAL for other negative timeouts, unknown flags, or a SHARED arg that
- * is not a live weft_proc_buf_alloc buffer of this pool.
+ * is not a live weft_proc_buf_alloc buffer of this pool or is shorter than
+ * len (the buffer is freed then too).
  */
 #define WEFT_PROC_NO_TIMEOUT ((int64_t)-1)
 WEFT_API int weft_proc_submit_ex(weft_proc_pool_t *pool, weft_proc_fn fn, const void *arg,

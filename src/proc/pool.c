@@ -126,6 +126,7 @@ struct xrec {
 struct ubuf {
     struct ubuf *next;
     uint64_t off;
+    uint64_t len; /* as allocated: a submission may pass at most this much */
 };
 
 struct creq {
@@ -1728,11 +1729,13 @@ int weft_proc_submit_ex(weft_proc_pool_t *p, weft_proc_fn fn, const void *arg, s
         if (u)
             *pp = u->next;
         weft_mutex_unlock(&p->lock);
+        uint64_t have = u ? u->len : 0;
         free(u);
         if (!u)
             return -EINVAL;
+        /* Not beyond the buffer: the worker would read other arena pages. */
         if (!p || !fn || !out || (flags & ~1u) || timeout_ns < WEFT_PROC_NO_TIMEOUT ||
-            len > (size_t)p->v.npages * WP_PAGE) {
+            len > have) {
             weft__arena_free(&p->v, aoff, WP_OWN_PARENT);
             return -EINVAL;
         }
@@ -1799,6 +1802,7 @@ int weft_proc_buf_alloc(weft_proc_pool_t *p, size_t len, void **buf)
         return -ENOMEM;
     }
     u->off = off;
+    u->len = len;
     weft_mutex_lock(&p->lock);
     u->next = p->ubufs;
     p->ubufs = u;
