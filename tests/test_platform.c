@@ -1,6 +1,9 @@
 /* Platform layer: clock, deadlines, CPU count, page size, error strings,
  * backoff. */
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <stdio.h>
 #include <weft.h>
 
 #include "check.h"
@@ -46,6 +49,87 @@ static void test_cpu_and_page(void)
     size_t p = weft_page_size();
     CHECK_U64(p, >=, 4096);
     CHECK_U64(p & (p - 1), ==, 0);
+}
+
+/* The count follows the process's affinity (its main thread's), not the
+ * calling thread's: a pinned thread sees the same count as main. (The old
+ * bug, a count cached from whichever thread asked first, needs a pinned
+ * first caller, which this process is past; the per-thread reading this
+ * guards against gives 1 here.) */
+static void *pinned_count(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_cpu_count();
+}
+static void test_cpu_count_pinned_thread(void)
+{
+    int all = weft_cpu_count();
+    weft_thread_opts_t o = {.cpus = (int[]){0}, .ncpus = 1};
+    weft_thread_t *t;
+    CHECK_OK(weft_thread_start(&t, pinned_count, NULL, &o));
+    void *v;
+    CHECK_OK(weft_thread_join(t, &v));
+    CHECK_INT((int)(intptr_t)v, ==, all);
+    CHECK_INT(weft_cpu_count(), ==, all);
+}
+
+/* Cgroup quotas in fake trees: on the process's own cgroup or an ancestor
+ * (v2: a service's CPUQuota= is there, not on the root), v1 mounted as
+ * cpu,cpuacct; the smallest wins; "max" and no file are no quota. */
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+static void mkdirs(const char *root, const char *rel)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/%s'", root, rel);
+    CHECK_OK(system(cmd));
+}
+static void test_cgroup_quota(void)
+{
+    char root[] = "/tmp/weft-test-cgroup-XXXXXX";
+    CHECK(mkdtemp(root) != NULL);
+    char v2[600], v1[600], self[600], dir[900];
+    snprintf(v2, sizeof v2, "%s/v2", root);
+    snprintf(v1, sizeof v1, "%s/v1", root);
+    snprintf(self, sizeof self, "%s/self", root);
+
+    mkdirs(v2, "app.slice/app.service");
+    put(v2, "cgroup.controllers", "cpu\n");
+    put(root, "self", "0::/app.slice/app.service\n");
+    CHECK(weft__cgroup_quota(v2, self) == 0); /* none anywhere */
+    snprintf(dir, sizeof dir, "%s/app.slice/app.service", v2);
+    put(dir, "cpu.max", "150000 100000\n");
+    CHECK(fabs(weft__cgroup_quota(v2, self) - 1.5) < 1e-9); /* its own */
+    snprintf(dir, sizeof dir, "%s/app.slice", v2);
+    put(dir, "cpu.max", "50000 100000\n");
+    CHECK(fabs(weft__cgroup_quota(v2, self) - 0.5) < 1e-9); /* an ancestor's, smaller */
+    put(dir, "cpu.max", "max 100000\n");
+    CHECK(fabs(weft__cgroup_quota(v2, self) - 1.5) < 1e-9);
+    put(root, "self", "0::/\n"); /* a container's own root */
+    put(v2, "cpu.max", "200000 100000\n");
+    CHECK(fabs(weft__cgroup_quota(v2, self) - 2.0) < 1e-9);
+
+    mkdirs(v1, "cpu,cpuacct/svc");
+    snprintf(dir, sizeof dir, "%s/cpu,cpuacct/svc", v1);
+    put(dir, "cpu.cfs_quota_us", "50000\n");
+    put(dir, "cpu.cfs_period_us", "100000\n");
+    put(root, "self", "4:memory:/x\n2:cpu,cpuacct:/svc\n0::/\n");
+    CHECK(fabs(weft__cgroup_quota(v1, self) - 0.5) < 1e-9);
+    put(dir, "cpu.cfs_quota_us", "-1\n");
+    CHECK(weft__cgroup_quota(v1, self) == 0);
+
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK_OK(system(cmd));
 }
 
 static void test_futex_timeout(void)
@@ -104,6 +188,8 @@ int main(void)
     RUN(test_clock_monotonic);
     RUN(test_deadlines);
     RUN(test_cpu_and_page);
+    RUN(test_cpu_count_pinned_thread);
+    RUN(test_cgroup_quota);
     RUN(test_futex_timeout);
     RUN(test_strerror);
     RUN(test_rand);

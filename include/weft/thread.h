@@ -123,9 +123,12 @@ WEFT_API void weft_thread_yield(void);
 WEFT_API int weft_sleep(double seconds);
 WEFT_API int weft_sleep_until(weft_time_t deadline);
 
-/* The CPUs this process may use: the affinity mask, further limited by a
- * cgroup CPU quota (rounded up), never less than 1. WEFT_WORKERS does not
- * change it: this is a fact about the machine, not a setting. */
+/* The CPUs this process may use: the process's affinity mask (its main
+ * thread's, whatever thread asks: a pinned worker gets the same answer),
+ * further limited by a cgroup CPU quota on the process's cgroup or any
+ * ancestor (rounded up), never less than 1. The mask is read on each
+ * call, the quota once. WEFT_WORKERS does not change it: this is a fact
+ * about the machine, not a setting. */
 WEFT_API int weft_cpu_count(void);
 /* The system page size in bytes. */
 WEFT_API size_t weft_page_size(void);

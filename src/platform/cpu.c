@@ -2,17 +2,20 @@
  * cpu.c - how many CPUs this process may use, page size, per-thread random,
  * and the backoff of a short wait for another thread (weft__backoff).
  *
- * The CPU count is the size of the affinity mask (sched_getaffinity), cut
- * down by a cgroup CPU quota when one is set: cgroup v2 `cpu.max`
- * ("quota period" or "max"), else cgroup v1 `cpu.cfs_quota_us` /
+ * The CPU count is the size of the process's affinity mask (its main
+ * thread's: sched_getaffinity(getpid())), cut down by a cgroup CPU quota
+ * when one is set on the process's cgroup or an ancestor: cgroup v2
+ * `cpu.max` ("quota period" or "max"), else cgroup v1 `cpu.cfs_quota_us` /
  * `cpu.cfs_period_us`. A quota of 1.5 CPUs counts as 2. This is what a pool
  * should default to: a container limited to 2 CPUs on a 64-core host wants 2
  * workers, not 64.
  */
 #include "platform.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,71 +23,176 @@
 #include <unistd.h>
 #include <weft/thread.h>
 
+/* The affinity mask of the process: of its main thread (the thread whose
+ * id is the pid), not of the calling thread, which may be a pinned worker
+ * (a pool with pin = true, a thread started with opts.cpus). A mask wider
+ * than cpu_set_t (over 1024 CPUs) is read with a larger set. */
 static int affinity_count(void)
 {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
+    for (size_t ncpu = CPU_SETSIZE; ncpu <= 65536; ncpu *= 4) {
+        size_t bytes = CPU_ALLOC_SIZE(ncpu);
+        cpu_set_t *set = CPU_ALLOC(ncpu);
+        if (!set)
+            break;
+        CPU_ZERO_S(bytes, set);
+        int r = sched_getaffinity(getpid(), bytes, set);
+        int n = r == 0 ? CPU_COUNT_S(bytes, set) : 0;
+        CPU_FREE(set);
         if (n > 0)
             return n;
+        if (r != 0 && errno != EINVAL)
+            break; /* EINVAL: the kernel's mask is wider: try a larger set */
     }
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
 
-/* Returns the quota in CPUs, or 0 when there is none we can read. */
-static double cgroup_quota(void)
+/* One cgroup v2 cpu.max ("quota period" or "max"): the quota in CPUs, or 0
+ * for none (or none readable). */
+static double read_cpu_max(const char *path)
 {
-    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
-    if (f) {
-        char q[32] = {0};
-        double period = 0;
-        int got = fscanf(f, "%31s %lf", q, &period);
-        fclose(f);
-        if (got == 2 && strcmp(q, "max") != 0 && period > 0) {
-            double quota = strtod(q, NULL);
-            if (quota > 0)
-                return quota / period;
-        }
+    FILE *f = fopen(path, "re");
+    if (!f)
         return 0;
+    char q[32] = {0};
+    double period = 0;
+    int got = fscanf(f, "%31s %lf", q, &period);
+    fclose(f);
+    if (got == 2 && strcmp(q, "max") != 0 && period > 0) {
+        double quota = strtod(q, NULL);
+        if (quota > 0)
+            return quota / period;
     }
+    return 0;
+}
+
+/* One cgroup v1 directory's cpu.cfs_quota_us / cpu.cfs_period_us. */
+static double read_cfs(const char *dir)
+{
+    char path[4096];
     long long quota = -1, period = 0;
-    f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r");
+    snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", dir);
+    FILE *f = fopen(path, "re");
     if (f) {
         if (fscanf(f, "%lld", &quota) != 1)
             quota = -1;
         fclose(f);
     }
-    f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r");
+    snprintf(path, sizeof path, "%s/cpu.cfs_period_us", dir);
+    f = fopen(path, "re");
     if (f) {
         if (fscanf(f, "%lld", &period) != 1)
             period = 0;
         fclose(f);
     }
-    if (quota > 0 && period > 0)
-        return (double)quota / (double)period;
+    return quota > 0 && period > 0 ? (double)quota / (double)period : 0;
+}
+
+/* The smallest quota from the cgroup directory base + rel up to base
+ * itself (a quota on any ancestor limits the process too); v2: cpu.max,
+ * else v1's cfs files. 0 for none. */
+static double walk_quota(const char *base, const char *rel, bool v2)
+{
+    char dir[4096];
+    int n = snprintf(dir, sizeof dir, "%s%s", base, strcmp(rel, "/") == 0 ? "" : rel);
+    if (n < 0 || (size_t)n >= sizeof dir)
+        return 0;
+    size_t base_len = strlen(base);
+    double best = 0;
+    for (;;) {
+        double q;
+        if (v2) {
+            char path[4096 + 16];
+            snprintf(path, sizeof path, "%s/cpu.max", dir);
+            q = read_cpu_max(path);
+        } else {
+            q = read_cfs(dir);
+        }
+        if (q > 0 && (best == 0 || q < best))
+            best = q;
+        if (strlen(dir) <= base_len)
+            break;
+        char *slash = strrchr(dir, '/');
+        if (!slash || (size_t)(slash - dir) < base_len)
+            break;
+        *slash = '\0';
+    }
+    return best;
+}
+
+/* The process's cgroup paths from /proc/self/cgroup: v2's ("0::/path")
+ * into v2, v1's cpu controller's ("N:cpu,cpuacct:/path") into v1; empty
+ * when absent. */
+static void own_cgroups(const char *self, char *v2, char *v1, size_t cap)
+{
+    v2[0] = v1[0] = '\0';
+    FILE *f = fopen(self, "re");
+    if (!f)
+        return;
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':');
+        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2)
+            continue;
+        *c1 = *c2 = '\0'; /* line: the hierarchy id */
+        const char *ctrls = c1 + 1, *path = c2 + 1;
+        if (strcmp(line, "0") == 0 && *ctrls == '\0') {
+            snprintf(v2, cap, "%s", path);
+            continue;
+        }
+        /* "cpu" as one of the comma-separated controllers. */
+        for (const char *p = ctrls; *p;) {
+            size_t len = strcspn(p, ",");
+            if (len == 3 && strncmp(p, "cpu", 3) == 0)
+                snprintf(v1, cap, "%s", path);
+            p += len + (p[len] == ',');
+        }
+    }
+    fclose(f);
+}
+
+/* Returns the quota in CPUs, or 0 when there is none we can read: the
+ * smallest on the process's own cgroup and its ancestors (a service's
+ * CPUQuota= sits on its own cgroup, not on the root), cgroup v2, else v1
+ * (mounted as cpu or cpu,cpuacct). */
+double weft__cgroup_quota(const char *root, const char *self)
+{
+    char v2[2048], v1[2048], path[4096];
+    own_cgroups(self, v2, v1, sizeof v2);
+    snprintf(path, sizeof path, "%s/cgroup.controllers", root);
+    if (access(path, F_OK) == 0)
+        return walk_quota(root, v2[0] ? v2 : "/", true);
+    static const char *const v1_mounts[] = {"cpu", "cpu,cpuacct", "cpuacct,cpu"};
+    for (size_t i = 0; i < sizeof v1_mounts / sizeof v1_mounts[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", root, v1_mounts[i]);
+        if (access(path, F_OK) != 0)
+            continue;
+        /* In a container the mount is the cgroup itself and the path in
+         * /proc/self/cgroup names the host's: try it, then the mount. */
+        double q = v1[0] ? walk_quota(path, v1, false) : 0;
+        return q > 0 ? q : read_cfs(path);
+    }
     return 0;
 }
 
-static _Atomic int cpu_count_cache;
+/* The quota, read once (it is set from outside, before the program
+ * starts, in every case that matters); the affinity on each call. */
+static _Atomic int quota_cache; /* 0: not read; -1: none; else CPUs */
 
 int weft__cpu_count(void)
 {
-    int n = atomic_load_explicit(&cpu_count_cache, memory_order_relaxed);
-    if (n > 0)
-        return n;
-    n = affinity_count();
-    double q = cgroup_quota();
-    if (q > 0) {
-        int qn = (int)ceil(q);
-        if (qn < 1)
+    int n = affinity_count();
+    int qn = atomic_load_explicit(&quota_cache, memory_order_relaxed);
+    if (qn == 0) {
+        double q = weft__cgroup_quota("/sys/fs/cgroup", "/proc/self/cgroup");
+        qn = q > 0 ? (int)ceil(q) : -1;
+        if (qn == 0)
             qn = 1;
-        if (qn < n)
-            n = qn;
+        atomic_store_explicit(&quota_cache, qn, memory_order_relaxed);
     }
-    atomic_store_explicit(&cpu_count_cache, n, memory_order_relaxed);
-    return n;
+    return qn > 0 && qn < n ? qn : n;
 }
 
 size_t weft__page_size(void)

@@ -93,6 +93,12 @@ int weft__heavy_barrier(void);
 /* CPUs this process may use (affinity and cgroup quota), >= 1. Cached after
  * the first call. */
 int weft__cpu_count(void);
+/* The cgroup CPU quota (in CPUs; 0: none) of the process whose
+ * /proc/<pid>/cgroup is the file self, under the cgroup mount root (v2, or
+ * v1's cpu controller under root/cpu or root/cpu,cpuacct): the smallest on
+ * its cgroup and the ancestors. weft__cpu_count reads
+ * ("/sys/fs/cgroup", "/proc/self/cgroup") once; the tests give fake trees. */
+double weft__cgroup_quota(const char *root, const char *self);
 size_t weft__page_size(void);
 
 /* A cheap per-thread pseudo-random number (xorshift), for backoff and
