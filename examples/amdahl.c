@@ -107,12 +107,12 @@ static int amdahl_lesson(lesson_run_t *run)
         snprintf(key, sizeof key, "fitted_w%d", pts[i].workers);
         snprintf(label, sizeof label, "%d worker%s: fitted Amdahl speedup", pts[i].workers,
                  pts[i].workers > 1 ? "s" : "");
-        lesson_figure_num(run, key, label, res.baseline / pts[i].fitted, "x");
+        lesson_figure_num(run, key, label, res.t1 / pts[i].fitted, "x");
         if (um < sizeof measured)
             um += (size_t)snprintf(measured + um, sizeof measured - um, " %5.2f", pts[i].speedup);
         if (uf < sizeof fitted)
             uf += (size_t)snprintf(fitted + uf, sizeof fitted - uf, " %5.2f",
-                                   res.baseline / pts[i].fitted);
+                                   res.t1 / pts[i].fitted);
     }
     char ws[160] = "";
     size_t uw = 0;

@@ -142,7 +142,7 @@ static int cpu_bound_pool_lesson(lesson_run_t *run)
         lesson_figure_num(run, key, label, pts[i].speedup, "x");
         if (used < sizeof curve)
             used += (size_t)snprintf(curve + used, sizeof curve - used, " %.2f",
-                                     res.baseline / pts[i].fitted);
+                                     res.t1 / pts[i].fitted);
     }
     lesson_figure_num(run, "serial_fraction", "Amdahl fit: estimated serial fraction",
                       res.serial_fraction, "");

@@ -378,11 +378,14 @@ static int io_bound_lesson(lesson_run_t *run)
         return lesson_fail_rc(run, "fetching a page", rc);
     }
     int ways = have_proc ? 4 : 3;
-    if (f.wrong)
-        return lesson_fail(run, "%d pages came back with the wrong body", (int)f.wrong);
-    if (s.served != (uint64_t)(ways * pages))
+    if (f.wrong || s.served != (uint64_t)(ways * pages)) {
+        free(args);
+        weft_pool_free(pool);
+        if (f.wrong)
+            return lesson_fail(run, "%d pages came back with the wrong body", (int)f.wrong);
         return lesson_fail(run, "the server saw %llu connections, expected %d",
                            (unsigned long long)s.served, ways * pages);
+    }
 
     lesson_figure_count(run, "pages", "pages fetched per way (each checked)", (uint64_t)pages);
     lesson_figure_time(run, "io_sequential", "I/O-bound, sequential", seq);
@@ -418,7 +421,16 @@ static int io_bound_lesson(lesson_run_t *run)
      * each way's figure is its median. One run of each is at the mercy of
      * whatever else the machine does in that moment, and the differences
      * here are only a factor of the core count. */
-    weft_pool_resize(pool, cpus);
+    /* A pool of its own, one thread per CPU (a pool's size is fixed: the
+     * I/O pool's 20 threads would oversubscribe the cores). */
+    weft_pool_free(pool);
+    pool = NULL;
+    weft_pool_opts_t cpo = {.workers = cpus};
+    int pool_rc = weft_pool_create(&pool, &cpo);
+    if (pool_rc != 0) {
+        free(args);
+        return lesson_fail_rc(run, "a pool of one thread per CPU", pool_rc);
+    }
     weft_future_t **cf = calloc((size_t)jobs, sizeof *cf);
     uint64_t *seeds = calloc((size_t)jobs, sizeof *seeds);
     uint64_t *outs = calloc((size_t)jobs, sizeof *outs);

@@ -23,6 +23,7 @@
  *
  * Build and run: build/examples/proc_cpu, or `weft demo proc_cpu`.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,12 @@ static int proc_cpu_lesson(lesson_run_t *run)
     /* What one tiny task costs: map x -> x*x, one task per item. */
     size_t M = (size_t)lesson_scaled(run, 200000);
     int64_t *in = malloc(M * sizeof *in), *out = malloc(M * sizeof *out);
+    if (!in || !out) {
+        free(in);
+        free(out);
+        weft_proc_pool_free(pool);
+        return lesson_fail_rc(run, "the tiny tasks' arrays", -ENOMEM);
+    }
     for (size_t i = 0; i < M; i++)
         in[i] = (int64_t)i;
     t0 = weft_now();

@@ -49,7 +49,9 @@ static int list(void)
     printf("  %5s  %-*s  %s\n", "order", (int)w, "name", "what it shows");
     for (size_t i = 0; i < n; i++) {
         const lesson_t *l = lesson_at(i);
-        printf("  %5d  %-*s  %s\n", l->order, (int)w, l->name, l->title);
+        const char *base = l->file ? strrchr(l->file, '/') : NULL;
+        printf("  %5d  %-*s  %s  (%s)\n", l->order, (int)w, l->name, l->title,
+               base ? base + 1 : l->file ? l->file : "?");
     }
     printf("\n%zu lessons. `weft demo NAME` runs one, `weft tour` runs them all.\n", n);
     return 0;
