@@ -154,9 +154,9 @@ static BENCH_UNUSED void bench_idle_json(const char *impl, int workers, long lon
 {
     printf("{\"bench\": \"pool_idle_cpu\", \"impl\": \"%s\", \"params\": {\"workers\": %d, "
            "\"ms\": %lld, \"stat\": \"%s\"}, \"seconds\": %.4g, \"runs\": %d, "
-           "\"core_percent\": %.3g}\n",
+           "\"core_percent\": %.3g, \"steal\": %.3f}\n",
            impl, workers, ms, bench_best_ ? "best" : "median", cpu_seconds, bench_runs_,
-           cpu_seconds * 100.0 / ((double)ms / 1000.0));
+           cpu_seconds * 100.0 / ((double)ms / 1000.0), bench_steal_mark_());
     fflush(stdout);
 }
 
