@@ -112,6 +112,17 @@ static void test_self_wait(void)
     /* The producer waiting on its own future would wait forever. */
     CHECK_RC(weft_future_wait(f), -EDEADLK);
     CHECK_RC(weft_future_get_until(f, NULL, weft_deadline_in(5)), -EDEADLK);
+    /* wait_any too, when every pending future is its own (it used to wait
+     * to its deadline); with another that may resolve, it waits. */
+    weft_future_t *one[1] = {f};
+    CHECK_RC(weft_future_wait_any(one, 1, weft_deadline_in(5)), -EDEADLK);
+    weft_future_t *g;
+    CHECK_OK(weft_future_create(&g));
+    weft_future_t *two[2] = {f, g};
+    CHECK_RC(weft_future_wait_any(two, 2, weft_now()), -ETIMEDOUT);
+    CHECK_OK(weft_future_set_result(g, NULL));
+    CHECK_INT(weft_future_wait_any(two, 2, weft_deadline_in(5)), ==, 1);
+    CHECK_OK(weft_future_release(g));
     CHECK_OK(weft_future_set_result(f, NULL));
     CHECK_OK(weft_future_wait(f));
     CHECK_OK(weft_future_release(f));

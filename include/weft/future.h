@@ -204,8 +204,9 @@ WEFT_API int weft_future_on_done(weft_future_t *f, weft_future_cb cb, void *arg)
 
 /*
  * Wait until every future of fs[0..n) is resolved, or the deadline passes
- * (wait(ALL_COMPLETED)). 0; -ETIMEDOUT; -EINVAL (fs NULL with n > 0, a NULL
- * entry, deadline < 0); -EDEADLK (see weft_future_wait).
+ * (wait(ALL_COMPLETED)). 0; -ETIMEDOUT; -ECANCELED (a cancelled
+ * coroutine); -EINVAL (fs NULL with n > 0, a NULL entry, deadline < 0);
+ * -EDEADLK (see weft_future_wait).
  * n == 0 returns 0 at once.
  */
 WEFT_API int weft_future_wait_all(weft_future_t *const *fs, size_t n, weft_time_t deadline);
@@ -213,7 +214,9 @@ WEFT_API int weft_future_wait_all(weft_future_t *const *fs, size_t n, weft_time_
 /*
  * Wait until at least one future of fs[0..n) is resolved
  * (wait(FIRST_COMPLETED)). Returns the index (>= 0) of a resolved one (the
- * lowest index among those resolved when it looked); -ETIMEDOUT; -ECANCELED (a cancelled coroutine); -EINVAL
+ * lowest index among those resolved when it looked); -ETIMEDOUT; -ECANCELED
+ * (a cancelled coroutine); -EDEADLK (every pending one is RUNNING on the
+ * calling context, as in weft_future_wait: none could resolve); -EINVAL
  * (fs NULL, n == 0, n > INT32_MAX, a NULL entry, deadline < 0); -ENOMEM.
  */
 WEFT_API int weft_future_wait_any(weft_future_t *const *fs, size_t n, weft_time_t deadline);

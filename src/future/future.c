@@ -600,9 +600,18 @@ int weft_future_wait_any(weft_future_t *const *fs, size_t n, weft_time_t deadlin
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
             return -EINVAL;
-    for (size_t i = 0; i < n; i++)
-        if (weft_future_done(fs[i]))
+    bool all_mine = true; /* every pending one is run by the caller itself */
+    uint64_t self = weft__self_id();
+    for (size_t i = 0; i < n; i++) {
+        uint32_t s = load_state(fs[i]);
+        if (kind_of(s) == K_DONE)
             return (int)i;
+        if (kind_of(s) != K_RUNNING ||
+            atomic_load_explicit(&fs[i]->runner, memory_order_relaxed) != self)
+            all_mine = false;
+    }
+    if (all_mine)
+        return -EDEADLK; /* as weft_future_wait: none can resolve while we wait */
     weft_as_completed_t *it;
     int r = weft_as_completed_create(&it, fs, n);
     if (r < 0)
