@@ -2,6 +2,7 @@
  * both ways, rings of contexts, pooled stacks, callee-saved registers, deep
  * recursion, the FP control rule, stack overflow reports, misuse. */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <errno.h>
 #include <fenv.h>
 #include <math.h>
@@ -801,6 +802,71 @@ static void segv_child(void)
     _exit(5);
 }
 
+/* An overflow in the middle of a switch: the switch names its target
+ * current before it leaves the old stack, and its pushes still land there.
+ * The report must name the coroutine being left, whatever the target (a
+ * neighbouring coroutine in the same chunk, or the thread), never the
+ * target and never nothing (a plain SIGSEGV). Swept over the bytes left
+ * when the switch starts: some K put the fault inside the switch. */
+static struct weft__co *sw_a, *sw_b;
+static long sw_left;
+static bool sw_to_thread;
+static void *sw_b_fn(void *arg, void *first)
+{
+    (void)arg;
+    (void)first;
+    return NULL;
+}
+static NOINLINE void sw_go(void)
+{
+    weft__co_transfer(sw_to_thread ? sw_a->resumer : sw_b, NULL, NULL);
+}
+static void *sw_a_fn(void *arg, void *first)
+{
+    (void)arg;
+    (void)first;
+    struct weft__co *self = weft__co_self();
+    char here;
+    long room = (char *)&here - self->lo;
+    volatile char *p = alloca((size_t)(room - sw_left));
+    p[0] = 1; /* sp is now sw_left bytes above the guard */
+    sw_go();
+    return NULL;
+}
+static void sw_child(void)
+{
+    if (weft__co_create(&sw_a, sw_a_fn, NULL, "left-behind", 64 * 1024) != 0 ||
+        weft__co_create(&sw_b, sw_b_fn, NULL, "innocent", 64 * 1024) != 0)
+        _exit(3);
+    weft__co_transfer(sw_a, NULL, NULL);
+    _exit(0);
+}
+static void test_overflow_in_switch(void)
+{
+    if (WEFT_CO_ASAN || WEFT_CO_TSAN) {
+        fprintf(stderr, "     (skipped under a sanitizer: its own frames move the window)\n");
+        return;
+    }
+    char err[8192];
+    int reported = 0;
+    for (int to_thread = 0; to_thread < 2; to_thread++) {
+        sw_to_thread = to_thread;
+        for (sw_left = 0; sw_left <= 512; sw_left += 8) {
+            int st = run_child(sw_child, err, sizeof err);
+            if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+                continue; /* enough room: no overflow */
+            CHECK(!strstr(err, "'innocent'"));
+            if (!strstr(err, "stack overflow in coroutine 'left-behind'")) {
+                fprintf(stderr, "     left %ld bytes, to the %s: status %d, \"%s\"\n", sw_left,
+                        to_thread ? "thread" : "neighbour", st, err);
+                CHECK(false);
+            }
+            reported++;
+        }
+    }
+    CHECK_INT(reported, >, 0);
+}
+
 static void test_stack_overflow(void)
 {
     char err[8192];
@@ -1039,6 +1105,7 @@ int main(void)
     RUN(test_fp_rule_first_entry);
     RUN(test_fp_rule_broken);
     RUN(test_stack_overflow);
+    RUN(test_overflow_in_switch);
     RUN(test_misuse);
     RUN(test_exit_to);
     RUN(test_threads);

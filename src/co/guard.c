@@ -110,18 +110,37 @@ static void chain(int sig, siginfo_t *si, void *uc)
         prev_segv.sa_handler(sig);
 }
 
+/* Did co's stack overflow at this fault (addr, sp)? own: co is the
+ * current coroutine; else the one being left by a switch in progress,
+ * which must then also be where sp is (its guard or its stack). */
+static bool overflowed(const struct weft__co *co, uintptr_t addr, uintptr_t sp, bool own)
+{
+    if (!co || co->is_thread || !co->map)
+        return false;
+    uintptr_t glo = (uintptr_t)co->map, lo = (uintptr_t)co->lo;
+    uintptr_t floor = glo > SKIP_WINDOW ? glo - SKIP_WINDOW : 0;
+    if (!own && !(sp >= glo && sp < lo + co->size))
+        return false;
+    bool in_guard = addr >= glo && addr < lo;
+    bool skipped = sp < lo && sp >= floor && addr < lo && addr >= floor;
+    return in_guard || skipped;
+}
+
 static void on_segv(int sig, siginfo_t *si, void *uc)
 {
     int saved_errno = errno;
-    struct weft__co *co = weft__co_current_tls;
-    if (co && !co->is_thread && co->map && si->si_code > 0) {
+    struct weft__co *cur = weft__co_current_tls;
+    if (cur && si->si_code > 0) {
         uintptr_t addr = (uintptr_t)si->si_addr;
-        uintptr_t glo = (uintptr_t)co->map, lo = (uintptr_t)co->lo;
         uintptr_t sp = interrupted_sp(uc);
-        uintptr_t floor = glo > SKIP_WINDOW ? glo - SKIP_WINDOW : 0;
-        bool in_guard = addr >= glo && addr < lo;
-        bool skipped = sp < lo && sp >= floor && addr < lo && addr >= floor;
-        if (in_guard || skipped) {
+        /* A switch names its target current just before it leaves the old
+         * stack, and its pushes (and a sanitizer's calls) still land
+         * there: an overflow in that window is the old coroutine's. */
+        struct weft__co *from = cur->switched_from;
+        struct weft__co *co = overflowed(from, addr, sp, false) ? from
+                              : overflowed(cur, addr, sp, true) ? cur
+                                                                : NULL;
+        if (co) {
             char msg[160];
             size_t n = 0;
             put(msg, sizeof msg, &n, "weft: stack overflow in coroutine '");
