@@ -4,6 +4,7 @@
  * time, while it still runs; loop statistics.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <weft.h>
@@ -100,6 +101,62 @@ static void test_watchdog_names_hog(void)
     CHECK_U64(st.switches, >=, 100);
 }
 
+/* weft_loop_stats from another thread while the loop runs: the longest
+ * run's task is named there too (it used to be filled only on the loop's
+ * own thread), and tasks_live is never above tasks_spawned. */
+struct remote_stats {
+    weft_loop_t *loop;
+    weft_event_t ready, done;
+};
+static int spin_named(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    weft_time_t until = weft_deadline_in(0.02);
+    while (weft_now() < until)
+        ;
+    return 0;
+}
+static int main_remote_stats(void *arg, void **result)
+{
+    (void)result;
+    struct remote_stats *r = arg;
+    weft_task_t *t;
+    CHECK_OK(weft_co_spawn(&t, spin_named, NULL, "spin-20-ms", 0));
+    CHECK_OK(weft_co_await(t, NULL));
+    weft_task_release(t);
+    r->loop = weft_loop_current();
+    CHECK_OK(weft_loop_retain(r->loop));
+    CHECK_OK(weft_event_set(&r->ready));
+    return weft_event_wait(&r->done); /* suspends: the reader reads meanwhile */
+}
+static void *run_remote_stats(void *arg)
+{
+    weft_loop_opts_t o = {.timing = true};
+    return (void *)(intptr_t)weft_loop_run(main_remote_stats, arg, &o);
+}
+static void test_stats_other_thread(void)
+{
+    struct remote_stats r = {0};
+    weft_event_init(&r.ready);
+    weft_event_init(&r.done);
+    weft_thread_t *th;
+    CHECK_OK(weft_thread_start(&th, run_remote_stats, &r, NULL));
+    CHECK_OK(weft_event_wait(&r.ready));
+    weft_loop_stats_t st;
+    CHECK_OK(weft_loop_stats(r.loop, &st));
+    CHECK_INT(st.longest_run_ns, >=, 20000000);
+    CHECK(strcmp(st.longest_run_task, "spin-20-ms") == 0);
+    CHECK_U64(st.tasks_live, <=, st.tasks_spawned);
+    CHECK_OK(weft_event_set(&r.done));
+    void *rc;
+    CHECK_OK(weft_thread_join(th, &rc));
+    CHECK_OK((int)(intptr_t)rc);
+    CHECK_OK(weft_loop_release(r.loop));
+    weft_event_destroy(&r.ready);
+    weft_event_destroy(&r.done);
+}
+
 /* WEFT_SLOW_MS turns the watchdog on (with opts.slow_ms 0). */
 static int main_env_hog(void *arg, void **result)
 {
@@ -152,5 +209,6 @@ int main(void)
     co_check_backend();
     RUN(test_watchdog_names_hog);
     RUN(test_env_threshold);
+    RUN(test_stats_other_thread);
     return check_done();
 }

@@ -72,7 +72,8 @@ typedef struct weft_loop_stats {
     weft_time_t longest_run_ns; /* the longest a coroutine ran without yielding;
                                    measured only with timing (opts.timing, or the
                                    watchdog on), else 0 */
-    char longest_run_task[48];  /* its name */
+    char longest_run_task[48];  /* its name (read from another thread while the loop
+                                   runs, it may belong to a run just after) */
     uint64_t file_ops;       /* weft_co_file_read/write calls that did I/O */
     uint64_t signals;        /* signals received through the loop's signalfd */
     const char *backend;     /* the backend that ran ("epoll", "io_uring"; static) */

@@ -146,15 +146,18 @@ static int64_t file_io(int fd, void *buf, size_t len, int64_t off, bool write,
         return -ETIMEDOUT;
     if (len > MAX_RW)
         len = MAX_RW;
-    atomic_store_explicit(&L->st_file_ops,
-                          atomic_load_explicit(&L->st_file_ops, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    if (L->bops->file_rw) {
-        int64_t n = via_backend(t, fd, buf, len, off, write, deadline);
-        if (n != -ENOTSUP)
-            return n;
-    }
-    return via_pool(fd, buf, len, off, write, deadline);
+    int64_t n = -ENOTSUP;
+    if (L->bops->file_rw)
+        n = via_backend(t, fd, buf, len, off, write, deadline);
+    if (n == -ENOTSUP)
+        n = via_pool(fd, buf, len, off, write, deadline);
+    /* Counted when it did I/O (loop.h: file_ops), not when it failed or
+     * timed out before any. */
+    if (n >= 0)
+        atomic_store_explicit(&L->st_file_ops,
+                              atomic_load_explicit(&L->st_file_ops, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    return n;
 }
 
 int64_t weft_co_file_read_until(int fd, void *buf, size_t len, int64_t offset,

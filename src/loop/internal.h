@@ -149,7 +149,7 @@ struct weft_loop {
     _Atomic uint64_t st_spawned, st_finished, st_failed, st_cancelled, /* switches: turn */
         st_io_waits, st_polls, st_remote_wakes, st_callbacks, st_slow_reports;
     _Atomic int64_t st_longest;
-    char longest_name[WEFT__CO_NAME_MAX]; /* loop thread only */
+    char longest_name[WEFT__CO_NAME_MAX]; /* written by the loop thread, byte-wise atomics */
     bool timing;
     /* The watchdog: it reads turn/running/run_start from its own thread. */
     _Atomic uint64_t turn;       /* switches into tasks so far */

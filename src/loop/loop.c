@@ -102,9 +102,11 @@ _Thread_local struct weft_loop *weft__loop_tls;
 
 static inline void stat_inc(_Atomic uint64_t *c)
 {
-    /* Single writer (the loop's thread): no read-modify-write needed. */
+    /* Single writer (the loop's thread): no read-modify-write needed.
+     * Release: a reader that acquires one counter sees the increments made
+     * before it (fill_stats: tasks_finished, then tasks_spawned). */
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+                          memory_order_release);
 }
 
 /* ---- task records: type-stable, from a process-wide free list ----------- */
@@ -572,7 +574,7 @@ static inline void task_leave(struct weft_loop *L, struct weft_task *t)
         weft_time_t d = weft_now() - atomic_load_explicit(&L->run_start, memory_order_relaxed);
         if (d > atomic_load_explicit(&L->st_longest, memory_order_relaxed)) {
             atomic_store_explicit(&L->st_longest, d, memory_order_relaxed);
-            memcpy(L->longest_name, t->name, sizeof L->longest_name);
+            name_store(L->longest_name, t->name);
         }
     }
 }
@@ -1242,11 +1244,15 @@ static void *watchdog(void *arg)
 static void fill_stats(struct weft_loop *L, weft_loop_stats_t *o)
 {
     memset(o, 0, sizeof *o);
-    o->tasks_spawned = atomic_load_explicit(&L->st_spawned, memory_order_relaxed);
-    o->tasks_finished = atomic_load_explicit(&L->st_finished, memory_order_relaxed);
+    /* Finished before spawned (both only grow, and a task is spawned
+     * before it finishes): read in this order from another thread, live
+     * never comes out below zero (read the other way, a task spawned and
+     * finished in between made it wrap to 2^64 - 1). */
+    o->tasks_finished = atomic_load_explicit(&L->st_finished, memory_order_acquire);
+    o->tasks_spawned = atomic_load_explicit(&L->st_spawned, memory_order_acquire);
     o->tasks_failed = atomic_load_explicit(&L->st_failed, memory_order_relaxed);
     o->tasks_cancelled = atomic_load_explicit(&L->st_cancelled, memory_order_relaxed);
-    o->tasks_live = o->tasks_spawned - o->tasks_finished;
+    o->tasks_live = o->tasks_spawned > o->tasks_finished ? o->tasks_spawned - o->tasks_finished : 0;
     o->switches = atomic_load_explicit(&L->turn, memory_order_relaxed);
     o->io_waits = atomic_load_explicit(&L->st_io_waits, memory_order_relaxed);
     o->polls = atomic_load_explicit(&L->st_polls, memory_order_relaxed);
@@ -1254,8 +1260,11 @@ static void fill_stats(struct weft_loop *L, weft_loop_stats_t *o)
     o->callbacks = atomic_load_explicit(&L->st_callbacks, memory_order_relaxed);
     o->slow_reports = atomic_load_explicit(&L->st_slow_reports, memory_order_relaxed);
     o->longest_run_ns = atomic_load_explicit(&L->st_longest, memory_order_relaxed);
-    if (weft__loop_tls == L)
-        memcpy(o->longest_run_task, L->longest_name, sizeof o->longest_run_task);
+    /* Byte-wise atomics (task_leave writes it on the loop's thread): from
+     * another thread too, not only on the loop's own while it runs. */
+    char name[WEFT__CO_NAME_MAX];
+    name_load(name, L->longest_name);
+    snprintf(o->longest_run_task, sizeof o->longest_run_task, "%s", name);
     o->file_ops = atomic_load_explicit(&L->st_file_ops, memory_order_relaxed);
     o->signals = atomic_load_explicit(&L->st_signals, memory_order_relaxed);
     o->backend = L->bops->name;
