@@ -30,6 +30,23 @@ static void test_fit_exact(void)
             /* NULL outputs are allowed. */
             CHECK_OK(weft_tune_fit(sets[k], t, lens[k], NULL, NULL));
         }
+    /* Only the ratios matter: the same law at 1e-160 s or 1e170 s fits the
+     * same s (the weights 1/T^2 used to overflow or vanish: NaN, and 0
+     * returned); times too far apart to weigh are -ERANGE, not NaN. */
+    for (int e = 0; e < 2; e++) {
+        double scale = e ? 1e170 : 1e-160, t[4], s = -1, t1 = -1;
+        int w[] = {1, 2, 4, 8};
+        for (size_t i = 0; i < 4; i++)
+            t[i] = amdahl_time(2.5, 0.25, w[i]) * scale;
+        CHECK_OK(weft_tune_fit(w, t, 4, &s, &t1));
+        CHECK(fabs(s - 0.25) < 1e-12);
+        CHECK(fabs(t1 / scale - 2.5) < 1e-9);
+    }
+    {
+        int w[] = {1, 2, 4};
+        double far[] = {1.0, 0.6, 1e-200}, s = -1;
+        CHECK_RC(weft_tune_fit(w, far, 3, &s, NULL), -ERANGE);
+    }
     /* Times that rise with the count: more workers only hurt, s = 1. */
     int c[] = {1, 2, 4};
     double up[] = {1.0, 1.5, 2.0}, s;

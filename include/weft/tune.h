@@ -122,7 +122,9 @@ WEFT_API int weft_tune_measure(weft_tune_fn fn, void *ctx, const weft_tune_opts_
  *
  * serial_fraction and t1 receive the results (either may be NULL).
  * 0; -EINVAL (workers or seconds NULL, n < 2, a count <= 0, a time <= 0
- * or not finite, fewer than two distinct counts).
+ * or not finite, fewer than two distinct counts); -ERANGE (times so far
+ * apart, over about 1e150 to 1, that their weights cannot be formed).
+ * Only their ratios matter: times of any magnitude fit alike.
  */
 WEFT_API int weft_tune_fit(const int *workers, const double *seconds, size_t n,
                            double *serial_fraction, double *t1);

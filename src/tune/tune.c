@@ -30,22 +30,31 @@ int weft_tune_fit(const int *workers, const double *seconds, size_t n, double *s
     }
     if (!distinct)
         return -EINVAL;
+    /* In units of the longest time (the fit scales with them): the weights
+     * 1 / T^2 of very small or very large times would overflow or vanish
+     * and turn everything into NaN. */
+    double unit = 0;
+    for (size_t i = 0; i < n; i++)
+        if (seconds[i] > unit)
+            unit = seconds[i];
     /* Weighted normal equations for T = a + b x. Centred on the weighted
      * means, which keeps the arithmetic well conditioned. */
     double sw = 0, sx = 0, sy = 0;
     for (size_t i = 0; i < n; i++) {
-        double w = 1.0 / (seconds[i] * seconds[i]);
+        double y = seconds[i] / unit, w = 1.0 / (y * y);
         sw += w;
         sx += w / workers[i];
-        sy += w * seconds[i];
+        sy += w * y;
     }
     double mx = sx / sw, my = sy / sw, sxx = 0, sxy = 0;
     for (size_t i = 0; i < n; i++) {
-        double w = 1.0 / (seconds[i] * seconds[i]);
+        double y = seconds[i] / unit, w = 1.0 / (y * y);
         double dx = 1.0 / workers[i] - mx;
         sxx += w * dx * dx;
-        sxy += w * dx * (seconds[i] - my);
+        sxy += w * dx * (y - my);
     }
+    if (!isfinite(sxy) || !isfinite(sxx) || !isfinite(my) || !(sxx > 0))
+        return -ERANGE; /* times too far apart to weigh (over ~1e150 to 1) */
     double b = sxy / sxx; /* sxx > 0: two distinct counts */
     double a = my - b * mx;
     double total = a + b, s;
@@ -60,7 +69,7 @@ int weft_tune_fit(const int *workers, const double *seconds, size_t n, double *s
     if (serial_fraction)
         *serial_fraction = s;
     if (t1)
-        *t1 = total;
+        *t1 = total * unit;
     return 0;
 }
 
