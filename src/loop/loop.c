@@ -243,9 +243,15 @@ void weft__cotask_unref(struct weft_task *t)
     weft_future_release(t->fut); /* usually the last: returns the record */
 }
 
-/* Names are read by the watchdog from its own thread: byte-wise atomics. */
+/* Names are read by the watchdog from its own thread: byte-wise atomics.
+ * The release fence first: a reader that sees any of the new bytes (and
+ * then fences with acquire) also sees what this thread stored before, the
+ * turn count the watchdog re-reads to tell that the record it read the
+ * name from now belongs to another task (not needed on x86, whose stores
+ * are seen in order; it is on AArch64). */
 static void name_store(char *dst, const char *src)
 {
+    atomic_thread_fence(memory_order_release);
     size_t i = 0;
     for (; src[i] && i < WEFT__CO_NAME_MAX - 1; i++)
         __atomic_store_n(&dst[i], src[i], __ATOMIC_RELAXED);
@@ -1221,8 +1227,10 @@ static void *watchdog(void *arg)
             continue;
         char name[WEFT__CO_NAME_MAX];
         name_load(name, t->name); /* records are type-stable: always readable */
-        /* Still the same run? (Else the name may belong to another task.) */
-        if (atomic_load_explicit(&L->turn, memory_order_acquire) != turn ||
+        /* Still the same run? (Else the name may belong to another task.)
+         * The fence keeps the name's loads before the re-reads (name_store). */
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&L->turn, memory_order_relaxed) != turn ||
             atomic_load_explicit(&L->running, memory_order_relaxed) != t)
             continue;
         reported = turn;
