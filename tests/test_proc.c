@@ -12,6 +12,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -893,7 +894,15 @@ static void test_worker_pid_at_once(void)
     CHECK_OK(weft_proc_pool_free(p));
 }
 
-/* Succeeds for the first worker only; the others' initializer dies (a
+/* A crash of the initializer's own: abort(), without a core file. */
+static void init_crash(void)
+{
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    abort();
+}
+
+/* Succeeds for the first worker only; the others' initializer crashes (a
  * crash, not an error code). */
 static int init_dies_after_first(const void *a, size_t n)
 {
@@ -902,7 +911,7 @@ static int init_dies_after_first(const void *a, size_t n)
         return -EINVAL;
     memcpy(&count, a, sizeof count);
     if (atomic_fetch_add(count, 1) >= 1)
-        raise(SIGKILL);
+        init_crash();
     return 0;
 }
 
@@ -910,7 +919,21 @@ static int init_dies(const void *a, size_t n)
 {
     (void)a;
     (void)n;
-    raise(SIGKILL);
+    init_crash();
+    return 0;
+}
+
+/* The first worker's initializer returns at once; later ones count
+ * themselves in and then sleep (until killed from outside). */
+static int init_slow_after_first(const void *a, size_t n)
+{
+    _Atomic int *count;
+    if (n != sizeof count)
+        return -EINVAL;
+    memcpy(&count, a, sizeof count);
+    if (atomic_fetch_add(count, 1) >= 1)
+        for (int i = 0; i < 10000; i++)
+            usleep(1000);
     return 0;
 }
 
@@ -951,6 +974,29 @@ static void test_initializer_crash(void)
     CHECK_OK(weft_proc_stats(p, &st));
     CHECK_U64(st.spawned, <=, 2); /* the first worker and one replacement */
     CHECK_INT(atomic_load(count), ==, 2);
+    CHECK_OK(weft_proc_pool_free(p));
+
+    /* A replacement killed from outside while in its initializer (the OOM
+     * killer, a stray kill) is a crash like any other, not its
+     * initializer's failure: the pool goes on. */
+    atomic_store(count, 0);
+    o.initializer = init_slow_after_first;
+    CHECK_OK(weft_proc_pool_create(&p, &o));
+    CHECK_OK(weft_proc_submit(p, segv, NULL, 0, &f));
+    CHECK_RC(weft_proc_result(f, NULL, NULL), WEFT_ECRASHED);
+    weft_future_release(f);
+    for (int i = 0; i < 10000 && atomic_load(count) < 2; i++)
+        usleep(1000); /* the replacement is in its initializer */
+    CHECK_INT(atomic_load(count), ==, 2);
+    int pid = 0;
+    for (int i = 0; i < 10000 && (pid = weft_proc_worker_pid(p, 0)) <= 0; i++)
+        usleep(1000);
+    CHECK(pid > 0);
+    CHECK(kill(pid, SIGKILL) == 0);
+    atomic_store(count, 0); /* the next replacement starts at once */
+    CHECK_OK(weft_proc_submit(p, nothing, NULL, 0, &f));
+    CHECK_OK(weft_proc_result(f, NULL, NULL));
+    weft_future_release(f);
     CHECK_OK(weft_proc_pool_free(p));
     CHECK_OK(weft_shm_free(r));
 }

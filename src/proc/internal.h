@@ -85,6 +85,7 @@ enum {
     WS_INITFAIL = 3, /* initializer failed; exiting */
     WS_RETIRED = 4,  /* max_tasks_per_worker reached; exiting */
     WS_EXITING = 5,  /* pool closing and queue empty; exiting */
+    WS_INIT = 6,     /* running its initializer (written by the worker) */
 };
 
 struct wp_slot {

@@ -858,12 +858,18 @@ static void on_exit_msg(struct weft_proc_pool *p, const struct wp_msg *m)
             fail_job(p, j, err);
     }
     atomic_store(&s->state, WS_EMPTY);
-    /* Died before it was READY, with an initializer to run and nobody
-     * killing it: the initializer crashed (or exited). That is an
-     * initializer's failure as much as a nonzero return: respawning would
-     * fork it again and again, forever. */
-    bool init_died = st == WS_STARTING && p->init_fn && !killed && !p->terminated &&
-                     !(m->code == CLD_EXITED && m->status == WP_EXIT_MAPFAIL);
+    /* Died in its initializer (the worker said so: WS_INIT) by its own
+     * doing, an exit or a crash signal: the initializer failed as much as
+     * with a nonzero return, and respawning would fork it again and again,
+     * forever. Not so for a kill from outside (SIGKILL, SIGTERM: the OOM
+     * killer, weft_proc_signal_worker), which is any worker's crash, nor
+     * once the pool is broken (the fork server gone: keep -ECHILD). */
+    bool own_doing = m->code == CLD_EXITED ||
+                     ((m->code == CLD_KILLED || m->code == CLD_DUMPED) &&
+                      (m->status == SIGSEGV || m->status == SIGBUS || m->status == SIGILL ||
+                       m->status == SIGFPE || m->status == SIGABRT || m->status == SIGTRAP ||
+                       m->status == SIGSYS));
+    bool init_died = st == WS_INIT && own_doing && !p->terminated && !p->broken;
     if (init_died)
         st = WS_INITFAIL;
 
@@ -1402,7 +1408,8 @@ static bool anything_to_do(struct weft_proc_pool *p, uint32_t poke_seen)
         struct wp_slot *s = slot_of(p, i);
         if (!p->w[i].bad && atomic_load(&s->cq_tail) != atomic_load(&s->cq_head))
             return true;
-        if (!p->start_done && atomic_load(&s->state) != WS_STARTING)
+        uint32_t sst = atomic_load(&s->state);
+        if (!p->start_done && sst != WS_STARTING && sst != WS_INIT)
             return true;
     }
     return false;

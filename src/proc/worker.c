@@ -269,6 +269,10 @@ _Noreturn void weft__proc_worker_main(const struct wp_msg *m, const int *fds, in
     prctl(PR_SET_NAME, name);
 
     if (init_fn) {
+        /* Said before it runs: a death from here until READY, by the
+         * initializer's own crash or exit, is the initializer's failure
+         * (pool.c: on_exit_msg). */
+        atomic_store(&slot->state, WS_INIT);
         weft_proc_init_fn init = (weft_proc_init_fn)(uintptr_t)init_fn;
         int rc = init(init_len ? wp_at(&g_view, g_view.off_init) : NULL, init_len);
         if (rc != 0) {
