@@ -452,7 +452,7 @@ static int main_race(void *arg, void **result)
 /* The same race with a call's own deadline: the victim's timer has fired
  * (it is queued to run again) when the cancellation comes. Its wait says
  * -ECANCELED, not -ETIMEDOUT: cancellation wins here too. For a weft_co_*
- * wait (await_until) and a primitive's (event_wait_until). */
+ * wait (weft_co_wait_fd) and a primitive's (event_wait_until). */
 static weft_event_t never_set;
 static int never_read; /* a pipe's read end that nothing is written to */
 static int own_deadline_victim(void *arg, void **result)

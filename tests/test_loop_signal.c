@@ -203,6 +203,15 @@ static void *sigint_holder_thread(void *arg)
     return NULL;
 }
 
+static void (*sigint_waiter_handler)(int);
+static int main_sigint_untouched(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    CHECK(handler_of(SIGINT) == sigint_waiter_handler);
+    return 0;
+}
+
 static void test_signal_wait(void)
 {
     int fds0 = check_fd_count();
@@ -263,6 +272,26 @@ static void test_signal_wait(void)
     CHECK(handler_of(SIGINT) == SIG_DFL);
     weft_event_destroy(&b.claimed);
     weft_event_destroy(&b.done);
+
+    /* The other way round: a loop awaits SIGINT; another starting with the
+     * built-in handling on leaves it alone (it used to put its handler
+     * over the waiting loop's). */
+    struct busy_arg h = {.sig = SIGINT, .r = 0};
+    weft_event_init(&h.claimed);
+    weft_event_init(&h.done);
+    CHECK_OK(pthread_create(&th, NULL, holder_thread, &h));
+    CHECK_OK(weft_event_wait(&h.claimed));
+    CHECK_RC(h.r, -ETIMEDOUT); /* claimed */
+    sigint_waiter_handler = handler_of(SIGINT);
+    CHECK(sigint_waiter_handler != SIG_DFL);
+    weft_loop_opts_t on = {.sigint = WEFT_LOOP_SIGINT_ON};
+    CHECK_OK(weft_loop_run(main_sigint_untouched, NULL, &on));
+    CHECK(handler_of(SIGINT) == sigint_waiter_handler);
+    weft_event_set(&h.done);
+    pthread_join(th, NULL);
+    CHECK(handler_of(SIGINT) == SIG_DFL);
+    weft_event_destroy(&h.claimed);
+    weft_event_destroy(&h.done);
 }
 
 /* ---- Ctrl-C: the first SIGINT cancels main ------------------------------------- */

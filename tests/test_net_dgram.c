@@ -212,10 +212,29 @@ static int ux_full_main(void *arg, void **result)
     struct ux_full u = {weft_net_udp(&ra), 0};
     int s1 = weft_net_udp(&s1a), s2 = weft_net_udp(&s2a);
     CHECK(u.r >= 0 && s1 >= 0 && s2 >= 0);
-    int n = 0;
-    while (weft_net_sendto_until(s1, "a", 1, &ra, 0) == 1) /* fill the receiver */
+    /* Fill the receiver: from s1 until it says EAGAIN, which may be s1's
+     * own send buffer first (net.unix.max_dgram_qlen raised, as systemd
+     * does: 512); then from more senders until s2 itself, whose buffer is
+     * empty, is refused: only then is it the receiver that is full. */
+    int n = 0, fill[8], nfill = 0;
+    fill[nfill++] = s1;
+    for (;;) {
+        while (weft_net_sendto_until(fill[nfill - 1], "a", 1, &ra, 0) == 1)
+            n++;
+        if (weft_net_sendto_until(s2, "a", 1, &ra, 0) != 1)
+            break; /* s2 refused: the receiver is full */
         n++;
+        if (nfill == 8)
+            break;
+        weft_addr_t fa;
+        snprintf(name, sizeof name, "@weft-test-ux-full-f%d-%d", nfill, (int)getpid());
+        CHECK_OK(weft_addr_unix(&fa, name));
+        fill[nfill] = weft_net_udp(&fa);
+        CHECK(fill[nfill] >= 0);
+        nfill++;
+    }
     CHECK_INT(n, >, 0);
+    CHECK_RC(weft_net_sendto_until(s2, "b", 1, &ra, 0), -ETIMEDOUT); /* full */
     weft_task_t *t;
     CHECK_OK(weft_co_spawn(&t, ux_drainer, &u, "drainer", 0));
     weft_loop_stats_t s0, s1s;
@@ -227,7 +246,8 @@ static int ux_full_main(void *arg, void **result)
     weft_task_release(t);
     CHECK_INT(u.drained, ==, n);
     weft_net_close(u.r);
-    weft_net_close(s1);
+    for (int i = 0; i < nfill; i++)
+        weft_net_close(fill[i]); /* s1 among them */
     weft_net_close(s2);
     return 0;
 }

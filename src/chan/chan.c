@@ -589,7 +589,8 @@ static inline CHAN_ALWAYS_INLINE bool take_node(struct weft_chan *ch, struct wef
 }
 
 /* Meet the oldest live node of q (receivers for a send: src set; senders
- * for a receive: dst set), unlinking dead ones on the way. */
+ * for a receive: dst set), skipping dead ones (their owners unlink them:
+ * internal.h, Lifetime). */
 static inline CHAN_ALWAYS_INLINE bool take_partner(struct weft_chan *ch,
                                                    struct weft__chan_queue *q, void *dst,
                                                    const void *src, struct pwake *pw)
@@ -998,8 +999,8 @@ static inline bool may_spin(void)
  *
  * Why no pump after queueing on an unbuffered channel: every party that
  * can meet us queues itself, or looks for a queued partner, under this
- * lock. Before queueing we looked for a live partner and found none (each
- * dead node met on the way was unlinked), so the queue of the other side
+ * lock. Before queueing we looked for a live partner and found none (dead
+ * nodes met on the way were skipped), so the queue of the other side
  * holds no live node that could take us now; whoever comes later finds our
  * node under the lock (take_partner, or the pump of a select's
  * registration). A meeting is a one-step hand-over (take_node). A buffered

@@ -157,6 +157,10 @@ void weft__loop_signals_start(struct weft_loop *L, const weft_loop_opts_t *o)
  * a failed claim took it back (the count stays). */
 static void sigint_start(struct weft_loop *L, bool fresh)
 {
+    /* A loop that awaits SIGINT owns it (weft_co_signal_wait): its
+     * forwarding handler stays; no built-in handling over it. */
+    if (atomic_load_explicit(&owner_loop[SIGINT], memory_order_acquire) != NULL)
+        return;
     struct weft_loop *none = NULL;
     if (!atomic_compare_exchange_strong_explicit(&sigint_loop, &none, L, memory_order_seq_cst,
                                                  memory_order_relaxed))

@@ -171,11 +171,11 @@ int weft_par_reduce(weft_pool_t *pool, int64_t begin, int64_t end, int64_t grain
     if (n == 0)
         return 0;
     if (grain <= 0) {
-        grain = (n + 1023) / 1024;
+        grain = n / 1024 + (n % 1024 != 0);
         if (grain < 1)
             grain = 1;
     }
-    int64_t chunks = (n + grain - 1) / grain;
+    int64_t chunks = n / grain + (n % grain != 0); /* (n + grain - 1) could overflow */
     struct red rd = {map, ctx, identity, size, NULL, begin, end, grain};
     if ((uint64_t)chunks > SIZE_MAX / size)
         return -ENOMEM;

@@ -90,8 +90,8 @@ static inline bool weft__deadline_passed(weft_time_t deadline)
 bool weft__asym_available(void);
 int weft__heavy_barrier(void);
 
-/* CPUs this process may use (affinity and cgroup quota), >= 1. Cached after
- * the first call. */
+/* CPUs this process may use (the process's affinity mask, read on each
+ * call, and the cgroup quota, read once), >= 1. */
 int weft__cpu_count(void);
 /* The cgroup CPU quota (in CPUs; 0: none) of the process whose
  * /proc/<pid>/cgroup is the file self, under the cgroup mount root (v2, or

@@ -768,6 +768,13 @@ static int publish_retries(struct weft_proc_pool *p)
         struct jlocal *l = &p->jl[j];
         if (!l->retry_pending)
             continue;
+        if (l->kind == WK_MAP && atomic_load(&l->map->cancel)) {
+            /* Its iterator was freed: not run again (iter_free). */
+            l->retry_pending = false;
+            p->nretry--;
+            fail_job(p, j, -ECANCELED);
+            continue;
+        }
         if (!queue_room(p))
             break;
         struct wp_job *job = &wp_jobs(&p->v)[j];
