@@ -115,7 +115,8 @@ WEFT_API int weft_task_release(weft_task_t *t);
  * first runs never runs. Cancelling twice is harmless.
  * Any thread (from another thread the request is handed to the loop).
  * 0 (recorded); -EALREADY (the task has finished: nothing changes);
- * -EINVAL (NULL).
+ * -ENOMEM (from another thread: the request could not be queued; nothing
+ * changes); -EINVAL (NULL).
  */
 WEFT_API int weft_task_cancel(weft_task_t *t);
 
@@ -266,8 +267,7 @@ WEFT_API int weft_co_signal_wait_until(uint64_t signals, weft_time_t deadline);
  * after it. If the I/O had already happened its count is returned, and the
  * cancellation is seen at the next suspension point (level-triggered).
  * Also -EINVAL (fd < 0, offset < 0, buf NULL with len > 0, negative
- * deadline); -EPERM (not in a coroutine); -EPIPE (pool path: the default
- * pool is shut down); -ENOMEM.
+ * deadline); -EPERM (not in a coroutine); -ENOMEM.
  */
 WEFT_API int64_t weft_co_file_read(int fd, void *buf, size_t len, int64_t offset);
 WEFT_API int64_t weft_co_file_read_until(int fd, void *buf, size_t len, int64_t offset,
@@ -336,9 +336,11 @@ WEFT_API int weft_co_group_spawn(weft_co_group_t *g, weft_task_t **out, weft_co_
  * failed with (children cancelled because of it do not count), or 0. If the
  * waiter is cancelled while it waits, every child is cancelled, the wait
  * still lasts until they have all finished, and -ECANCELED is returned.
- * Children spawned during the wait are waited for too. One coroutine
- * waits at a time: -EBUSY if another is in group_wait on g already. -EPERM
- * (not a coroutine of the group's loop); -EINVAL (NULL).
+ * Children spawned during the wait are waited for too. -ETIMEDOUT: an
+ * enclosing deadline scope expired during the wait (the children were
+ * cancelled and waited for, as for a cancellation). One coroutine waits at
+ * a time: -EBUSY if another is in group_wait on g already. -EPERM (not a
+ * coroutine of the group's loop); -EINVAL (NULL).
  */
 WEFT_API int weft_co_group_wait(weft_co_group_t *g);
 

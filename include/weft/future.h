@@ -1,6 +1,6 @@
 /*
  * weft/future.h - the one future type: the result of a piece of work,
- * whoever runs it (a pool worker, later a worker process or a coroutine).
+ * whoever runs it (a pool worker, a worker process or a coroutine).
  *
  *   Python (concurrent.futures)      weft
  *   f = pool.submit(fn, arg)         weft_pool_submit(pool, fn, arg, &f)
@@ -22,7 +22,7 @@
  *   - cancelled: the error code is -ECANCELED.
  * Why `void *` and not bytes: in one address space a pointer is what C code
  * hands around, and it costs nothing. Work that produces bytes (the process
- * pool, later) resolves the future with a malloc'd buffer and `free` as the
+ * pool) resolves the future with a malloc'd buffer and `free` as the
  * value's free function (weft_future_set_result_free), so the bytes live
  * exactly as long as the future.
  *
@@ -34,7 +34,7 @@
  * weft_task_cancel does, which ends a wait it is suspended in.
  *
  * Blocking goes through weft's parking layer: a waiting thread spins briefly
- * then sleeps on a futex; a waiting coroutine (once they exist) suspends.
+ * then sleeps on a futex; a waiting coroutine suspends.
  * A waiting pool worker first helps: it runs other tasks of its pool while
  * the future is pending, so a task that waits for another task's future
  * does not tie up a worker and cannot deadlock a pool by waiting.
@@ -228,7 +228,7 @@ WEFT_API int weft_future_wait_any(weft_future_t *const *fs, size_t n, weft_time_
  *   weft_as_completed_t *it;
  *   weft_as_completed_create(&it, fs, n);
  *   weft_future_t *f;
- *   while (weft_as_completed_next(it, &f, deadline) == 0) { ... }
+ *   while (weft_as_completed_next(it, &f, deadline) >= 0) { ... } (the index)
  *   weft_as_completed_free(it);
  */
 typedef struct weft_as_completed weft_as_completed_t;

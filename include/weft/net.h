@@ -142,13 +142,14 @@ WEFT_API int weft_net_peer_addr(int fd, weft_addr_t *out);
  * SOCK_DGRAM; 0 = SOCK_STREAM), in the order getaddrinfo gives them.
  * Numeric addresses are converted at once; names are resolved by
  * getaddrinfo run on the default pool (loop.getaddrinfo does the same with
- * its executor), so the loop goes on meanwhile; on a plain thread the call
- * waits for the pool. If the deadline passes (or the coroutine is
+ * its executor), so the loop goes on meanwhile; on a plain thread,
+ * weft_net_resolve (no deadline) runs getaddrinfo on the calling thread,
+ * and _until waits for the pool. If the deadline passes (or the coroutine is
  * cancelled) first, the call returns at once and the lookup finishes in
  * the background; its result is dropped.
  * Returns the number of addresses (>= 1); -ENOENT (no such name), -EAGAIN
  * (a temporary failure of the name service), -ENOMEM, -ETIMEDOUT,
- * -ECANCELED, -EPIPE (the default pool is shut down), -EINVAL (NULL or
+ * -ECANCELED, -EINVAL (NULL or
  * empty host, out NULL, max < 1, bad port or socktype, negative deadline),
  * -EPERM (a loop's thread outside a coroutine).
  */

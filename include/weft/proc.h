@@ -297,7 +297,8 @@ WEFT_API int weft_proc_cancel(weft_proc_pool_t *pool, weft_future_t *f, bool kil
  * Returns 0 if every item succeeded, else the error of the lowest failed
  * index; -EINVAL (pool or fn NULL, items NULL with n > 0, item_size 0 with
  * n > 0, results NULL with result_size > 0); -EPIPE (shut down);
- * WEFT_EINITFAILED; -EMSGSIZE (a chunk larger than the arena); -ENOMEM.
+ * WEFT_EINITFAILED; -EMSGSIZE (a chunk larger than the arena); -EDEADLK
+ * (called from a callback run by the pool's dispatcher thread); -ENOMEM.
  * items must stay unchanged until it returns. Not from inside a task.
  */
 WEFT_API int weft_proc_map(weft_proc_pool_t *pool, weft_proc_fn fn, const void *items,

@@ -17,7 +17,7 @@
  *
  * Every primitive blocks through weft's parking layer: on an OS thread a
  * blocked call sleeps on a futex after a short spin; inside a weft coroutine
- * (once the coroutine layer is built) it suspends only the coroutine. A thread
+ * it suspends only the coroutine. A thread
  * and a coroutine may meet on the same primitive.
  *
  * Memory: every type here is a plain struct the caller owns. It may live on
@@ -76,8 +76,8 @@ extern "C" {
  * the longest waiter (eventual fairness, as in WebKit's and Rust's
  * parking_lot).
  *
- * The mutex records its owner (the calling thread, or the calling coroutine
- * once coroutines exist), which makes misuse detectable:
+ * The mutex records its owner (the calling thread, or the calling
+ * coroutine), which makes misuse detectable:
  *   - weft_mutex_lock on a mutex the caller already holds returns -EDEADLK
  *     instead of hanging (use weft_rmutex_t for recursion);
  *   - weft_mutex_unlock by a caller that does not hold it returns -EPERM and
@@ -282,8 +282,7 @@ WEFT_API int weft_sem_acquire_try(weft_sem_t *s);
 WEFT_API int weft_sem_acquire_until(weft_sem_t *s, weft_time_t deadline);
 /* Add 1 / add n: 0, -EOVERFLOW (past the bound or UINT32_MAX-1; nothing
  * changes), -EINVAL (n == 0). Units go first to waiting callers, oldest
- * first. (Only when racing releases together pass the bound can release_n
- * fail with -EOVERFLOW after some of its units went to waiters.) */
+ * first; release_n releases all n units or none. */
 WEFT_API int weft_sem_release(weft_sem_t *s);
 WEFT_API int weft_sem_release_n(weft_sem_t *s, unsigned n);
 /* The count at the moment of the call (a hint); 0 for NULL. */

@@ -149,7 +149,7 @@ WEFT_API size_t weft_page_size(void);
  * holding values under it are exiting may or may not run their destructors.
  * A zeroed, deleted or never-created key is invalid: set and delete return
  * -EINVAL, get returns NULL (a new key never reuses a deleted key's id, up
- * to 2^17 create/delete cycles of one slot). Up to 16383 keys may be live at
+ * to 2^17 create/delete cycles of one slot). Up to 16384 keys may be live at
  * once, independently of PTHREAD_KEYS_MAX (weft uses one pthread key).
  * For data known at compile time, C11 `_Thread_local` is simpler still.
  */
