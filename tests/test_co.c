@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include <weft.h>
@@ -848,6 +849,20 @@ static int main_fd(void *arg, void **result)
     r = weft_co_wait_fd(p[0], WEFT_IO_READ | WEFT_IO_WRITE, weft_deadline_in(5));
     CHECK_INT(r, ==, WEFT_IO_READ);
     CHECK_RC(weft_co_wait_fd(p[0], WEFT_IO_WRITE, weft_deadline_in_ms(5)), -ETIMEDOUT);
+    /* And woken by the other direction, writability (a socket with room,
+     * nothing to read): out of the reader's slot too, so a reader may
+     * wait next and is woken by its data (it used to get -EBUSY, and the
+     * data's report went to the dead waiter). */
+    int sp[2];
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp));
+    r = weft_co_wait_fd(sp[0], WEFT_IO_READ | WEFT_IO_WRITE, weft_deadline_in(5));
+    CHECK_INT(r, ==, WEFT_IO_WRITE);
+    CHECK_RC(weft_co_wait_fd(sp[0], WEFT_IO_READ, weft_deadline_in_ms(5)), -ETIMEDOUT);
+    CHECK_INT(write(sp[1], "y", 1), ==, 1);
+    r = weft_co_wait_fd(sp[0], WEFT_IO_READ, weft_deadline_in(5));
+    CHECK(r > 0 && (r & WEFT_IO_READ));
+    close(sp[0]);
+    close(sp[1]);
     CHECK_RC(weft_co_wait_fd(-1, WEFT_IO_READ, WEFT_FOREVER), -EINVAL);
     CHECK_RC(weft_co_wait_fd(p[0], 0, WEFT_FOREVER), -EINVAL);
     CHECK_RC(weft_co_wait_fd(p[0], 0x80, WEFT_FOREVER), -EINVAL);
@@ -863,7 +878,7 @@ static void test_wait_fd(void)
     weft_loop_stats_t st;
     weft_loop_opts_t o = {.stats = &st};
     CHECK_OK(weft_loop_run(main_fd, NULL, &o));
-    CHECK_U64(st.io_waits, ==, 5);
+    CHECK_U64(st.io_waits, ==, 8);
     CHECK_INT(check_fd_count(), ==, fds0);
 }
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -385,6 +386,93 @@ static void test_open_fallback(void)
     CHECK_INT(check_fd_count(), ==, fds0);
 }
 
+/* io_uring on a plain ring (no DEFER_TASKRUN, as before Linux 6.1):
+ * completions arrive with any system call of the loop's thread, so a busy
+ * loop (two coroutines in a ping-pong over a socket) finds some at every
+ * poll. The poll used to return them without submitting what was queued:
+ * a new arm (here: a wait on a pipe) was never submitted, and its
+ * readiness never came. */
+static int pp_sock[2], pp_pipe[2];
+static _Atomic int pp_stop;
+static _Atomic long pp_rounds;
+static int pp_pinger(void *arg, void **result)
+{
+    (void)result;
+    int fd = (int)(intptr_t)arg;
+    char c = 'x';
+    while (!atomic_load(&pp_stop)) {
+        if (weft_net_write(fd, &c, 1) != 1 || weft_net_read(fd, &c, 1) != 1)
+            return -EIO;
+        atomic_fetch_add(&pp_rounds, 1);
+    }
+    return 0;
+}
+static int pp_ponger(void *arg, void **result)
+{
+    (void)result;
+    int fd = (int)(intptr_t)arg;
+    char c;
+    while (!atomic_load(&pp_stop)) {
+        if (weft_net_read(fd, &c, 1) != 1 || weft_net_write(fd, &c, 1) != 1)
+            return -EIO;
+    }
+    return 0;
+}
+static void *pp_writer(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&pp_rounds) < 2000) /* the wait below is armed by now */
+        sched_yield();
+    return write(pp_pipe[1], "!", 1) == 1 ? NULL : (void *)1;
+}
+static int main_plain_ring(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pp_sock));
+    CHECK_OK(pipe(pp_pipe));
+    CHECK_OK(weft_net_adopt(pp_sock[0]));
+    CHECK_OK(weft_net_adopt(pp_sock[1]));
+    weft_task_t *a, *b;
+    CHECK_OK(weft_co_spawn(&a, pp_pinger, (void *)(intptr_t)pp_sock[0], "ping", 0));
+    CHECK_OK(weft_co_spawn(&b, pp_ponger, (void *)(intptr_t)pp_sock[1], "pong", 0));
+    while (atomic_load(&pp_rounds) < 1000) /* the ping-pong is going: completions at every poll */
+        CHECK_OK(weft_co_yield());
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, pp_writer, NULL));
+    int r = weft_co_wait_fd(pp_pipe[0], WEFT_IO_READ, weft_deadline_in(10));
+    CHECK(r > 0 && (r & WEFT_IO_READ));
+    atomic_store(&pp_stop, 1);
+    CHECK_OK(pthread_join(th, NULL));
+    /* One may be blocked in its read: closing wakes it (-EPIPE). */
+    CHECK_OK(weft_net_close(pp_sock[0]));
+    CHECK_OK(weft_net_close(pp_sock[1]));
+    weft_co_await(a, NULL);
+    weft_co_await(b, NULL);
+    weft_task_release(a);
+    weft_task_release(b);
+    close(pp_pipe[0]);
+    close(pp_pipe[1]);
+    return 0;
+}
+static void test_uring_plain_ring_submits(void)
+{
+    if (!weft__backend_find("uring")) {
+        fprintf(stderr, "  (io_uring not built in: skipped)\n");
+        return;
+    }
+    int fds0 = check_fd_count();
+    atomic_store(&weft__uring_plain_ring, 1);
+    weft_loop_stats_t st;
+    weft_loop_opts_t o = {.backend = "io_uring", .stats = &st};
+    int rc = weft_loop_run(main_plain_ring, NULL, &o);
+    atomic_store(&weft__uring_plain_ring, 0);
+    CHECK_OK(rc);
+    if (strcmp(st.backend, "io_uring") != 0)
+        fprintf(stderr, "  (io_uring unavailable here: ran on %s)\n", st.backend);
+    CHECK_INT(check_fd_count(), ==, fds0);
+}
+
 /* A real seccomp filter that refuses io_uring_setup (as container runtimes
  * do), in a child: a loop asked for io_uring runs on epoll and says why. */
 static int main_note(void *arg, void **result)
@@ -727,5 +815,6 @@ int main(void)
     RUN(test_choose);
     RUN(test_open_fallback);
     RUN(test_seccomp_fallback);
+    RUN(test_uring_plain_ring_submits);
     return check_done();
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 _Atomic int weft__uring_init_fail;
+_Atomic int weft__uring_plain_ring;
 
 const struct weft__backend_ops *weft__backend_find(const char *name)
 {

@@ -217,5 +217,8 @@ void weft__fdlist_free(struct weft__fdlist *l);
 /* Test hook: when not 0, the io_uring backend's init fails with this
  * (negative) error, as on a kernel without io_uring. */
 extern _Atomic int weft__uring_init_fail;
+/* Test hook: when not 0, the io_uring backend opens a plain ring (no
+ * DEFER_TASKRUN), as on a kernel before 6.1. */
+extern _Atomic int weft__uring_plain_ring;
 
 #endif /* WEFT_LOOP_BACKEND_H */

@@ -392,6 +392,13 @@ void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev)
     }
     if (wr && (ev & (WEFT__IO_WRITE | WEFT__IO_ERROR))) {
         w->wr = NULL;
+        if (rd == wr) {
+            /* The same, woken by writability alone: out of the reader's
+             * slot too (left there, it dangled once its task returned,
+             * made the next reader's wait -EBUSY, and a later READ report
+             * finished a dead waiter). */
+            w->rd = rd = NULL;
+        }
         fd_finish(L, wr, ev);
         wr = NULL;
     }
