@@ -365,10 +365,19 @@ static void rearm(struct weft_loop *L, int fd)
         return;
     void *data = (void *)(intptr_t)(fd + 1);
     uint32_t epoch = weft__fd_epoch(fd);
-    if ((epoch & WEFT__EPOCH_OWNED) && L->bops->arm_owned)
-        L->bops->arm_owned(L->be, fd, ev, ev, data, epoch);
-    else
-        L->bops->arm(L->be, fd, ev, data);
+    int r = (epoch & WEFT__EPOCH_OWNED) && L->bops->arm_owned
+                ? L->bops->arm_owned(L->be, fd, ev, ev, data, epoch)
+                : L->bops->arm(L->be, fd, ev, data);
+    if (WEFT_UNLIKELY(r != 0)) {
+        /* Not armed (no memory, the fd gone): no report would ever come.
+         * Wake the waiter with an error instead; its call looks again. */
+        struct weft__fdwait *rd = w->rd, *wr = w->wr;
+        w->rd = w->wr = NULL;
+        if (rd)
+            fd_finish(L, rd, WEFT__IO_ERROR);
+        if (wr && wr != rd)
+            fd_finish(L, wr, WEFT__IO_ERROR);
+    }
 }
 
 void weft__loop_fd_event(struct weft_loop *L, int fd, uint32_t ev)
