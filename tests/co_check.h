@@ -7,6 +7,8 @@
 #define WEFT_TEST_CO_CHECK_H
 
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <weft.h>
 
 #include "check.h"
@@ -34,17 +36,35 @@
  */
 #include "loop/backend.h"
 
+static inline int co_check_backend_main_(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return 0;
+}
+
 static inline const char *co_check_backend(void)
 {
     const char *b = getenv("WEFT_BACKEND");
+    const char *want = "epoll";
     if (b && (strcmp(b, "uring") == 0 || strcmp(b, "io_uring") == 0)) {
         char why[160];
         if (weft__backend_probe("uring", why, sizeof why) != 0)
             check_skip(why);
         fprintf(stderr, "backend io_uring\n");
-        return "io_uring";
+        want = "io_uring";
     }
-    return "epoll";
+    /* The probe said it works: a loop of this run must then really get
+     * it (a silent fallback would pass every _uring test on epoll). */
+    weft_loop_stats_t st;
+    weft_loop_opts_t o = {.stats = &st};
+    if (weft_loop_run(co_check_backend_main_, NULL, &o) != 0 || !st.backend ||
+        strcmp(st.backend, want) != 0) {
+        fprintf(stderr, "FAIL: a loop ran on %s, not on %s (%s)\n",
+                st.backend ? st.backend : "?", want, st.backend_note);
+        exit(1);
+    }
+    return want;
 }
 
 #endif

@@ -4,8 +4,8 @@
  * deterministic byte pattern).
  *
  * Backends: every name in NET_BACKENDS is tried; a loop that falls back to
- * another backend (that one is not built or not available here) is noted
- * and skipped. WEFT_BACKEND=name in the environment restricts the run to
+ * another backend is noted and skipped where that backend cannot start
+ * here (not built, or refused by the kernel), and is a failure otherwise. WEFT_BACKEND=name in the environment restricts the run to
  * that backend.
  */
 #ifndef WEFT_TEST_NET_UTIL_H
@@ -55,7 +55,15 @@ static inline int net_each_backend(weft_co_fn fn, void *arg)
         net_backend_now = be;
         int rc = weft_loop_run(net_run_main_, &r, &o);
         if (r.skipped) {
-            fprintf(stderr, "  (backend %s not available here: skipped)\n", be);
+            /* Skipped only where the backend cannot start; one that can
+             * but was not used is a failure (it would hide a fallback). */
+            char why[160];
+            const char *probe = strcmp(be, "io_uring") == 0 ? "uring" : be;
+            if (weft__backend_probe(probe, why, sizeof why) == 0) {
+                fprintf(stderr, "  backend %s works here but the loop did not use it\n", be);
+                CHECK(false);
+            }
+            fprintf(stderr, "  (backend %s not available here: %s; skipped)\n", be, why);
             continue;
         }
         CHECK_RC(rc, 0);

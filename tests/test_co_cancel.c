@@ -616,6 +616,7 @@ static void test_run_end_and_group(void)
 
 int main(void)
 {
+    co_check_backend(); /* skips where io_uring cannot start; fails on a silent fallback */
     RUN(test_mutex);
     RUN(test_rmutex);
     RUN(test_rwlock);

@@ -182,6 +182,7 @@ static void test_forked_child(void)
 
 int main(void)
 {
+    co_check_backend(); /* skips where io_uring cannot start; fails on a silent fallback */
     RUN(test_close_from_thread);
     RUN(test_close_from_other_loop);
     RUN(test_owner_finished);

@@ -1,17 +1,24 @@
 /*
  * test_loop_stress.c - invariant stress: many coroutines with random
  * sleeps, cancellations and timeouts on several loops on several threads.
- * Every task finishes exactly once, every stack is returned, the fd count is
- * unchanged, the loops' statistics add up.
+ * Every task finishes exactly once (one that never ran was cancelled
+ * before it started), every stack is returned (to the pool or unmapped),
+ * the fd count is unchanged (some tasks wait on pipes they make), the
+ * loops ran on the backend asked for, their statistics add up.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <unistd.h>
+#include <string.h>
+#include <stdbool.h>
 #include <weft.h>
 
 #include "co/internal.h"
 #include "co_check.h"
 
 #define LOOPS 4
+
+static const char *expected_backend;
 
 /* TSan keeps several hundred KiB and an mmap per fiber: scale down there. */
 #if defined(WEFT_SANITIZE_THREAD)
@@ -25,6 +32,8 @@ struct stress {
     long window; /* live tasks per loop at most (stacks are mappings: bounded) */
     _Atomic long finished_ok, finished_cancelled, finished_timeout;
     _Atomic unsigned char *done; /* per task: how many times it finished */
+    unsigned char *cancel_asked; /* per task: its spawner cancelled it, or left
+                                    it to the loop's end (which cancels) */
 };
 
 struct job {
@@ -47,7 +56,7 @@ static int worker(void *arg, void **result)
     struct job *j = arg;
     uint32_t seed = j->seed;
     int rc = 0;
-    switch (xs(&seed) % 4) {
+    switch (xs(&seed) % 5) {
     case 0: /* a short sleep */
         rc = weft_co_sleep_until(weft_now() + (xs(&seed) % 2000) * 1000);
         break;
@@ -60,6 +69,16 @@ static int worker(void *arg, void **result)
         weft_co_scope_begin(&sc, weft_now() + (xs(&seed) % 1000) * 1000);
         weft_co_sleep_until(weft_now() + (xs(&seed) % 1000) * 1000);
         rc = weft_co_scope_end(&sc);
+        break;
+    }
+    case 3: { /* a wait on a pipe nobody writes to: times out or is cancelled */
+        int p[2];
+        CHECK_OK(pipe(p));
+        int r = weft_co_wait_fd(p[0], WEFT_IO_READ, weft_now() + (xs(&seed) % 1000) * 1000);
+        CHECK(r == -ETIMEDOUT || r == -ECANCELED);
+        rc = r;
+        close(p[0]);
+        close(p[1]);
         break;
     }
     default: /* a long sleep: the spawner will cancel it */
@@ -93,17 +112,25 @@ static int loop_main(void *arg, void **result)
     struct stress *s = la->s;
     long base = la->index * s->per_loop;
     weft_task_t **win = calloc((size_t)s->window, sizeof *win);
+    long *win_id = calloc((size_t)s->window, sizeof *win_id);
     uint32_t seed = 0x9e3779b9u * (uint32_t)(la->index + 1);
     for (long i = 0; i < s->per_loop; i++) {
         long slot = i % s->window;
         if (win[slot]) {
             /* Keep at most `window` alive: cancel the oldest if slow, or
              * let it finish, then await it. */
+            long id = win_id[slot];
             if (xs(&seed) % 4 != 0 ||
-                weft_co_await_until(win[slot], NULL, weft_deadline_in_ns(200000)) == -ETIMEDOUT)
+                weft_co_await_until(win[slot], NULL, weft_deadline_in_ns(200000)) == -ETIMEDOUT) {
+                s->cancel_asked[id] = 1;
                 weft_task_cancel(win[slot]);
+            }
             int r = weft_co_await(win[slot], NULL);
             CHECK(r == 0 || r == -ECANCELED);
+            /* Finished by running: exactly once; a task that says 0 ran. */
+            CHECK_INT(atomic_load(&s->done[id]), <=, 1);
+            if (r == 0)
+                CHECK_INT(atomic_load(&s->done[id]), ==, 1);
             weft_task_release(win[slot]);
             win[slot] = NULL;
         }
@@ -112,14 +139,18 @@ static int loop_main(void *arg, void **result)
         j->id = base + i;
         j->seed = xs(&seed) | 1;
         CHECK_OK(weft_co_spawn(&win[slot], worker, j, "worker", 16 * 1024));
+        win_id[slot] = base + i;
         if (i % 64 == 0)
             weft_co_yield();
     }
     /* Leave the rest: asyncio.run's end cancels them. Release handles. */
     for (long k = 0; k < s->window; k++)
-        if (win[k])
+        if (win[k]) {
+            s->cancel_asked[win_id[k]] = 1; /* the loop's end cancels it */
             weft_task_release(win[k]);
+        }
     free(win);
+    free(win_id);
     weft_loop_stats(weft_loop_current(), &la->st);
     return 0;
 }
@@ -144,6 +175,7 @@ static void test_stress(void)
     atomic_init(&s.finished_timeout, 0);
     long total = s.per_loop * LOOPS;
     s.done = calloc((size_t)total, 1);
+    s.cancel_asked = calloc((size_t)total, 1);
     struct loop_arg la[LOOPS];
     pthread_t th[LOOPS];
     for (int i = 0; i < LOOPS; i++) {
@@ -155,6 +187,9 @@ static void test_stress(void)
         void *r;
         pthread_join(th[i], &r);
         CHECK_INT((intptr_t)r, ==, 0);
+        /* On the backend asked for (a fallback to epoll would pass as an
+         * io_uring run otherwise). */
+        CHECK(strcmp(la[i].st.backend, expected_backend) == 0);
         CHECK_U64(la[i].st.tasks_live, ==, 0);
         CHECK_U64(la[i].st.tasks_spawned, ==, la[i].st.tasks_finished);
         spawned += la[i].st.tasks_spawned;
@@ -168,6 +203,12 @@ static void test_stress(void)
     for (long i = 0; i < total; i++) {
         CHECK_INT(s.done[i], <=, 1);
         never += s.done[i] == 0;
+        /* A task that never ran was cancelled before it started: never
+         * dropped. */
+        if (s.done[i] == 0 && !s.cancel_asked[i]) {
+            fprintf(stderr, "  task %ld never ran and nobody cancelled it\n", i);
+            CHECK(false);
+        }
     }
     CHECK_INT(ran + never, ==, total);
     CHECK_U64(spawned, ==, (uint64_t)total + LOOPS); /* + each main */
@@ -178,13 +219,15 @@ static void test_stress(void)
     struct weft__co_stack_stats after;
     weft__co_stack_stats(&after);
     CHECK_U64(after.in_use, ==, before.in_use); /* every stack returned */
+    CHECK_U64(after.mapped, ==, after.in_use + after.pooled); /* ... to the pool or unmapped */
     CHECK_INT(check_fd_count(), ==, fds0);
     free(s.done);
+    free(s.cancel_asked);
 }
 
 int main(void)
 {
-    co_check_backend();
+    expected_backend = co_check_backend();
     RUN(test_stress);
     return check_done();
 }
