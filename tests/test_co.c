@@ -4,6 +4,7 @@
  * task groups, call_soon_threadsafe, run_in_pool, fd waits, statistics.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -703,6 +704,105 @@ static int main_nested(void *arg, void **result)
     CHECK_RC(weft_loop_run(ret_arg, NULL, NULL), -EBUSY);
     return 0;
 }
+static int mark_ran(void *arg, void **result)
+{
+    (void)result;
+    *(int *)arg = 1;
+    return 0;
+}
+
+/* More misuse, each with its documented result: the weft_co_* calls of a
+ * call_soon function (-EPERM: it must not wait); NaN and negative seconds
+ * in a coroutine (-EINVAL); a group child waiting for its own group
+ * (-EDEADLK: it used to wait for itself, forever, and the run with it);
+ * cancelling a finished task from another thread (-EALREADY); and the
+ * mutex a finished coroutine still owns: unlocking it from a plain thread
+ * is -EPERM too. */
+struct misuse {
+    int r_yield, r_sleep, r_wait_fd, r_scope;
+    weft_event_t done;
+};
+static void misuse_soon(void *arg)
+{
+    struct misuse *m = arg;
+    weft_co_scope_t sc;
+    m->r_yield = weft_co_yield();
+    m->r_sleep = weft_co_sleep(0.001);
+    m->r_wait_fd = weft_co_wait_fd(0, WEFT_IO_READ, WEFT_FOREVER);
+    m->r_scope = weft_co_scope_begin(&sc, WEFT_FOREVER);
+    weft_event_set(&m->done);
+}
+static weft_co_group_t *self_group;
+static int waits_own_group(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return weft_co_group_wait(self_group);
+}
+static weft_mutex_t kept_mutex;
+static int keeps_mutex(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return weft_mutex_lock(&kept_mutex); /* and returns holding it */
+}
+static void *cancel_finished_thread(void *arg)
+{
+    return (void *)(intptr_t)weft_task_cancel(arg);
+}
+static void *unlock_from_thread(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)weft_mutex_unlock(&kept_mutex);
+}
+static int main_misuse(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    struct misuse m = {.r_yield = 1, .r_sleep = 1, .r_wait_fd = 1, .r_scope = 1};
+    weft_event_init(&m.done);
+    CHECK_OK(weft_loop_call_soon_threadsafe(weft_loop_current(), misuse_soon, &m));
+    CHECK_OK(weft_event_wait(&m.done));
+    CHECK_RC(m.r_yield, -EPERM);
+    CHECK_RC(m.r_sleep, -EPERM);
+    CHECK_RC(m.r_wait_fd, -EPERM);
+    CHECK_RC(m.r_scope, -EPERM);
+    weft_event_destroy(&m.done);
+
+    CHECK_RC(weft_co_sleep(NAN), -EINVAL);
+    CHECK_RC(weft_co_sleep(-0.5), -EINVAL);
+    CHECK_RC(weft_co_sleep_until(-1), -EINVAL);
+
+    CHECK_OK(weft_co_group_create(&self_group));
+    weft_task_t *child;
+    CHECK_OK(weft_co_group_spawn(self_group, &child, waits_own_group, NULL, "child", 0));
+    CHECK_RC(weft_co_group_wait(self_group), -EDEADLK); /* the child's failure, first */
+    CHECK_RC(weft_co_await(child, NULL), -EDEADLK);
+    weft_task_release(child);
+    CHECK_OK(weft_co_group_free(self_group));
+
+    weft_task_t *t;
+    CHECK_OK(weft_co_spawn(&t, ret_arg, NULL, "done", 0));
+    CHECK_OK(weft_co_await(t, NULL));
+    pthread_t th;
+    CHECK_OK(pthread_create(&th, NULL, cancel_finished_thread, t));
+    void *v;
+    CHECK_OK(pthread_join(th, &v));
+    CHECK_RC((int)(intptr_t)v, -EALREADY);
+    weft_task_release(t);
+
+    weft_mutex_init(&kept_mutex);
+    CHECK_OK(weft_co_spawn(&t, keeps_mutex, NULL, "keeper", 0));
+    CHECK_OK(weft_co_await(t, NULL));
+    weft_task_release(t);
+    CHECK_OK(pthread_create(&th, NULL, unlock_from_thread, NULL));
+    CHECK_OK(pthread_join(th, &v));
+    CHECK_RC((int)(intptr_t)v, -EPERM);
+    CHECK_RC(weft_mutex_unlock(&kept_mutex), -EPERM); /* nor from this coroutine */
+    CHECK_RC(weft_mutex_destroy(&kept_mutex), -EBUSY);
+    return 0;
+}
+
 static void test_outside(void)
 {
     CHECK_RC(weft_co_yield(), -EPERM);
@@ -723,7 +823,12 @@ static void test_outside(void)
     CHECK(weft_co_current() == NULL);
     CHECK(!weft_co_cancelled());
     CHECK_RC(weft_co_run_in_pool(NULL, NULL, NULL, NULL), -EINVAL);
+    int ran_outside = 0;
+    CHECK_RC(weft_co_run_in_pool(NULL, mark_ran, &ran_outside, NULL), -EPERM);
+    CHECK_RC(weft_co_shield_begin(&s), -EPERM);
+    CHECK_INT(ran_outside, ==, 0); /* refused: never submitted */
     CHECK_OK(weft_loop_run(main_nested, NULL, NULL));
+    CHECK_OK(weft_loop_run(main_misuse, NULL, NULL));
 }
 
 /* ---- call_soon_threadsafe ------------------------------------------------------- */

@@ -54,7 +54,8 @@
  * Memory: a task is reference counted. weft_co_spawn with a non-NULL out
  * hands the caller a reference (release it with weft_task_release, from any
  * thread); the loop holds its own until the task finishes. A task's future
- * (weft_task_future) lives as long as the task.
+ * (weft_task_future) lives as long as the task. A handle is not used after
+ * its last release (the record may already be another task's).
  */
 #ifndef WEFT_CO_H
 #define WEFT_CO_H
@@ -104,7 +105,10 @@ typedef struct weft_task weft_task_t;
 WEFT_API int weft_co_spawn(weft_task_t **out, weft_co_fn fn, void *arg, const char *name,
                            size_t stack_size);
 
-/* Add / drop a reference to a task. Any thread. 0, -EINVAL. */
+/* Add / drop a reference to a task. Any thread. 0, -EINVAL. Using a handle
+ * after its last release (awaiting, cancelling, releasing it again) is
+ * undefined: task records are reused at once, so the handle may already
+ * name another task. */
 WEFT_API int weft_task_retain(weft_task_t *t);
 WEFT_API int weft_task_release(weft_task_t *t);
 
@@ -339,7 +343,8 @@ WEFT_API int weft_co_group_spawn(weft_co_group_t *g, weft_task_t **out, weft_co_
  * Children spawned during the wait are waited for too. -ETIMEDOUT: an
  * enclosing deadline scope expired during the wait (the children were
  * cancelled and waited for, as for a cancellation). One coroutine waits at
- * a time: -EBUSY if another is in group_wait on g already. -EPERM (not a
+ * a time: -EBUSY if another is in group_wait on g already. -EDEADLK (the
+ * caller is a child of g: it would wait for itself). -EPERM (not a
  * coroutine of the group's loop); -EINVAL (NULL).
  */
 WEFT_API int weft_co_group_wait(weft_co_group_t *g);

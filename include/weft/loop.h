@@ -43,8 +43,9 @@ typedef struct weft_loop weft_loop_t;
 /*
  * The body of a coroutine: runs fn(arg, &result). Return 0 (the task's
  * future gets *result, which starts as NULL) or a negative error code (the
- * task fails with it; -ECANCELED makes it cancelled). The same shape as a
- * pool task (weft_task_fn).
+ * task fails with it; -ECANCELED makes it cancelled). A positive return
+ * counts as 0 (success, with *result). The same shape as a pool task
+ * (weft_task_fn).
  */
 typedef int (*weft_co_fn)(void *arg, void **result);
 

@@ -693,6 +693,8 @@ int weft_co_group_wait(weft_co_group_t *g)
     struct weft_task *t = cur_task();
     if (!t || t->loop != g->loop)
         return -EPERM;
+    if (t->group == g)
+        return -EDEADLK; /* a child waiting for its own group waits for itself */
     if (g->waiting)
         return -EBUSY; /* one waiter at a time: the wake would reach only one */
     g->waiting = true;
