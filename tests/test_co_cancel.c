@@ -578,10 +578,14 @@ static int main_leaves_stuck(void *arg, void **result)
     CHECK_OK(weft_co_yield());
     return 0; /* the loop's final cancel must end the stuck child */
 }
+static _Atomic int members_cancelled;
 static int group_member(void *arg, void **result)
 {
     (void)result;
-    return weft_sem_acquire(arg);
+    int r = weft_sem_acquire(arg);
+    if (r == -ECANCELED)
+        atomic_fetch_add(&members_cancelled, 1);
+    return r;
 }
 static int main_group(void *arg, void **result)
 {
@@ -591,11 +595,13 @@ static int main_group(void *arg, void **result)
     weft_sem_init(&s, 0);
     weft_co_group_t *g;
     CHECK_OK(weft_co_group_create(&g));
+    atomic_store(&members_cancelled, 0);
     for (int i = 0; i < 10; i++)
         CHECK_OK(weft_co_group_spawn(g, NULL, group_member, &s, "member", 0));
     CHECK_OK(weft_co_yield());
     CHECK_OK(weft_co_group_cancel(g));
-    CHECK_OK(weft_co_group_wait(g)); /* every child ended with -ECANCELED */
+    CHECK_OK(weft_co_group_wait(g));
+    CHECK_INT(atomic_load(&members_cancelled), ==, 10); /* every child's acquire: -ECANCELED */
     CHECK_OK(weft_co_group_free(g));
     CHECK_INT(weft_sem_value(&s), ==, 0);
     weft_sem_destroy(&s);

@@ -288,6 +288,7 @@ static void test_lazy_commit(void)
         CHECK_OK(weft__co_transfer(cos[i], NULL, NULL));
     }
     long grown = rss_kib() - before;
+    CHECK_INT(atomic_load(&ran), ==, N); /* each ran (and suspended): its stack was touched */
     fprintf(stderr, "     %d suspended coroutines with 4 MiB stacks: RSS +%ld KiB\n", N, grown);
     /* Committing every stack would be 256 MiB. TSan adds several hundred
      * KiB of its own per fiber, hence the loose bound. */
