@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* dup3 */
 /*
  * test_net.c - TCP for coroutines (weft/net.h), on every loop backend:
  * echo with many concurrent clients (every byte exactly once, totals add
@@ -433,6 +434,16 @@ static int close_main(void *arg, void **result)
      * reader must not read from it. */
     int sp[2];
     CHECK_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp));
+    if (sp[1] == b) { /* either end may have taken b's number */
+        int t = sp[0];
+        sp[0] = sp[1];
+        sp[1] = t;
+    }
+    if (sp[0] != b) { /* a lower number was free: put it at b's */
+        CHECK_INT(dup3(sp[0], b, O_CLOEXEC), ==, b);
+        close(sp[0]);
+        sp[0] = b;
+    }
     CHECK_INT(weft_net_write(sp[1], "n", 1), ==, 1);
     CHECK_INT(weft_net_write(sp[0], "n", 1), ==, 1);
     CHECK_RC(weft_co_await(tr, NULL), -EPIPE);
@@ -685,11 +696,12 @@ static int pipe_writer(void *arg, void **result)
 
 /* Two pipes in turn under the number the failed call left free; each
  * closed with close(2) (weft did not make them). */
-static void read_two_pipes(void)
+static void read_two_pipes(int freed)
 {
     for (int round = 0; round < 2; round++) {
         int p[2];
         CHECK_OK(pipe(p));
+        CHECK_INT(p[0], ==, freed); /* under the number the failed call left */
         CHECK(fcntl(p[0], F_SETFL, O_NONBLOCK) == 0);
         weft_loop_stats_t a, b;
         CHECK_OK(weft_loop_stats(weft_loop_current(), &a));
@@ -706,6 +718,15 @@ static void read_two_pipes(void)
     }
 }
 
+/* The number the next new fd gets (the lowest free one). */
+static int lowest_free_fd(void)
+{
+    int fd = dup(0);
+    if (fd >= 0)
+        close(fd);
+    return fd;
+}
+
 static int failed_main(void *arg, void **result)
 {
     (void)arg;
@@ -713,22 +734,25 @@ static int failed_main(void *arg, void **result)
     weft_addr_t a;
     int l = net_listen_loopback(&a);
     CHECK(l >= 0);
+    int next = lowest_free_fd(); /* the failing call's socket gets it */
     CHECK_RC(weft_net_listen(&a, 0), -EADDRINUSE);
-    read_two_pipes();
+    read_two_pipes(next);
 
     weft_addr_t u;
     weft_addr_ip(&u, "127.0.0.1", 0);
     int ufd = weft_net_udp(&u);
     CHECK(ufd >= 0);
     CHECK_OK(weft_net_local_addr(ufd, &u));
+    next = lowest_free_fd();
     CHECK_RC(weft_net_udp(&u), -EADDRINUSE);
-    read_two_pipes();
+    read_two_pipes(next);
     CHECK_OK(weft_net_close(ufd));
 
     /* Nobody listens on l's port once l is closed: refused. */
     CHECK_OK(weft_net_close(l));
+    next = lowest_free_fd();
     CHECK_RC(weft_net_connect_until(&a, weft_deadline_in(10)), -ECONNREFUSED);
-    read_two_pipes();
+    read_two_pipes(next);
     return 0;
 }
 
