@@ -875,6 +875,28 @@ static int main_cs(void *arg, void **result)
     pthread_join(th, NULL);
     return 0;
 }
+/* Calls queued by calls that run while the loop ends (main has returned):
+ * accepted and run (the end used to close the queue first and then run
+ * what it had taken, so a call queued from one of those said -EPIPE, "the
+ * loop has finished", while the loop went on). */
+static weft_loop_t *chain_loop;
+static int chain_rc[3] = {1, 1, 1};
+static int chain_ran;
+static void chain_fn(void *arg)
+{
+    int d = (int)(intptr_t)arg;
+    chain_ran++;
+    if (d < 3)
+        chain_rc[d] = weft_loop_call_soon_threadsafe(chain_loop, chain_fn, (void *)(intptr_t)(d + 1));
+}
+static int main_chain(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    chain_loop = weft_loop_current();
+    return weft_loop_call_soon_threadsafe(chain_loop, chain_fn, (void *)(intptr_t)0);
+}
+
 static void test_call_soon_threadsafe(void)
 {
     struct cs c;
@@ -892,6 +914,10 @@ static void test_call_soon_threadsafe(void)
     CHECK_RC(weft_loop_call_soon_threadsafe(NULL, cs_fn, NULL), -EINVAL);
     CHECK_OK(weft_loop_release(c.loop));
     weft_event_destroy(&c.ev);
+    CHECK_OK(weft_loop_run(main_chain, NULL, NULL));
+    for (int i = 0; i < 3; i++)
+        CHECK_RC(chain_rc[i], 0); /* each accepted... */
+    CHECK_INT(chain_ran, ==, 4);  /* ...and run, the last ones during the loop's end */
 }
 
 /* ---- run_in_pool ------------------------------------------------------------------- */

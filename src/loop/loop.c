@@ -121,11 +121,15 @@ static atomic_flag free_lock = ATOMIC_FLAG_INIT;
 static struct weft_task *free_tasks;
 static struct task_chunk *chunks; /* kept for the life of the process */
 /* A per-thread cache in front of the global list: a loop spawning and
- * finishing tasks takes and returns records without a lock. Records left
- * in the cache of a thread that exits stay there (type-stable memory, at
- * most TASK_CACHE_MAX records per thread that ran tasks). */
+ * finishing tasks takes and returns records without a lock. A thread that
+ * exits gives its cache back to the global list (task_cache_flush, a
+ * thread-specific key's destructor): kept there, every thread that ever
+ * ran a loop took a chunk of records out of circulation for good. */
 static _Thread_local struct weft_task *task_cache;
 static _Thread_local unsigned task_cache_n;
+static _Thread_local bool task_cache_keyed;
+static pthread_key_t task_cache_key;
+static pthread_once_t task_cache_once = PTHREAD_ONCE_INIT;
 
 static void free_lock_acquire(void)
 {
@@ -133,10 +137,37 @@ static void free_lock_acquire(void)
         weft__cpu_relax();
 }
 
+static void task_cache_flush(void *unused)
+{
+    (void)unused;
+    if (!task_cache)
+        return;
+    struct weft_task *last = task_cache;
+    while (last->free_next)
+        last = last->free_next;
+    free_lock_acquire();
+    last->free_next = free_tasks;
+    free_tasks = task_cache;
+    atomic_flag_clear_explicit(&free_lock, memory_order_release);
+    task_cache = NULL;
+    task_cache_n = 0;
+}
+
+static void task_cache_key_make(void)
+{
+    (void)pthread_key_create(&task_cache_key, task_cache_flush);
+}
+
 static void task_future_freed(weft_future_t *f);
 
 static WEFT_NOINLINE struct weft_task *task_alloc_slow(void)
 {
+    /* The batch taken below goes back at the thread's exit (a key with a
+     * non-NULL value runs its destructor there). */
+    if (!task_cache_keyed) {
+        pthread_once(&task_cache_once, task_cache_key_make);
+        task_cache_keyed = pthread_setspecific(task_cache_key, (void *)1) == 0;
+    }
     free_lock_acquire();
     if (!free_tasks) {
         struct task_chunk *c = calloc(1, sizeof *c);
@@ -938,6 +969,9 @@ static void co_wake(void *ctx, uint64_t gen, _Atomic uint32_t *state)
      * this thread is busy here, so it cannot be the one reusing it), and
      * the CAS below fails on the new gen. */
     struct weft_loop *L = __atomic_load_n(&t->loop, __ATOMIC_RELAXED);
+    if (!L)
+        return; /* reused meanwhile and not spawned yet (alloc clears loop):
+                   stale; on a thread with no loop it would match below */
     if (weft__loop_tls == L) {
         /* On the task's own loop thread: no locked RMW needed
          * (weft__cotask_wake_here, whose check is the one above). */
@@ -1182,13 +1216,17 @@ static void schedule(struct weft_loop *L)
             continue;
         }
         if (L->live == 0) {
-            /* Done: refuse further pushes, then run what was accepted. */
-            if (drain_remote(L, LOOP_CLOSED) == 0 && !L->runq_head)
+            /* Done: close only an empty queue, in one step. Anything queued
+             * runs first with the queue still open (closing first, then
+             * running what was taken, made a call queued by one of those
+             * -EPIPE while the loop went on: loop.h says -EPIPE means fn
+             * never runs because the loop has finished). */
+            struct weft__rnode *empty = NULL;
+            if (atomic_compare_exchange_strong_explicit(&L->remote, &empty, LOOP_CLOSED,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed))
                 break;
-            /* Calls arrived (and may have spawned): undo the close. */
-            struct weft__rnode *c = LOOP_CLOSED;
-            atomic_compare_exchange_strong_explicit(&L->remote, &c, NULL, memory_order_acq_rel,
-                                                    memory_order_relaxed);
+            drain_remote(L, NULL);
             continue;
         }
         weft_time_t deadline = L->heap_len ? L->heap[0]->timer_at : WEFT_FOREVER;
