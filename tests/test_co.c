@@ -928,6 +928,18 @@ static int pool_work(void *arg, void **result)
     *result = (void *)((intptr_t)arg * 2);
     return 0;
 }
+static int count_run(void *arg, void **result)
+{
+    (void)result;
+    atomic_fetch_add((_Atomic int *)arg, 1);
+    return 0;
+}
+static int pool_after_cancel(void *arg, void **result)
+{
+    (void)result;
+    CHECK_RC(weft_co_sleep(30), -ECANCELED);
+    return weft_co_run_in_pool(NULL, count_run, arg, NULL); /* -ECANCELED, not run */
+}
 static int main_pool(void *arg, void **result)
 {
     (void)arg;
@@ -943,6 +955,19 @@ static int main_pool(void *arg, void **result)
     weft_task_cancel(tk);
     weft_co_await(tk, NULL);
     weft_task_release(tk);
+    /* Cancelled: nothing is submitted (the work used to run all the same). */
+    weft_task_t *c;
+    int ran = 0;
+    CHECK_OK(weft_co_spawn(&c, pool_after_cancel, &ran, "cancelled", 0));
+    CHECK_OK(weft_task_cancel(c)); /* before it first runs: it never runs */
+    CHECK_RC(weft_co_await(c, NULL), -ECANCELED);
+    weft_task_release(c);
+    CHECK_OK(weft_co_spawn(&c, pool_after_cancel, &ran, "cancelled-later", 0));
+    CHECK_OK(weft_co_yield()); /* it runs, sleeps; cancel it there */
+    CHECK_OK(weft_task_cancel(c));
+    CHECK_RC(weft_co_await(c, NULL), -ECANCELED);
+    weft_task_release(c);
+    CHECK_INT(ran, ==, 0);
     return 0;
 }
 static void test_run_in_pool(void)

@@ -28,7 +28,10 @@
  * delivered at suspension points; it is level-triggered, as in Trio: once
  * cancelled, EVERY unshielded weft_co_* suspension point of the task
  * returns -ECANCELED at once, so a cancellation cannot be lost by code that
- * swallows one error. Shield scopes (weft_co_shield_begin) hold it off for
+ * swallows one error. (Awaiting a task or future that has already finished
+ * does not wait and is not one: it returns that outcome, as awaiting a done
+ * future does in asyncio; nor is a group_wait with no child left.) Shield
+ * scopes (weft_co_shield_begin) hold it off for
  * cleanup. The blocking calls of weft's primitives are suspension points
  * too: in a cancelled coroutine a mutex lock, semaphore acquire, condition
  * / event / barrier / latch / wait-group wait, channel send / receive /

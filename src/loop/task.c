@@ -272,8 +272,13 @@ int weft_co_run_in_pool(weft_pool_t *pool, weft_task_fn fn, void *arg, void **re
     struct weft_task *t = cur_task();
     if (!t)
         return -EPERM;
+    /* A cancelled coroutine (or an expired scope) submits nothing: the
+     * checkpoint of a call that has to wait. */
+    int r = weft__co_enter();
+    if (r < 0)
+        return r;
     weft_future_t *f;
-    int r = weft_pool_submit(pool, fn, arg, &f);
+    r = weft_pool_submit(pool, fn, arg, &f);
     if (r)
         return r;
     r = await_resolved(t, f, WEFT_FOREVER);
