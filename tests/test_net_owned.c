@@ -566,6 +566,37 @@ static void test_writer_after_fin(void)
     CHECK_INT(check_fd_count(), ==, fds);
 }
 
+/* A connected socket closed with weft_net_close while its registration
+ * has a wake-up in flight (data came just before): the peer sees the close.
+ * On io_uring the removal of the socket's poll was refused then
+ * (-EALREADY) and never retried: the poll kept the socket open, and the
+ * peer waited for an end of file that never came. */
+static int close_seen_main(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    for (int round = 0; round < 20; round++) {
+        int a, b;
+        CHECK_OK(net_tcp_pair(&a, &b));
+        CHECK_INT(weft_net_write(b, "hi", 2), ==, 2);
+        char c[4];
+        CHECK_INT(weft_net_read_exact_until(a, c, 2, NULL, weft_deadline_in(5)), ==, 2);
+        CHECK_INT(weft_net_write(b, "x", 1), ==, 1); /* a wake-up for a's poll */
+        CHECK_OK(weft_net_close(a));
+        ssize_t r = weft_net_read_until(b, c, sizeof c, weft_deadline_in(5));
+        CHECK(r == 0 || r == -ECONNRESET); /* the close, not -ETIMEDOUT */
+        CHECK_OK(weft_net_close(b));
+    }
+    return 0;
+}
+
+static void test_close_seen_by_peer(void)
+{
+    int fds = check_fd_count();
+    net_each_backend(close_seen_main, NULL);
+    CHECK_INT(check_fd_count(), ==, fds);
+}
+
 int main(void)
 {
     RUN(test_duplex_one_socket);
@@ -576,5 +607,6 @@ int main(void)
     RUN(test_drained_skip);
     RUN(test_data_then_eof);
     RUN(test_writer_after_fin);
+    RUN(test_close_seen_by_peer);
     return check_done();
 }

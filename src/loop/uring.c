@@ -89,6 +89,9 @@
 #define UD_WAKE 1ull
 #define UD_IGNORE 2ull
 #define UD_POLL (1ull << 63)
+/* A POLL_REMOVE's own completion: UD_REMOVE | the removed request's
+ * user_data without UD_POLL (see queue_remove). */
+#define UD_REMOVE (1ull << 62)
 #define MAX_RW 0x7ffff000u /* Linux's MAX_RW_COUNT: one read moves at most this */
 
 /* One fd's readiness request. */
@@ -256,17 +259,28 @@ static int grow(struct weft__backend *b, int fd)
     return 0;
 }
 
+/* Queue a POLL_REMOVE of the request with user_data `target`. Its own
+ * completion comes back tagged (UD_REMOVE) so that a refusal can be
+ * retried: the kernel says -EALREADY while the poll has a wake-up of its
+ * own in flight (with DEFER_TASKRUN, until our next wait runs it), and a
+ * multishot then re-arms and would hold its file, the socket, open after
+ * weft_net_close: the peer never saw the close. */
+static void queue_remove(struct weft__backend *b, uint64_t target)
+{
+    struct io_uring_sqe *s = get_sqe(b);
+    if (s) {
+        io_uring_prep_poll_remove(s, target);
+        s->user_data = UD_REMOVE | (target & ~UD_POLL);
+    }
+}
+
 /* Queue the removal of fd's pending request; whatever it completes with
  * later is stale. */
 static void remove_req(struct weft__backend *b, struct ufd *u, int fd)
 {
     if (!u->armed)
         return;
-    struct io_uring_sqe *s = get_sqe(b);
-    if (s) {
-        io_uring_prep_poll_remove(s, poll_ud(fd, u->gen));
-        s->user_data = UD_IGNORE;
-    }
+    queue_remove(b, poll_ud(fd, u->gen));
     u->armed = false;
     u->gen++;
 }
@@ -490,6 +504,10 @@ static int reap(struct weft__backend *b, struct weft__io_event *out, int max, bo
         uint64_t ud = cqe->user_data;
         if (ud == LIBURING_UDATA_TIMEOUT || ud == UD_IGNORE || ud == 0) {
             seen++;
+        } else if ((ud & UD_REMOVE) && !(ud & UD_POLL)) {
+            seen++;
+            if (cqe->res == -EALREADY) /* its wake-up was in flight: again */
+                queue_remove(b, (ud & ~UD_REMOVE) | UD_POLL);
         } else if (ud & UD_POLL) {
             if (k == max)
                 break; /* the rest stays for the next poll */
