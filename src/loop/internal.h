@@ -204,6 +204,9 @@ void weft__cotask_unref(struct weft_task *t);
 /* A task's future's on_cancel (task.c): the first weft_future_cancel of
  * the running task's future acts as weft_task_cancel, from any thread. */
 void weft__cotask_future_cancelled(weft_future_t *f);
+/* How many chunks of task records the process has made (for the tests:
+ * they are never freed, so a leak of records shows as growth here). */
+size_t weft__cotask_chunks(void);
 void weft__loop_unref(struct weft_loop *L);
 int weft__cotask_spawn(struct weft_loop *L, struct weft_task **out, weft_co_fn fn, void *arg,
                      const char *name, size_t stack_size, struct weft_co_group *g);

@@ -153,6 +153,16 @@ static void task_cache_flush(void *unused)
     task_cache_n = 0;
 }
 
+size_t weft__cotask_chunks(void)
+{
+    free_lock_acquire();
+    size_t n = 0;
+    for (struct task_chunk *c = chunks; c; c = c->next)
+        n++;
+    atomic_flag_clear_explicit(&free_lock, memory_order_release);
+    return n;
+}
+
 static void task_cache_key_make(void)
 {
     (void)pthread_key_create(&task_cache_key, task_cache_flush);
